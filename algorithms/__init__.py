@@ -1,0 +1,1 @@
+"""Meta-RL agents behind one :class:`~algorithms.common.agent.Agent` interface."""

@@ -1,0 +1,80 @@
+"""The one interface every agent implements (SPEC section 3).
+
+Meta-training: :meth:`Agent.train_iteration` collects the agent's own data from a batched meta-env and updates;
+the :class:`~algorithms.common.trainer.Trainer` owns the frame budget, evaluation schedule, logging and
+checkpoints. Meta-testing (online adaptation), driven by :func:`~algorithms.common.evaluator.meta_test`: at the
+start of a task the belief is the prior; every step ``act(obs, belief)`` then ``update_belief(belief, ...)``.
+Episode boundaries are visible to the agent through ``episode_done`` (PEARL and posterior sampling resample
+their hypothesis there).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from envs.base import MetaVecEnv
+
+
+@dataclass
+class IterationStats:
+    """What one training iteration did: frames it consumed and scalar metrics to log."""
+
+    frames: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Agent(abc.ABC):
+    """A meta-RL agent. ``Belief`` objects are opaque to the trainer and evaluator."""
+
+    name: str = "agent"
+
+    # ------------------------------------------------------------------ meta-training
+    @abc.abstractmethod
+    def train_iteration(self, env: MetaVecEnv) -> IterationStats:
+        """Collect data from ``env`` and update; return the frames used and metrics."""
+
+    # ------------------------------------------------------------------ meta-testing
+    @abc.abstractmethod
+    def initial_belief(self, num_envs: int) -> Any:
+        """The prior belief for ``num_envs`` new tasks."""
+
+    @abc.abstractmethod
+    def act(self, obs: np.ndarray, belief: Any, deterministic: bool) -> np.ndarray:
+        """Actions for a batch of observations given the current beliefs."""
+
+    @abc.abstractmethod
+    def update_belief(self, belief: Any, obs: np.ndarray, action: np.ndarray, reward: np.ndarray,
+                      next_obs: np.ndarray, episode_done: np.ndarray, task_done: np.ndarray) -> Any:
+        """Posterior after observing one transition per env. ``next_obs`` is the true successor (the terminal
+        observation where ``episode_done``). Where ``task_done`` the belief returns to the prior."""
+
+    # ------------------------------------------------------------------ persistence
+    @abc.abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume training: networks, optimisers, normalisers, RNG states."""
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    """What an agent may know about the env family (never the task itself)."""
+
+    obs_dim: int
+    action_space: Any
+    task_dim: int
+    num_states: int | None
+    #: longest BAMDP trajectory during meta-training (K x H)
+    max_trajectory_len: int
+    num_envs: int
+
+    @classmethod
+    def from_env(cls, env: MetaVecEnv) -> EnvInfo:
+        return cls(obs_dim=env.obs_dim, action_space=env.single_action_space, task_dim=env.inner.task_dim,
+                   num_states=env.inner.num_states, max_trajectory_len=env.horizon * env.episodes_per_task,
+                   num_envs=env.num_envs)

@@ -1,0 +1,70 @@
+"""The one meta-test protocol for every agent (SPEC section 4).
+
+Per test task: ``K_eval`` consecutive episodes, the belief starting at the prior and carried across episodes;
+deterministic actions by default. One row per (task, episode) with the return, success (any step with
+``info["success"]``) and, where the env reports success, the steps until it was first reached.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from algorithms.common.agent import Agent
+from envs.registry import make_meta_env
+
+EVAL_COLUMNS = ["task_id", "episode", "return", "success", "steps_to_success"]
+
+
+def test_task_set(env_name: str, num_tasks: int | None, seed: int) -> np.ndarray:
+    """The env's fixed test set where one exists, else a fixed seeded sample of ``num_tasks`` tasks."""
+    probe = make_meta_env(env_name, num_envs=1, seed=seed, split="test")
+    tasks = probe.inner.test_tasks()
+    if tasks is None:
+        if num_tasks is None:
+            raise ValueError(f"env {env_name!r} has no fixed test set: set eval.num_tasks")
+        tasks = probe.inner.sample_tasks(num_tasks, np.random.default_rng(seed))
+    elif num_tasks is not None and num_tasks < len(tasks):
+        tasks = tasks[:num_tasks]
+    probe.close()
+    return np.asarray(tasks, dtype=np.float32)
+
+
+def meta_test(agent: Agent, env_name: str, tasks: np.ndarray, episodes: int, deterministic: bool = True,
+              seed: int = 0, **env_kwargs) -> pd.DataFrame:
+    """Roll ``agent`` out online on every task for ``episodes`` episodes; one row per (task, episode)."""
+    n = len(tasks)
+    env = make_meta_env(env_name, num_envs=n, seed=seed, split="test", episodes_per_task=episodes, **env_kwargs)
+    obs, _ = env.reset(options={"tasks": tasks})
+    belief = agent.initial_belief(n)
+    returns = np.zeros((n, episodes))
+    success = np.zeros((n, episodes), dtype=bool)
+    first_success = np.full((n, episodes), np.nan)
+    step_in_episode = np.zeros(n, dtype=np.int64)
+    finished = np.zeros(n, dtype=bool)
+    while not finished.all():
+        action = agent.act(obs, belief, deterministic)
+        next_obs, reward, _, _, info = env.step(action)
+        ep = info["episode_index"]
+        live = ~finished
+        rows = np.flatnonzero(live)
+        step_in_episode[live] += 1
+        returns[rows, ep[rows]] += reward[rows]
+        hit = live & info["success"]
+        new_hit = hit & np.isnan(first_success[np.arange(n), ep])
+        first_success[np.flatnonzero(new_hit), ep[new_hit]] = step_in_episode[new_hit]
+        success[np.flatnonzero(hit), ep[hit]] = True
+        belief = agent.update_belief(belief, obs, action, reward, info["final_obs"], info["episode_done"],
+                                     info["task_done"])
+        step_in_episode[info["episode_done"]] = 0
+        finished |= info["task_done"]
+        obs = next_obs
+    env.close()
+    task_ids = np.repeat(np.arange(n), episodes)
+    return pd.DataFrame({
+        "task_id": task_ids,
+        "episode": np.tile(np.arange(1, episodes + 1), n),
+        "return": returns.reshape(-1),
+        "success": success.reshape(-1),
+        "steps_to_success": first_success.reshape(-1),
+    })

@@ -1,0 +1,69 @@
+"""Small network building blocks (MLPs, feature extractors, initialisers)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU}
+
+
+def activation(name: str) -> nn.Module:
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}") from None
+
+
+def init_normc_(layer: nn.Linear, gain: float = 1.0) -> nn.Linear:
+    """'normc' initialisation of the VariBAD reference code (App. E): Gaussian rows scaled to norm ``gain``."""
+    with torch.no_grad():
+        layer.weight.normal_(0.0, 1.0)
+        layer.weight *= gain / layer.weight.pow(2).sum(dim=1, keepdim=True).sqrt()
+        layer.bias.zero_()
+    return layer
+
+
+def init_orthogonal_(layer: nn.Linear, gain: float = 1.0) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, gain=gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+INITIALISERS = {"normc": init_normc_, "orthogonal": init_orthogonal_}
+
+
+def mlp(
+    input_dim: int,
+    hidden: Sequence[int],
+    output_dim: int | None = None,
+    act: str = "relu",
+    init: str = "orthogonal",
+    output_gain: float = 1.0,
+) -> nn.Sequential:
+    """``Linear -> act`` for each hidden width, then an optional linear output layer."""
+    layers: list[nn.Module] = []
+    gain = nn.init.calculate_gain(act) if act in ("tanh", "relu") else 1.0
+    last = input_dim
+    for width in hidden:
+        layers += [INITIALISERS[init](nn.Linear(last, width), gain), activation(act)]
+        last = width
+    if output_dim is not None:
+        layers.append(INITIALISERS[init](nn.Linear(last, output_dim), output_gain))
+    return nn.Sequential(*layers)
+
+
+class FeatureExtractor(nn.Module):
+    """``act(Linear(x))``, or nothing (an empty feature) when ``output_dim == 0``."""
+
+    def __init__(self, input_dim: int, output_dim: int, act: str = "relu") -> None:
+        super().__init__()
+        self.output_dim = output_dim
+        self.net = nn.Sequential(nn.Linear(input_dim, output_dim), activation(act)) if output_dim > 0 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.net is None:
+            return x.new_zeros(*x.shape[:-1], 0)
+        return self.net(x)

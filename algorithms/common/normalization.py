@@ -1,0 +1,95 @@
+"""Running normalisation of policy inputs and rewards (VariBAD App. E: norm state / latent / rew for policy)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class RunningMeanStd:
+    """Parallel (Chan et al.) running mean and variance over batches of shape ``(..., *shape)``."""
+
+    def __init__(self, shape: tuple[int, ...] = (), epsilon: float = 1e-4) -> None:
+        self.mean = np.zeros(shape, dtype=np.float64)
+        self.var = np.ones(shape, dtype=np.float64)
+        self.count = epsilon
+
+    def update(self, x: np.ndarray) -> None:
+        x = np.asarray(x, dtype=np.float64).reshape(-1, *self.mean.shape)
+        batch_mean, batch_var, batch_count = x.mean(axis=0), x.var(axis=0), x.shape[0]
+        delta = batch_mean - self.mean
+        total = self.count + batch_count
+        self.mean = self.mean + delta * batch_count / total
+        m2 = self.var * self.count + batch_var * batch_count + delta**2 * self.count * batch_count / total
+        self.var = m2 / total
+        self.count = total
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean, self.var, self.count = state["mean"].copy(), state["var"].copy(), state["count"]
+
+
+class InputNormalizer:
+    """Normalises inputs with running statistics and clips them; updated from the data it sees in training."""
+
+    def __init__(self, dim: int, enabled: bool = True, clip: float = 10.0, epsilon: float = 1e-8) -> None:
+        self.enabled = enabled
+        self.rms = RunningMeanStd((dim,))
+        self.clip = clip
+        self.epsilon = epsilon
+        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def update(self, x: torch.Tensor | np.ndarray) -> None:
+        if self.enabled:
+            self.rms.update(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x)
+            self._cache = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return x
+        if self._cache is None or self._cache[0].device != x.device:
+            mean = torch.as_tensor(self.rms.mean, dtype=x.dtype, device=x.device)
+            std = torch.as_tensor(np.sqrt(self.rms.var + self.epsilon), dtype=x.dtype, device=x.device)
+            self._cache = (mean, std)
+        mean, std = self._cache
+        return ((x - mean) / std).clamp(-self.clip, self.clip)
+
+    def state_dict(self) -> dict:
+        return self.rms.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rms.load_state_dict(state)
+        self._cache = None
+
+
+class RewardNormalizer:
+    """Scales rewards by the running std of the discounted return (as gym's ``VecNormalize``), then clips.
+
+    The return accumulator restarts where a BAMDP ends (``done``), not at MDP episode boundaries.
+    """
+
+    def __init__(self, num_envs: int, gamma: float, enabled: bool = True, clip: float = 10.0,
+                 epsilon: float = 1e-8) -> None:
+        self.enabled = enabled
+        self.gamma = gamma
+        self.clip = clip
+        self.epsilon = epsilon
+        self.rms = RunningMeanStd(())
+        self.returns = np.zeros(num_envs, dtype=np.float64)
+
+    def __call__(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
+        if not self.enabled:
+            return reward
+        self.returns = self.returns * self.gamma + reward
+        self.rms.update(self.returns)
+        self.returns[done] = 0.0
+        return np.clip(reward / np.sqrt(self.rms.var + self.epsilon), -self.clip, self.clip).astype(np.float32)
+
+    def state_dict(self) -> dict:
+        return {"rms": self.rms.state_dict(), "returns": self.returns.copy()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rms.load_state_dict(state["rms"])
+        self.returns = state["returns"].copy()

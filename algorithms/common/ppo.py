@@ -1,0 +1,97 @@
+"""Proximal policy optimisation (Schulman et al., 2017) over a :class:`RolloutStorage`.
+
+Clipped surrogate objective, clipped value loss, entropy bonus, advantage normalisation and gradient-norm
+clipping, with the structure of the VariBAD reference implementation's PPO.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from algorithms.common.policy import BeliefConditionedActorCritic
+from algorithms.common.storage import RolloutStorage
+
+
+@dataclass
+class PPOConfig:
+    epochs: int
+    num_minibatches: int
+    clip: float
+    value_loss_coef: float
+    entropy_coef: float
+    max_grad_norm: float
+    clipped_value_loss: bool = True
+    normalise_advantages: bool = True
+
+
+#: given env indices, recompute the (normalised) policy beliefs for the whole rollout, shape (T, n, belief)
+BeliefRecompute = Callable[[torch.Tensor], torch.Tensor]
+
+
+def ppo_update(
+    policy: BeliefConditionedActorCritic,
+    optimizer: torch.optim.Optimizer,
+    params: Iterable[nn.Parameter],
+    storage: RolloutStorage,
+    cfg: PPOConfig,
+    recompute_beliefs: BeliefRecompute | None = None,
+) -> dict[str, float]:
+    """Run ``epochs x num_minibatches`` PPO steps and return mean losses.
+
+    Without ``recompute_beliefs`` the stored (detached) beliefs are used and minibatches are random sets of
+    single steps. With it (RL loss through the encoder) minibatches are sets of whole env sequences and the
+    beliefs are recomputed with gradients for each one.
+    """
+    params = list(params)
+    T, N = storage.num_steps, storage.num_envs
+    advantages = storage.advantages
+    if cfg.normalise_advantages:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-5)
+    totals = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_fraction": 0.0}
+    num_updates = 0
+    for _ in range(cfg.epochs):
+        if recompute_beliefs is None:
+            perm = torch.randperm(T * N)
+            chunks = perm.chunk(cfg.num_minibatches)
+        else:
+            chunks = torch.randperm(N).chunk(cfg.num_minibatches)
+        for chunk in chunks:
+            if recompute_beliefs is None:
+                def take(x: torch.Tensor, c: torch.Tensor = chunk) -> torch.Tensor:
+                    return x.reshape(T * N, *x.shape[2:])[c]
+                belief = take(storage.policy_belief)
+            else:
+                def take(x: torch.Tensor, c: torch.Tensor = chunk) -> torch.Tensor:
+                    return x[:, c].reshape(T * len(c), *x.shape[2:])
+                belief = recompute_beliefs(chunk).reshape(T * len(chunk), -1)
+            dist, values = policy(take(storage.policy_obs), belief)
+            log_probs = dist.log_prob(take(storage.actions))
+            old_log_probs, old_values = take(storage.log_probs), take(storage.values)
+            adv, returns = take(advantages), take(storage.returns)
+            ratio = torch.exp(log_probs - old_log_probs)
+            surrogate = torch.min(ratio * adv, ratio.clamp(1.0 - cfg.clip, 1.0 + cfg.clip) * adv)
+            policy_loss = -surrogate.mean()
+            if cfg.clipped_value_loss:
+                clipped = old_values + (values - old_values).clamp(-cfg.clip, cfg.clip)
+                value_loss = 0.5 * torch.max((values - returns).pow(2), (clipped - returns).pow(2)).mean()
+            else:
+                value_loss = 0.5 * (values - returns).pow(2).mean()
+            entropy = dist.entropy().mean()
+            loss = policy_loss + cfg.value_loss_coef * value_loss - cfg.entropy_coef * entropy
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            with torch.no_grad():
+                log_ratio = log_probs - old_log_probs
+                totals["approx_kl"] += float(((ratio - 1) - log_ratio).mean())
+                totals["clip_fraction"] += float(((ratio - 1).abs() > cfg.clip).float().mean())
+            totals["policy_loss"] += float(policy_loss.detach())
+            totals["value_loss"] += float(value_loss.detach())
+            totals["entropy"] += float(entropy.detach())
+            num_updates += 1
+    return {k: v / num_updates for k, v in totals.items()}

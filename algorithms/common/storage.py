@@ -1,0 +1,121 @@
+"""On-policy rollout storage and a replay buffer of whole BAMDP trajectories (for the VAE)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+class RolloutStorage:
+    """``num_steps x num_envs`` on-policy samples, time-major.
+
+    Policy inputs are stored already normalised (as at acting time) so PPO's probability ratios compare like
+    with like. The raw transitions and the hidden state at the rollout's start are kept too, so that beliefs can
+    be recomputed with gradients when the RL loss trains the encoder (RL^2).
+    """
+
+    def __init__(self, num_steps: int, num_envs: int, obs_dim: int, belief_dim: int, action_shape: tuple,
+                 encoder_action_dim: int, hidden_size: int, discrete: bool) -> None:
+        T, N = num_steps, num_envs
+        self.num_steps, self.num_envs = T, N
+        self.policy_obs = torch.zeros(T, N, obs_dim)
+        self.policy_belief = torch.zeros(T, N, belief_dim)
+        self.actions = torch.zeros(T, N, *action_shape, dtype=torch.long if discrete else torch.float32)
+        self.log_probs = torch.zeros(T, N)
+        self.values = torch.zeros(T, N)
+        self.rewards = torch.zeros(T, N)
+        #: the BAMDP ended after step t: GAE does not run through it
+        self.dones = torch.zeros(T, N, dtype=torch.bool)
+        #: value used for a done step's successor (0 for a true end, V(s_final) for a bootstrapped time limit)
+        self.bootstrap_values = torch.zeros(T, N)
+        self.last_values = torch.zeros(N)
+        self.returns = torch.zeros(T, N)
+        self.advantages = torch.zeros(T, N)
+        # raw transitions for recomputing beliefs
+        self.enc_actions = torch.zeros(T, N, encoder_action_dim)
+        self.enc_rewards = torch.zeros(T, N, 1)
+        self.enc_next_obs = torch.zeros(T, N, obs_dim)
+        self.task_done = torch.zeros(T, N, dtype=torch.bool)
+        self.initial_hidden = torch.zeros(N, hidden_size)
+
+    def compute_gae(self, gamma: float, gae_lambda: float) -> None:
+        """Generalised advantage estimation (Schulman et al., 2016), cut where the BAMDP ended."""
+        gae = torch.zeros(self.num_envs)
+        for t in reversed(range(self.num_steps)):
+            next_values = self.last_values if t == self.num_steps - 1 else self.values[t + 1]
+            next_values = torch.where(self.dones[t], self.bootstrap_values[t], next_values)
+            delta = self.rewards[t] + gamma * next_values - self.values[t]
+            gae = delta + gamma * gae_lambda * (~self.dones[t]).float() * gae
+            self.advantages[t] = gae
+        self.returns = self.advantages + self.values
+
+
+@dataclass
+class TrajectoryBatch:
+    """Time-major tensors ``(T, B, .)`` of whole trajectories (zero-padded after ``lengths``)."""
+
+    prev_obs: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    next_obs: torch.Tensor
+    state_index: torch.Tensor | None
+    tasks: torch.Tensor
+    lengths: torch.Tensor
+
+
+class TrajectoryBuffer:
+    """FIFO buffer of the most recent whole BAMDP trajectories, sampled uniformly (VariBAD's VAE buffer)."""
+
+    def __init__(self, capacity: int, max_len: int, obs_dim: int, action_dim: int, task_dim: int,
+                 with_state_index: bool) -> None:
+        self.capacity, self.max_len = capacity, max_len
+        self.prev_obs = np.zeros((capacity, max_len, obs_dim), dtype=np.float32)
+        self.next_obs = np.zeros((capacity, max_len, obs_dim), dtype=np.float32)
+        self.actions = np.zeros((capacity, max_len, action_dim), dtype=np.float32)
+        self.rewards = np.zeros((capacity, max_len, 1), dtype=np.float32)
+        self.state_index = np.zeros((capacity, max_len), dtype=np.int64) if with_state_index else None
+        self.tasks = np.zeros((capacity, task_dim), dtype=np.float32)
+        self.lengths = np.zeros(capacity, dtype=np.int64)
+        self.size = 0
+        self.cursor = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, prev_obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
+            state_index: np.ndarray | None, tasks: np.ndarray, lengths: np.ndarray) -> None:
+        """Add ``n`` trajectories given as ``(n, max_len, .)`` arrays."""
+        n = len(lengths)
+        idx = (self.cursor + np.arange(n)) % self.capacity
+        self.prev_obs[idx], self.actions[idx], self.rewards[idx] = prev_obs, actions, rewards
+        self.next_obs[idx], self.tasks[idx], self.lengths[idx] = next_obs, tasks, lengths
+        if self.state_index is not None:
+            self.state_index[idx] = state_index
+        self.cursor = int((self.cursor + n) % self.capacity)
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> TrajectoryBatch:
+        if self.size == 0:
+            raise RuntimeError("cannot sample from an empty trajectory buffer")
+        idx = rng.integers(self.size, size=batch_size)
+        lengths = self.lengths[idx]
+        T = int(lengths.max())
+
+        def tm(a: np.ndarray) -> torch.Tensor:  # time-major
+            return torch.from_numpy(np.ascontiguousarray(a[idx, :T].swapaxes(0, 1)))
+
+        return TrajectoryBatch(
+            prev_obs=tm(self.prev_obs), actions=tm(self.actions), rewards=tm(self.rewards),
+            next_obs=tm(self.next_obs), state_index=None if self.state_index is None else tm(self.state_index),
+            tasks=torch.from_numpy(self.tasks[idx]), lengths=torch.from_numpy(lengths),
+        )
+
+    def state_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("prev_obs", "next_obs", "actions", "rewards", "state_index",
+                                              "tasks", "lengths", "size", "cursor")}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)

@@ -1,0 +1,270 @@
+"""The VariBAD agent (Zintgraf et al., JMLR 2021, sec. 3): a recurrent VAE infers a belief over the task, a PPO
+policy acts on (state, belief). VAE and policy are trained alternately with separate optimisers; the VAE learns
+from its own buffer of whole BAMDP trajectories. With ``vae_enabled=false`` and ``rl_loss_through_encoder=true``
+the same machinery is RL^2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from algorithms.common.agent import Agent, EnvInfo, IterationStats
+from algorithms.common.normalization import InputNormalizer, RewardNormalizer
+from algorithms.common.policy import BeliefConditionedActorCritic
+from algorithms.common.ppo import PPOConfig, ppo_update
+from algorithms.common.storage import RolloutStorage, TrajectoryBuffer
+from algorithms.varibad.config import VariBADConfig
+from algorithms.varibad.vae import VAE, elbo_loss
+from envs.base import MetaVecEnv
+
+
+@dataclass
+class RecurrentBelief:
+    """GRU hidden state per env; the belief parameters are ``encoder.head(hidden)``."""
+
+    hidden: torch.Tensor
+
+
+class VariBADAgent(Agent):
+    name = "varibad"
+
+    def __init__(self, cfg: VariBADConfig, env_info: EnvInfo, seed: int, device: str = "cpu") -> None:
+        self.cfg, self.info = cfg, env_info
+        self.device = torch.device(device)
+        self.rng = np.random.default_rng(seed)
+        space = env_info.action_space
+        self.discrete = isinstance(space, gym.spaces.Discrete)
+        self.encoder_action_dim = int(space.n) if self.discrete else int(space.shape[0])
+        self.vae = VAE(cfg, env_info.obs_dim, self.encoder_action_dim, env_info.task_dim, env_info.num_states)
+        self.encoder = self.vae.encoder
+        belief_dim = 2 * cfg.latent_dim if cfg.policy_belief == "mean_logvar" else cfg.latent_dim
+        self.policy = BeliefConditionedActorCritic(
+            env_info.obs_dim, belief_dim, space, cfg.policy_layers, cfg.policy_state_embed_dim,
+            cfg.policy_belief_embed_dim, cfg.policy_activation, cfg.policy_init)
+        policy_params = list(self.policy.parameters())
+        if cfg.rl_loss_through_encoder:
+            policy_params += list(self.encoder.parameters())
+        self.policy_params = policy_params
+        self.policy_optimizer = torch.optim.Adam(policy_params, lr=cfg.lr_policy, eps=cfg.policy_eps)
+        self.vae_optimizer = (torch.optim.Adam([*self.encoder.parameters(), *self.vae.decoder_parameters()],
+                                               lr=cfg.lr_vae) if cfg.vae_enabled else None)
+        self.obs_norm = InputNormalizer(env_info.obs_dim, cfg.norm_state_for_policy)
+        self.belief_norm = InputNormalizer(belief_dim, cfg.norm_belief_for_policy)
+        self.reward_norm = RewardNormalizer(env_info.num_envs, cfg.gamma, cfg.norm_rew_for_policy)
+        self.ppo_cfg = PPOConfig(cfg.ppo_epochs, cfg.ppo_minibatches, cfg.ppo_clip, cfg.value_loss_coef,
+                                 cfg.entropy_coef, cfg.max_grad_norm)
+        N, T = env_info.num_envs, cfg.num_steps
+        action_shape = () if self.discrete else (self.encoder_action_dim,)
+        self.storage = RolloutStorage(T, N, env_info.obs_dim, belief_dim, action_shape, self.encoder_action_dim,
+                                      cfg.gru_hidden_size, self.discrete)
+        L = env_info.max_trajectory_len
+        self.per_state = cfg.vae_enabled and cfg.decode_reward and cfg.reward_decoder == "per_state_bernoulli"
+        self.buffer = (TrajectoryBuffer(cfg.vae_buffer_size, L, env_info.obs_dim, self.encoder_action_dim,
+                                        env_info.task_dim, self.per_state) if cfg.vae_enabled else None)
+        # the running (unfinished) trajectory of each env, for the VAE buffer and for re-encoding
+        self._traj = {
+            "prev_obs": np.zeros((N, L, env_info.obs_dim), np.float32),
+            "actions": np.zeros((N, L, self.encoder_action_dim), np.float32),
+            "rewards": np.zeros((N, L, 1), np.float32),
+            "next_obs": np.zeros((N, L, env_info.obs_dim), np.float32),
+            "state_index": np.zeros((N, L), np.int64),
+        }
+        self._cursor = np.zeros(N, np.int64)
+        self._obs: torch.Tensor | None = None
+        self._hidden = self.encoder.initial_hidden(N)
+        self._episode_returns = np.zeros((N, 64), np.float64)
+        self.frames = 0
+        self.iterations = 0
+
+    # ------------------------------------------------------------------ belief helpers
+    def _encode_action(self, action: torch.Tensor) -> torch.Tensor:
+        if self.discrete:
+            return F.one_hot(action.long(), self.encoder_action_dim).float()
+        return action.float()
+
+    def belief_input(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The raw (un-normalised) belief features the policy sees."""
+        mean, logvar = self.encoder.head(hidden)
+        if self.cfg.policy_belief == "mean_logvar":
+            return torch.cat([mean, logvar], dim=-1)
+        if self.cfg.policy_belief == "sample":
+            return mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+        return mean
+
+    # ------------------------------------------------------------------ meta-test interface
+    def initial_belief(self, num_envs: int) -> RecurrentBelief:
+        return RecurrentBelief(self.encoder.initial_hidden(num_envs))
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, belief: RecurrentBelief, deterministic: bool) -> np.ndarray:
+        obs_t = torch.as_tensor(obs, dtype=torch.float32)
+        dist, _ = self.policy(self.obs_norm(obs_t), self.belief_norm(self.belief_input(belief.hidden)))
+        action = self.policy.mode(dist) if deterministic else dist.sample()
+        return action.numpy()
+
+    @torch.no_grad()
+    def update_belief(self, belief: RecurrentBelief, obs: np.ndarray, action: np.ndarray, reward: np.ndarray,
+                      next_obs: np.ndarray, episode_done: np.ndarray, task_done: np.ndarray) -> RecurrentBelief:
+        hidden = self.encoder.step(self._encode_action(torch.as_tensor(action)),
+                                   torch.as_tensor(reward, dtype=torch.float32)[:, None],
+                                   torch.as_tensor(next_obs, dtype=torch.float32), belief.hidden)
+        return RecurrentBelief(hidden * torch.as_tensor(~task_done, dtype=torch.float32)[:, None])
+
+    # ------------------------------------------------------------------ meta-training
+    def train_iteration(self, env: MetaVecEnv) -> IterationStats:
+        cfg, st = self.cfg, self.storage
+        if self._obs is None:
+            obs_np, _ = env.reset()
+            self._obs = torch.from_numpy(obs_np)
+        elif self.iterations > 0 and self._cursor.any():
+            self._refresh_hidden()
+        st.initial_hidden.copy_(self._hidden)
+        raw_obs, raw_beliefs, finished = self._collect(env)
+        self.obs_norm.update(raw_obs)
+        self.belief_norm.update(raw_beliefs)
+        frames = cfg.num_steps * self.info.num_envs
+        self.frames += frames
+        self.iterations += 1
+        metrics: dict[str, float] = {}
+        for k in range(finished.shape[1]):
+            if not np.isnan(finished[:, k]).all():
+                metrics[f"train/return_ep{k + 1}"] = float(np.nanmean(finished[:, k]))
+        if self.frames >= cfg.precollect_frames:
+            metrics.update(self.update_policy())
+            if self.vae_optimizer is not None:
+                vae_metrics = [self.update_vae() for _ in range(cfg.vae_updates_per_iteration)]
+                metrics.update({k: float(np.mean([m[k] for m in vae_metrics])) for k in vae_metrics[0]})
+        return IterationStats(frames=frames, metrics=metrics)
+
+    @torch.no_grad()
+    def _collect(self, env: MetaVecEnv) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """Roll the policy out for ``num_steps``; returns raw policy inputs and finished per-episode returns."""
+        cfg, st, N = self.cfg, self.storage, self.info.num_envs
+        obs, hidden = self._obs, self._hidden
+        raw_obs = torch.zeros(cfg.num_steps, N, self.info.obs_dim)
+        raw_beliefs = torch.zeros(cfg.num_steps, N, st.policy_belief.shape[-1])
+        finished_returns: list[np.ndarray] = []
+        arange = np.arange(N)
+        for t in range(cfg.num_steps):
+            belief = self.belief_input(hidden)
+            policy_obs, policy_belief = self.obs_norm(obs), self.belief_norm(belief)
+            dist, value = self.policy(policy_obs, policy_belief)
+            action = dist.sample()
+            next_obs_np, reward_np, _, _, info = env.step(action.numpy())
+            final_obs = torch.from_numpy(info["final_obs"])
+            reward = torch.from_numpy(reward_np)[:, None]
+            enc_action = self._encode_action(action)
+            next_hidden = self.encoder.step(enc_action, reward, final_obs, hidden)
+            task_done = info["task_done"]
+            task_done_t = torch.from_numpy(task_done)
+            if cfg.use_proper_time_limits and task_done.any():
+                st.bootstrap_values[t] = torch.where(
+                    task_done_t, self.policy.value(self.obs_norm(final_obs), self.belief_norm(
+                        self.belief_input(next_hidden))), 0.0)
+            else:
+                st.bootstrap_values[t] = 0.0
+            st.policy_obs[t], st.policy_belief[t] = policy_obs, policy_belief
+            st.actions[t], st.log_probs[t], st.values[t] = action, dist.log_prob(action), value
+            st.rewards[t] = torch.from_numpy(self.reward_norm(reward_np, task_done))
+            st.dones[t] = task_done_t
+            st.enc_actions[t], st.enc_rewards[t], st.enc_next_obs[t] = enc_action, reward, final_obs
+            st.task_done[t] = task_done_t
+            raw_obs[t], raw_beliefs[t] = obs, belief
+            # running trajectories (VAE buffer, re-encoding) and per-episode training returns
+            c = self._cursor
+            tr = self._traj
+            tr["prev_obs"][arange, c] = obs.numpy()
+            tr["actions"][arange, c] = enc_action.numpy()
+            tr["rewards"][arange, c, 0] = reward_np
+            tr["next_obs"][arange, c] = info["final_obs"]
+            if self.per_state:
+                tr["state_index"][arange, c] = env.inner.state_index(info["final_obs"])
+            self._episode_returns[arange, info["episode_index"]] += reward_np
+            self._cursor += 1
+            if task_done.any():
+                done_idx = np.flatnonzero(task_done)
+                if self.buffer is not None:
+                    self.buffer.add(tr["prev_obs"][done_idx], tr["actions"][done_idx], tr["rewards"][done_idx],
+                                    tr["next_obs"][done_idx], tr["state_index"][done_idx] if self.per_state else None,
+                                    info["task"][done_idx], self._cursor[done_idx])
+                K = env.episodes_per_task
+                finished_returns.append(self._episode_returns[done_idx, :K].copy())
+                self._episode_returns[done_idx] = 0.0
+                self._cursor[done_idx] = 0
+            hidden = next_hidden * (~task_done_t).float()[:, None]
+            obs = torch.from_numpy(next_obs_np)
+        st.last_values = self.policy.value(self.obs_norm(obs), self.belief_norm(self.belief_input(hidden)))
+        self._obs, self._hidden = obs, hidden
+        K = env.episodes_per_task
+        finished = np.concatenate(finished_returns) if finished_returns else np.full((1, K), np.nan)
+        return raw_obs, raw_beliefs, finished
+
+    @torch.no_grad()
+    def _refresh_hidden(self) -> None:
+        """Re-encode unfinished trajectories with the updated encoder (as the reference code does)."""
+        T = int(self._cursor.max())
+        tr = self._traj
+        seq = [torch.from_numpy(np.ascontiguousarray(tr[k][:, :T].swapaxes(0, 1)))
+               for k in ("actions", "rewards", "next_obs")]
+        hidden = self.encoder.hidden_sequence(*seq)  # (T + 1, N, H)
+        self._hidden = hidden[torch.from_numpy(self._cursor), torch.arange(self.info.num_envs)]
+
+    def update_policy(self) -> dict[str, float]:
+        """PPO on the last rollout. The encoder is only trained by it if ``rl_loss_through_encoder``."""
+        st = self.storage
+        st.compute_gae(self.cfg.gamma, self.cfg.gae_lambda)
+        recompute = self._recompute_beliefs if self.cfg.rl_loss_through_encoder else None
+        stats = ppo_update(self.policy, self.policy_optimizer, self.policy_params, st, self.ppo_cfg, recompute)
+        return {f"ppo/{k}": v for k, v in stats.items()}
+
+    def _recompute_beliefs(self, env_idx: torch.Tensor) -> torch.Tensor:
+        st = self.storage
+        hidden = self.encoder.encode_with_resets(st.enc_actions[:, env_idx], st.enc_rewards[:, env_idx],
+                                                 st.enc_next_obs[:, env_idx], st.task_done[:, env_idx],
+                                                 st.initial_hidden[env_idx])
+        return self.belief_norm(self.belief_input(hidden))
+
+    def update_vae(self) -> dict[str, float]:
+        """One gradient step on the ELBO (eq. 10) with a batch of whole trajectories from the VAE buffer."""
+        assert self.buffer is not None and self.vae_optimizer is not None
+        batch = self.buffer.sample(self.cfg.vae_batch_trajectories, self.rng)
+        out = elbo_loss(self.vae, batch, self.cfg)
+        self.vae_optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        if self.cfg.encoder_max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(self.encoder.parameters(), self.cfg.encoder_max_grad_norm)
+        if self.cfg.decoder_max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(self.vae.decoder_parameters(), self.cfg.decoder_max_grad_norm)
+        self.vae_optimizer.step()
+        return out.metrics()
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "vae": self.vae.state_dict(), "policy": self.policy.state_dict(),
+            "policy_optimizer": self.policy_optimizer.state_dict(),
+            "vae_optimizer": None if self.vae_optimizer is None else self.vae_optimizer.state_dict(),
+            "obs_norm": self.obs_norm.state_dict(), "belief_norm": self.belief_norm.state_dict(),
+            "reward_norm": self.reward_norm.state_dict(), "frames": self.frames, "iterations": self.iterations,
+            "numpy_rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.vae.load_state_dict(state["vae"])
+        self.policy.load_state_dict(state["policy"])
+        self.policy_optimizer.load_state_dict(state["policy_optimizer"])
+        if self.vae_optimizer is not None and state["vae_optimizer"] is not None:
+            self.vae_optimizer.load_state_dict(state["vae_optimizer"])
+        self.obs_norm.load_state_dict(state["obs_norm"])
+        self.belief_norm.load_state_dict(state["belief_norm"])
+        self.reward_norm.load_state_dict(state["reward_norm"])
+        self.frames, self.iterations = state["frames"], state["iterations"]
+        self.rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])

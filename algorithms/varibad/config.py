@@ -1,0 +1,110 @@
+"""VariBAD's configuration: every field documented; values per env come from ``conf/`` (paper App. E).
+
+The Hydra YAML under ``conf/algo/`` and ``conf/algo_env/`` is merged onto this dataclass, so a misspelt or
+unknown key is an error that names it, and types are checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+KL_VARIANTS = ("filtering", "gauss_prior", "detached_prev", "none")
+DECODE_HORIZONS = ("all", "past", "future", "next")
+POLICY_BELIEF_INPUTS = ("mean_logvar", "mean", "sample")
+REWARD_DECODERS = ("per_state_bernoulli", "mse")
+
+
+@dataclass
+class VariBADConfig:
+    name: str = "varibad"
+    # ----- data collection
+    num_envs: int = 16  #: parallel envs ("num processes")
+    num_steps: int = 60  #: env steps per env between policy updates ("policy num steps")
+    precollect_frames: int = 5000  #: frames collected before any update ("precollect len")
+    # ----- policy network and inputs (App. E)
+    policy_layers: list[int] = field(default_factory=lambda: [32])
+    policy_activation: str = "tanh"
+    policy_init: str = "normc"
+    policy_state_embed_dim: int = 16  #: 0 feeds the raw state
+    policy_belief_embed_dim: int = 16  #: 0 feeds the raw belief ("policy latent embedding dim")
+    policy_belief: str = "mean_logvar"  #: what of q(m|tau) the policy sees: mean_logvar | mean | sample
+    norm_state_for_policy: bool = True
+    norm_belief_for_policy: bool = True
+    norm_rew_for_policy: bool = True
+    # ----- PPO
+    lr_policy: float = 7e-4
+    policy_eps: float = 1e-8  #: Adam epsilon
+    ppo_epochs: int = 2
+    ppo_minibatches: int = 4
+    ppo_clip: float = 0.05
+    value_loss_coef: float = 0.5
+    entropy_coef: float = 0.01
+    max_grad_norm: float = 0.5
+    gamma: float = 0.95
+    gae_lambda: float = 0.95
+    use_proper_time_limits: bool = False  #: bootstrap V at the BAMDP's time limit instead of treating it as terminal
+    # ----- encoder q(m | tau_:t)
+    latent_dim: int = 5
+    gru_hidden_size: int = 64
+    action_embed_dim: int = 0  #: 0: the encoder does not see actions
+    state_embed_dim: int = 8
+    reward_embed_dim: int = 8
+    encoder_layers_before_gru: list[int] = field(default_factory=list)
+    encoder_layers_after_gru: list[int] = field(default_factory=list)
+    latent_activation: str = "none"  #: none (VariBAD) | relu (RL^2)
+    # ----- VAE training
+    vae_enabled: bool = True  #: False gives RL^2's machinery: no decoder, no KL
+    lr_vae: float = 1e-3
+    vae_buffer_size: int = 100_000  #: most recent whole trajectories kept for the VAE
+    vae_batch_trajectories: int = 25
+    vae_updates_per_iteration: int = 3
+    kl_weight: float = 0.01
+    #: filtering: KL(q_t || q_t-1), q_-1 = N(0,I) (paper) | gauss_prior: KL(q_t || N(0,I)) |
+    #: detached_prev: KL(q_t || stopgrad(q_t-1)) | none
+    kl_variant: str = "filtering"
+    #: which transitions each ELBO_t decodes: all (past and future, paper) | past (j < t) | future (j >= t) |
+    #: next (j == t)
+    decode_horizon: str = "all"
+    decode_reward: bool = True
+    reward_decoder: str = "per_state_bernoulli"  #: per_state_bernoulli (GridWorld: one head per cell) | mse
+    reward_decoder_layers: list[int] = field(default_factory=lambda: [32, 32])
+    reward_decoder_input_prev_state: bool = False
+    reward_decoder_input_action: bool = False
+    rew_loss_coeff: float = 1.0
+    decode_state: bool = False
+    state_decoder_layers: list[int] = field(default_factory=lambda: [32, 32])
+    state_loss_coeff: float = 1.0
+    decode_task: bool = False  #: decode the true task (Humplik et al. 2019 style auxiliary target)
+    task_decoder_layers: list[int] = field(default_factory=lambda: [32, 32])
+    task_loss_coeff: float = 1.0
+    subsample_elbos: int | None = None  #: number of ELBO_t terms sampled per trajectory (None: all)
+    subsample_decodes: int | None = None  #: number of decoded transitions sampled per trajectory (None: all)
+    avg_elbo_terms: bool = False  #: average (instead of sum) over ELBO_t terms
+    avg_reconstruction_terms: bool = False  #: average (instead of sum) over decoded transitions
+    tbptt: int | None = None  #: truncate back-propagation through the GRU every this many steps
+    encoder_max_grad_norm: float | None = None
+    decoder_max_grad_norm: float | None = None
+    #: let the PPO loss train the encoder too (ablation; RL^2 sets it)
+    rl_loss_through_encoder: bool = False
+
+    def validate(self) -> None:
+        checks = {"kl_variant": KL_VARIANTS, "decode_horizon": DECODE_HORIZONS,
+                  "policy_belief": POLICY_BELIEF_INPUTS, "reward_decoder": REWARD_DECODERS}
+        for key, allowed in checks.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"algo.{key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
+        if self.vae_enabled and not (self.decode_reward or self.decode_state or self.decode_task):
+            raise ValueError("vae_enabled needs at least one of decode_reward, decode_state, decode_task")
+        if not self.vae_enabled and not self.rl_loss_through_encoder:
+            raise ValueError("with vae_enabled=false nothing trains the encoder: set rl_loss_through_encoder=true")
+
+
+def load_config(cfg: DictConfig | dict[str, Any]) -> VariBADConfig:
+    """Merge a Hydra ``algo`` node onto :class:`VariBADConfig` (unknown keys raise, naming the key)."""
+    merged = OmegaConf.merge(OmegaConf.structured(VariBADConfig), cfg)
+    out: VariBADConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    out.validate()
+    return out

@@ -1,0 +1,72 @@
+"""VariBAD's decoders p(r | m, s'), p(s' | m, s, a) and p(task | m) (paper sec. 3.2, App. E)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from algorithms.common.networks import FeatureExtractor, mlp
+
+
+class PerStateRewardDecoder(nn.Module):
+    """One Bernoulli head per discrete state: ``logit p(r_j = goal reward | m)`` for every cell at once.
+
+    The reference GridWorld decoder (App. E: reward decoder [32, 32], "multihead for reward").
+    """
+
+    def __init__(self, latent_dim: int, num_states: int, layers: Sequence[int]) -> None:
+        super().__init__()
+        self.net = mlp(latent_dim, layers, output_dim=num_states, act="relu")
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.net(latent)
+
+
+class RewardDecoder(nn.Module):
+    """``r_hat(m, s'_j [, s_j, a_j])``, trained by squared error."""
+
+    def __init__(self, latent_dim: int, obs_dim: int, action_dim: int, state_embed_dim: int,
+                 action_embed_dim: int, layers: Sequence[int], input_prev_state: bool, input_action: bool) -> None:
+        super().__init__()
+        self.state_embed = FeatureExtractor(obs_dim, state_embed_dim, "relu")
+        self.prev_state_embed = FeatureExtractor(obs_dim, state_embed_dim, "relu") if input_prev_state else None
+        self.action_embed = FeatureExtractor(action_dim, action_embed_dim, "relu") if input_action else None
+        in_dim = latent_dim + state_embed_dim * (2 if input_prev_state else 1)
+        in_dim += action_embed_dim if input_action else 0
+        self.net = mlp(in_dim, layers, output_dim=1, act="relu")
+
+    def forward(self, latent: torch.Tensor, next_obs: torch.Tensor, prev_obs: torch.Tensor,
+                actions: torch.Tensor) -> torch.Tensor:
+        parts = [latent, self.state_embed(next_obs)]
+        if self.prev_state_embed is not None:
+            parts.append(self.prev_state_embed(prev_obs))
+        if self.action_embed is not None:
+            parts.append(self.action_embed(actions))
+        return self.net(torch.cat(parts, dim=-1)).squeeze(-1)
+
+
+class StateDecoder(nn.Module):
+    """``s'_hat(m, s_j, a_j)``, trained by squared error."""
+
+    def __init__(self, latent_dim: int, obs_dim: int, action_dim: int, state_embed_dim: int,
+                 action_embed_dim: int, layers: Sequence[int]) -> None:
+        super().__init__()
+        self.state_embed = FeatureExtractor(obs_dim, state_embed_dim, "relu")
+        self.action_embed = FeatureExtractor(action_dim, action_embed_dim, "relu")
+        self.net = mlp(latent_dim + state_embed_dim + action_embed_dim, layers, output_dim=obs_dim, act="relu")
+
+    def forward(self, latent: torch.Tensor, prev_obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([latent, self.state_embed(prev_obs), self.action_embed(actions)], dim=-1))
+
+
+class TaskDecoder(nn.Module):
+    """``task_hat(m)``, trained by squared error on the task vector."""
+
+    def __init__(self, latent_dim: int, task_dim: int, layers: Sequence[int]) -> None:
+        super().__init__()
+        self.net = mlp(latent_dim, layers, output_dim=task_dim, act="relu")
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.net(latent)

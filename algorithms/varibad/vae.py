@@ -1,0 +1,190 @@
+"""VariBAD's ELBO (paper sec. 3.2, eq. 8-10).
+
+For a trajectory ``tau_:H+`` and every ``t = 0..H+`` (``t = 0`` is the prior), the encoder gives
+``q(m | tau_:t)``; a latent sample decodes the *whole* trajectory (past and future, eq. 10):
+
+    ELBO_t = E_q[ sum_j log p(r_j | m, s'_j) + log p(s'_j | m, s_j, a_j) ] - KL(q(m | tau_:t) || q(m | tau_:t-1))
+
+with ``q(m | tau_:-1) = N(0, I)``. The loss sums the negative ELBO_t over t and averages over trajectories.
+Ablations (SPEC section 3): the decoding horizon, the KL variant, optional subsampling of ELBO and decode terms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.distributions import Normal, kl_divergence
+from torch.nn import functional as F
+
+from algorithms.common.recurrent import RecurrentEncoder
+from algorithms.common.storage import TrajectoryBatch
+from algorithms.varibad.config import VariBADConfig
+from algorithms.varibad.networks import PerStateRewardDecoder, RewardDecoder, StateDecoder, TaskDecoder
+
+
+class VAE(nn.Module):
+    """Encoder plus the decoders the config enables."""
+
+    def __init__(self, cfg: VariBADConfig, obs_dim: int, action_dim: int, task_dim: int,
+                 num_states: int | None) -> None:
+        super().__init__()
+        self.encoder = RecurrentEncoder(
+            obs_dim=obs_dim, action_dim=action_dim, latent_dim=cfg.latent_dim, hidden_size=cfg.gru_hidden_size,
+            action_embed_dim=cfg.action_embed_dim, state_embed_dim=cfg.state_embed_dim,
+            reward_embed_dim=cfg.reward_embed_dim, layers_before_gru=cfg.encoder_layers_before_gru,
+            layers_after_gru=cfg.encoder_layers_after_gru, latent_activation=cfg.latent_activation,
+        )
+        self.reward_decoder: nn.Module | None = None
+        self.state_decoder: StateDecoder | None = None
+        self.task_decoder: TaskDecoder | None = None
+        if cfg.vae_enabled and cfg.decode_reward:
+            if cfg.reward_decoder == "per_state_bernoulli":
+                if num_states is None:
+                    raise ValueError("reward_decoder=per_state_bernoulli needs an env with discrete states; use mse")
+                self.reward_decoder = PerStateRewardDecoder(cfg.latent_dim, num_states, cfg.reward_decoder_layers)
+            else:
+                self.reward_decoder = RewardDecoder(
+                    cfg.latent_dim, obs_dim, action_dim, cfg.state_embed_dim, cfg.action_embed_dim,
+                    cfg.reward_decoder_layers, cfg.reward_decoder_input_prev_state, cfg.reward_decoder_input_action)
+        if cfg.vae_enabled and cfg.decode_state:
+            self.state_decoder = StateDecoder(cfg.latent_dim, obs_dim, action_dim, cfg.state_embed_dim,
+                                              cfg.action_embed_dim, cfg.state_decoder_layers)
+        if cfg.vae_enabled and cfg.decode_task:
+            self.task_decoder = TaskDecoder(cfg.latent_dim, task_dim, cfg.task_decoder_layers)
+
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        return [p for d in (self.reward_decoder, self.state_decoder, self.task_decoder) if d is not None
+                for p in d.parameters()]
+
+
+def kl_terms(mean: torch.Tensor, logvar: torch.Tensor, variant: str) -> torch.Tensor:
+    """KL term of each ELBO_t, shape ``(T+1, B)``, for beliefs of shape ``(T+1, B, L)``."""
+    if variant == "none":
+        return mean.new_zeros(mean.shape[:-1])
+    posterior = Normal(mean, torch.exp(0.5 * logvar))
+    if variant == "gauss_prior":
+        prior_mean, prior_logvar = torch.zeros_like(mean), torch.zeros_like(logvar)
+    else:  # filtering / detached_prev: q_{t-1}, with q_{-1} = N(0, I)
+        prior_mean = torch.cat([torch.zeros_like(mean[:1]), mean[:-1]])
+        prior_logvar = torch.cat([torch.zeros_like(logvar[:1]), logvar[:-1]])
+        if variant == "detached_prev":
+            prior_mean, prior_logvar = prior_mean.detach(), prior_logvar.detach()
+    prior = Normal(prior_mean, torch.exp(0.5 * prior_logvar))
+    return kl_divergence(posterior, prior).sum(dim=-1)
+
+
+def horizon_mask(elbo_times: torch.Tensor, decode_times: torch.Tensor, horizon: str) -> torch.Tensor:
+    """Which (ELBO term, decoded transition) pairs enter the loss: ``(n, D, B)`` bool.
+
+    ``elbo_times (n, B)``: the t of each ELBO term (it has seen transitions ``0..t-1``);
+    ``decode_times (D, B)``: the index j of each decoded transition.
+    """
+    t = elbo_times[:, None, :]
+    j = decode_times[None, :, :]
+    if horizon == "all":
+        return torch.ones(t.shape[0], j.shape[1], t.shape[2], dtype=torch.bool)
+    if horizon == "past":
+        return j < t
+    if horizon == "future":
+        return j >= t
+    if horizon == "next":
+        return j == t
+    raise ValueError(f"unknown decode horizon {horizon!r}")
+
+
+@dataclass
+class ELBOOutput:
+    loss: torch.Tensor
+    #: per-ELBO-term reconstruction losses (n, B) and KL (n, B), before weighting/reduction (for tests, logging)
+    rec_reward: torch.Tensor
+    rec_state: torch.Tensor
+    rec_task: torch.Tensor
+    kl: torch.Tensor
+    elbo_times: torch.Tensor
+
+    def metrics(self) -> dict[str, float]:
+        return {"vae/loss": float(self.loss.detach()), "vae/rec_reward": float(self.rec_reward.detach().sum(0).mean()),
+                "vae/rec_state": float(self.rec_state.detach().sum(0).mean()),
+                "vae/kl": float(self.kl.detach().sum(0).mean())}
+
+
+def _gather_time(x: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+    """``x (T, B, ...)`` at per-column times ``(D, B)`` -> ``(D, B, ...)``."""
+    index = times.reshape(*times.shape, *([1] * (x.dim() - 2))).expand(*times.shape, *x.shape[2:])
+    return x.gather(0, index)
+
+
+def _sample_times(upper: torch.Tensor, n: int) -> torch.Tensor:
+    """``n`` uniform integers in ``[0, upper_b)`` per column b: shape ``(n, B)``."""
+    return (torch.rand(n, upper.shape[0]) * upper[None].float()).long().clamp(max=upper.max() - 1)
+
+
+def elbo_loss(vae: VAE, batch: TrajectoryBatch, cfg: VariBADConfig, deterministic_latent: bool = False) -> ELBOOutput:
+    """Negative ELBO summed over t (eq. 10) and averaged over the batch of trajectories.
+
+    ``deterministic_latent`` decodes the posterior mean instead of a sample (tests use it to compare losses).
+    """
+    mean, logvar = vae.encoder.encode_trajectories(batch.actions, batch.rewards, batch.next_obs, cfg.tbptt)
+    T, B = batch.actions.shape[:2]
+    lengths = batch.lengths
+    all_elbo_times = torch.arange(T + 1)[:, None].expand(T + 1, B)
+    elbo_valid = all_elbo_times <= lengths[None]
+    kl = kl_terms(mean, logvar, cfg.kl_variant)
+    if cfg.subsample_elbos is not None:
+        elbo_times = _sample_times(lengths + 1, cfg.subsample_elbos)
+        mean, logvar = _gather_time(mean, elbo_times), _gather_time(logvar, elbo_times)
+        kl = kl.gather(0, elbo_times)
+        elbo_valid = torch.ones_like(elbo_times, dtype=torch.bool)
+    else:
+        elbo_times = all_elbo_times
+    latent = mean if deterministic_latent else mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+
+    decode_times = torch.arange(T)[:, None].expand(T, B)
+    decode_valid = decode_times < lengths[None]
+    if cfg.subsample_decodes is not None:
+        decode_times = _sample_times(lengths, cfg.subsample_decodes)
+        decode_valid = torch.ones_like(decode_times, dtype=torch.bool)
+    weights = (horizon_mask(elbo_times, decode_times, cfg.decode_horizon) & decode_valid[None]).float()
+
+    def at(x: torch.Tensor) -> torch.Tensor:
+        return x if cfg.subsample_decodes is None else _gather_time(x, decode_times)
+
+    def reduce_decodes(per_pair: torch.Tensor) -> torch.Tensor:  # (n, D, B) -> (n, B)
+        total = (per_pair * weights).sum(dim=1)
+        return total / weights.sum(dim=1).clamp(min=1.0) if cfg.avg_reconstruction_terms else total
+
+    n = latent.shape[0]
+    zeros = latent.new_zeros(n, B)
+    rec_reward, rec_state, rec_task = zeros, zeros, zeros
+    rewards, next_obs, prev_obs, actions = at(batch.rewards), at(batch.next_obs), at(batch.prev_obs), at(batch.actions)
+    D = rewards.shape[0]
+    if isinstance(vae.reward_decoder, PerStateRewardDecoder):
+        logits = vae.reward_decoder(latent)  # (n, B, S)
+        cells = at(batch.state_index)  # (D, B)
+        picked = logits.gather(2, cells.T[None].expand(n, B, D)).permute(0, 2, 1)  # (n, D, B)
+        target = (rewards[..., 0] == 1.0).float()[None].expand_as(picked)
+        rec_reward = reduce_decodes(F.binary_cross_entropy_with_logits(picked, target, reduction="none"))
+    elif vae.reward_decoder is not None:
+        lat = latent[:, None].expand(n, D, B, latent.shape[-1])
+        pred = vae.reward_decoder(lat, next_obs[None].expand(n, *next_obs.shape),
+                                  prev_obs[None].expand(n, *prev_obs.shape), actions[None].expand(n, *actions.shape))
+        rec_reward = reduce_decodes((pred - rewards[None, ..., 0]).pow(2))
+    if vae.state_decoder is not None:
+        lat = latent[:, None].expand(n, D, B, latent.shape[-1])
+        pred = vae.state_decoder(lat, prev_obs[None].expand(n, *prev_obs.shape), actions[None].expand(n, *actions.shape))
+        rec_state = reduce_decodes((pred - next_obs[None]).pow(2).mean(dim=-1))
+    if vae.task_decoder is not None:
+        rec_task = (vae.task_decoder(latent) - batch.tasks[None]).pow(2).mean(dim=-1)
+
+    ev = elbo_valid.float()
+
+    def reduce_elbos(per_term: torch.Tensor) -> torch.Tensor:  # (n, B) -> (B,)
+        total = (per_term * ev).sum(dim=0)
+        return total / ev.sum(dim=0).clamp(min=1.0) if cfg.avg_elbo_terms else total
+
+    per_trajectory = (cfg.rew_loss_coeff * reduce_elbos(rec_reward) + cfg.state_loss_coeff * reduce_elbos(rec_state)
+                      + cfg.task_loss_coeff * reduce_elbos(rec_task) + cfg.kl_weight * reduce_elbos(kl))
+    return ELBOOutput(loss=per_trajectory.mean(), rec_reward=rec_reward * ev, rec_state=rec_state * ev,
+                      rec_task=rec_task * ev, kl=kl * ev, elbo_times=elbo_times)

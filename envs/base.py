@@ -1,0 +1,201 @@
+"""Batched task distributions and the BAMDP (multi-episode) layer shared by every environment.
+
+Two layers, so that the multi-episode logic is written once:
+
+* :class:`BatchedTaskEnv` is the *physical* layer: ``N`` copies of one MDP family, each with its own task,
+  stepped together. It knows nothing about episodes per task.
+* :class:`MetaVecEnv` turns any ``BatchedTaskEnv`` into a batch of BAMDPs (a gymnasium ``VectorEnv``):
+  ``K`` consecutive episodes of horizon ``H`` on the same task (``H+ = K x H``). Between the episodes of a
+  task only the physical state resets; after ``K`` episodes a new task is drawn. The agent learns of each
+  episode boundary through ``info["episode_done"]`` and through a done flag appended to the observation
+  (1.0 in the terminal observation of an episode, 0.0 otherwise), as in the VariBAD reference code.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+
+class BatchedTaskEnv(abc.ABC):
+    """``num_envs`` copies of one MDP family with per-copy tasks, stepped by array operations.
+
+    Subclasses define the physical dynamics only; the episode/task bookkeeping lives in :class:`MetaVecEnv`.
+    All randomness comes from the ``numpy.random.Generator`` passed in (never from global state).
+    """
+
+    #: observation of one copy, before the BAMDP done flag is appended
+    single_observation_space: gym.spaces.Box
+    single_action_space: gym.spaces.Space
+    #: length of the task vector (analysis and oracle only: agents never see it)
+    task_dim: int
+    #: number of discrete states for per-state reward decoders (``None`` for continuous state spaces)
+    num_states: int | None = None
+
+    def __init__(self, num_envs: int, rng: np.random.Generator) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.num_envs = num_envs
+        self.rng = rng
+        self.tasks = np.zeros((num_envs, self.task_dim), dtype=np.float32)
+
+    @abc.abstractmethod
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Draw ``n`` tasks from the training distribution, shape ``(n, task_dim)``."""
+
+    def train_tasks(self) -> np.ndarray | None:
+        """The benchmark's fixed training task set, or ``None`` where tasks are sampled fresh."""
+        return None
+
+    def test_tasks(self) -> np.ndarray | None:
+        """The benchmark's fixed meta-test task set, or ``None`` (then the evaluator draws a seeded sample)."""
+        return None
+
+    def set_tasks(self, tasks: np.ndarray, idx: np.ndarray | None = None) -> None:
+        """Assign tasks to the copies ``idx`` (all copies when ``None``)."""
+        idx = np.arange(self.num_envs) if idx is None else idx
+        self.tasks[idx] = tasks
+
+    @abc.abstractmethod
+    def reset_state(self, idx: np.ndarray) -> np.ndarray:
+        """Reset the physical state of the copies ``idx``; return their observations ``(len(idx), obs_dim)``."""
+
+    @abc.abstractmethod
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Step all copies: ``obs (N, obs_dim)``, ``reward (N,)``, ``terminated (N,)``, ``info`` of arrays.
+
+        ``info["success"]`` (bool, ``(N,)``) is reported by every env.
+        """
+
+    def state_index(self, obs: np.ndarray) -> np.ndarray:
+        """Map observations to discrete state ids (only for envs with ``num_states``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no discrete state index")
+
+    def close(self) -> None:
+        """Release resources (worker processes for simulator envs)."""
+
+
+class MetaVecEnv(VectorEnv):
+    """A batch of BAMDPs: ``episodes_per_task`` episodes of ``horizon`` steps per task, then a new task.
+
+    Autoreset happens in the same step (gymnasium's ``SAME_STEP`` mode): where an episode ended, the returned
+    observation is the first one of the next episode and the true terminal observation is in
+    ``info["final_obs"]``. Keys of ``info`` (arrays over envs):
+
+    * ``episode_done``: this transition ended an MDP episode (time limit or termination);
+    * ``task_done``: it ended the last episode of the task (the BAMDP is over; a new task starts);
+    * ``final_obs``: the terminal observation (with done flag 1) where ``episode_done``, else the next obs;
+    * ``mdp_terminated``: the MDP itself terminated (e.g. a robot fell), not a time limit;
+    * ``episode_index``: index (0-based) within the task of the episode this transition belongs to;
+    * ``success``: the env's per-step success signal; ``task``: the task of this transition.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(
+        self,
+        inner: BatchedTaskEnv,
+        horizon: int,
+        episodes_per_task: int,
+        rng: np.random.Generator,
+        task_pool: np.ndarray | None = None,
+        add_done_flag: bool = True,
+    ) -> None:
+        self.inner = inner
+        self.num_envs = inner.num_envs
+        self.horizon = int(horizon)
+        self.episodes_per_task = int(episodes_per_task)
+        self.rng = rng
+        #: if given, new tasks are drawn uniformly from this fixed set, else from ``inner.sample_tasks``
+        self.task_pool = task_pool
+        self.add_done_flag = add_done_flag
+        base = inner.single_observation_space
+        if add_done_flag:
+            low = np.append(base.low, 0.0).astype(np.float32)
+            high = np.append(base.high, 1.0).astype(np.float32)
+            self.single_observation_space = gym.spaces.Box(low, high, dtype=np.float32)
+        else:
+            self.single_observation_space = base
+        self.single_action_space = inner.single_action_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.render_mode = None
+        self.closed = False
+        self.step_in_episode = np.zeros(self.num_envs, dtype=np.int64)
+        self.episode_index = np.zeros(self.num_envs, dtype=np.int64)
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def obs_dim(self) -> int:
+        return int(self.single_observation_space.shape[0])
+
+    @property
+    def tasks(self) -> np.ndarray:
+        return self.inner.tasks
+
+    def _with_flag(self, obs: np.ndarray, flag: float | np.ndarray) -> np.ndarray:
+        obs = obs.astype(np.float32, copy=False)
+        if not self.add_done_flag:
+            return obs
+        flags = np.broadcast_to(np.asarray(flag, dtype=np.float32), (obs.shape[0],))
+        return np.concatenate([obs, flags[:, None]], axis=1)
+
+    def draw_tasks(self, n: int) -> np.ndarray:
+        if self.task_pool is not None:
+            return self.task_pool[self.rng.integers(len(self.task_pool), size=n)]
+        return self.inner.sample_tasks(n, self.rng)
+
+    # ------------------------------------------------------------------ gymnasium API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Start a new task in every env. ``options={"tasks": array}`` fixes the tasks (meta-test)."""
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+            self.inner.rng = np.random.default_rng(self.rng.integers(2**63))
+        tasks = None if options is None else options.get("tasks")
+        tasks = self.draw_tasks(self.num_envs) if tasks is None else np.asarray(tasks, dtype=np.float32)
+        if tasks.shape != (self.num_envs, self.inner.task_dim):
+            raise ValueError(f"tasks must have shape {(self.num_envs, self.inner.task_dim)}, got {tasks.shape}")
+        self.inner.set_tasks(tasks)
+        all_envs = np.arange(self.num_envs)
+        obs = self.inner.reset_state(all_envs)
+        self.step_in_episode[:] = 0
+        self.episode_index[:] = 0
+        info = {"task": self.inner.tasks.copy(), "episode_index": self.episode_index.copy()}
+        return self._with_flag(obs, 0.0), info
+
+    def step(self, actions):
+        obs, reward, terminated, inner_info = self.inner.step(np.asarray(actions))
+        self.step_in_episode += 1
+        episode_done = terminated | (self.step_in_episode >= self.horizon)
+        task_done = episode_done & (self.episode_index + 1 >= self.episodes_per_task)
+        info: dict[str, Any] = dict(inner_info)
+        info["task"] = self.inner.tasks.copy()
+        info["episode_index"] = self.episode_index.copy()
+        info["episode_done"] = episode_done
+        info["task_done"] = task_done
+        info["mdp_terminated"] = terminated.copy()
+        final_obs = self._with_flag(obs, episode_done.astype(np.float32))
+        info["final_obs"] = final_obs
+        next_obs = final_obs.copy()
+        if episode_done.any():
+            done_idx = np.flatnonzero(episode_done)
+            self.episode_index[done_idx] += 1
+            self.step_in_episode[done_idx] = 0
+            new_task_idx = np.flatnonzero(task_done)
+            if new_task_idx.size:
+                self.inner.set_tasks(self.draw_tasks(new_task_idx.size), new_task_idx)
+                self.episode_index[new_task_idx] = 0
+            next_obs[done_idx] = self._with_flag(self.inner.reset_state(done_idx), 0.0)
+        # The BAMDP ends by a time limit after K episodes: report it as truncation (agents decide whether to
+        # bootstrap through it, cf. `use_proper_time_limits` in the VariBAD reference code).
+        truncated = task_done.copy()
+        terminated_bamdp = np.zeros(self.num_envs, dtype=bool)
+        return next_obs, reward.astype(np.float32), terminated_bamdp, truncated, info
+
+    def close_extras(self, **kwargs: Any) -> None:
+        self.inner.close()
