@@ -64,7 +64,7 @@ def meta_test(agent: Agent, env_name: str, tasks: np.ndarray, episodes: int, det
     return pd.DataFrame({
         "task_id": task_ids,
         "episode": np.tile(np.arange(1, episodes + 1), n),
-        "return": returns.reshape(-1),
+        "return": returns.reshape(-1).round(6),  # rewards are float32: digits beyond are noise
         "success": success.reshape(-1),
         "steps_to_success": first_success.reshape(-1),
     })

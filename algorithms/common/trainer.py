@@ -61,14 +61,18 @@ class Trainer:
         bar = tqdm(total=cfg.num_frames, unit="frame", unit_scale=True, disable=not cfg.progress,
                    desc=f"{self.agent.name}/{self.env_name}", dynamic_ncols=True)
         last_eval: pd.DataFrame | None = None
+        last_eval_frames = -1
         try:
             while True:
-                if self.frames >= next_eval:
+                done = self.frames >= cfg.num_frames
+                if self.frames >= next_eval or (done and last_eval_frames != self.frames):
                     last_eval = self.evaluate()
+                    last_eval_frames = self.frames
                     per_ep = last_eval.groupby("episode")["return"].mean()
                     bar.set_postfix_str("eval " + " ".join(f"{v:.2f}" for v in per_ep.to_numpy()[:6]))
-                    next_eval += cfg.eval_interval_frames
-                if self.frames >= cfg.num_frames:
+                    while next_eval <= self.frames:
+                        next_eval += cfg.eval_interval_frames
+                if done:
                     break
                 it_start = time.perf_counter()
                 stats = self.agent.train_iteration(self.env)

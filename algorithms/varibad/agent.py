@@ -119,13 +119,7 @@ class VariBADAgent(Agent):
 
     # ------------------------------------------------------------------ meta-training
     def train_iteration(self, env: MetaVecEnv) -> IterationStats:
-        cfg, st = self.cfg, self.storage
-        if self._obs is None:
-            obs_np, _ = env.reset()
-            self._obs = torch.from_numpy(obs_np)
-        elif self.iterations > 0 and self._cursor.any():
-            self._refresh_hidden()
-        st.initial_hidden.copy_(self._hidden)
+        cfg = self.cfg
         raw_obs, raw_beliefs, finished = self._collect(env)
         self.obs_norm.update(raw_obs)
         self.belief_norm.update(raw_beliefs)
@@ -147,6 +141,12 @@ class VariBADAgent(Agent):
     def _collect(self, env: MetaVecEnv) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
         """Roll the policy out for ``num_steps``; returns raw policy inputs and finished per-episode returns."""
         cfg, st, N = self.cfg, self.storage, self.info.num_envs
+        if self._obs is None:
+            obs_np, _ = env.reset()
+            self._obs = torch.from_numpy(obs_np)
+        elif self._cursor.any():
+            self._refresh_hidden()  # the encoder changed since these hidden states were computed
+        st.initial_hidden.copy_(self._hidden)
         obs, hidden = self._obs, self._hidden
         raw_obs = torch.zeros(cfg.num_steps, N, self.info.obs_dim)
         raw_beliefs = torch.zeros(cfg.num_steps, N, st.policy_belief.shape[-1])

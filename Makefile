@@ -1,0 +1,54 @@
+# metarl-bench. Every target installs what it needs into .venv first (torch's CPU wheel before the rest).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ALGO ?= varibad
+ENV ?= gridworld
+SEEDS ?= 0,1,2
+JOBS ?= 2
+ARGS ?=
+DEMO_FRAMES ?= 3000000
+
+export OMP_NUM_THREADS := 1
+export MKL_NUM_THREADS := 1
+export WANDB_MODE ?= offline
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install demo train sweep test test-fast bench lint clean-venv
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed
+
+## The main job on the small default: VariBAD on GridWorld, meta-tested on all 21 goals; prints the table.
+demo: install
+	$(BIN)/python train.py algo=varibad env=gridworld seed=0 train.num_frames=$(DEMO_FRAMES) \
+		train.eval_interval_frames=1000000 $(ARGS)
+
+train: install
+	$(BIN)/python train.py algo=$(ALGO) env=$(ENV) $(ARGS)
+
+## Seeds in parallel through Hydra multirun (joblib launcher, JOBS processes, one torch thread each).
+sweep: install
+	$(BIN)/python train.py --multirun algo=$(ALGO) env=$(ENV) seed=$(SEEDS) hydra.launcher.n_jobs=$(JOBS) \
+		progress=false $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: install
+	$(BIN)/python -m benchmarks.train_throughput $(ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,50 @@
+"""Hydra config composition: groups, the algo x env layer, validation of keys and values."""
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from algorithms.varibad import load_config
+from tests.helpers import compose_config
+
+
+def test_default_composition_is_varibad_gridworld_with_paper_values():
+    cfg = compose_config()
+    assert cfg.algo.name == "varibad" and cfg.env.name == "gridworld"
+    algo = load_config(cfg.algo)
+    # App. E, GridWorld column
+    assert cfg.train.num_frames == 20_000_000
+    assert (algo.num_envs, algo.num_steps, algo.latent_dim, algo.gru_hidden_size) == (16, 60, 5, 64)
+    assert (algo.ppo_epochs, algo.ppo_minibatches, algo.ppo_clip) == (2, 4, 0.05)
+    assert (algo.gamma, algo.gae_lambda, algo.kl_weight, algo.lr_policy, algo.lr_vae) == (0.95, 0.95, 0.01, 7e-4, 1e-3)
+    assert (algo.vae_buffer_size, algo.vae_batch_trajectories, algo.vae_updates_per_iteration) == (100_000, 25, 3)
+    assert algo.policy_layers == [32] and algo.reward_decoder_layers == [32, 32]
+    assert not algo.rl_loss_through_encoder and algo.decode_horizon == "all" and algo.kl_variant == "filtering"
+
+
+def test_command_line_overrides_and_ablation_switches():
+    cfg = compose_config("algo.decode_horizon=past", "algo.kl_variant=detached_prev", "algo.latent_dim=32",
+                         "algo.rl_loss_through_encoder=true", "seed=3")
+    algo = load_config(cfg.algo)
+    assert (algo.decode_horizon, algo.kl_variant, algo.latent_dim, algo.rl_loss_through_encoder) == (
+        "past", "detached_prev", 32, True)
+    assert cfg.seed == 3
+
+
+def test_unknown_key_is_rejected_by_name():
+    with pytest.raises(ConfigCompositionException, match="kl_wieght"):
+        compose_config("algo.kl_wieght=0.1")
+    with pytest.raises(ConfigKeyError, match="kl_wieght"):
+        load_config({"kl_wieght": 0.1})
+
+
+def test_bad_values_are_rejected_with_choices():
+    with pytest.raises(ValueError, match="decode_horizon='sideways' is not one of all, past, future, next"):
+        load_config({"decode_horizon": "sideways"})
+    with pytest.raises(ValidationError, match="latent_dim"):
+        load_config({"latent_dim": "five"})
+
+
+def test_unknown_group_choice_lists_options():
+    with pytest.raises(ConfigCompositionException, match="gridworld"):
+        compose_config("env=nowhere")

@@ -1,0 +1,71 @@
+"""The training entry point end to end: results folder schema, never overwriting, clear errors."""
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+import train
+from algorithms.registry import IncompatibleError, UnknownAlgorithmError, check_compatible, get_algo
+from envs import EnvSpec, GridWorld, UnknownEnvError
+from tests.helpers import compose_config
+
+TINY = ["train.num_frames=2880", "train.eval_interval_frames=1920", "train.log_interval_iterations=1",
+        "train.checkpoint_interval_frames=1920", "algo.precollect_frames=960", "eval.episodes=2",
+        "eval.num_tasks=4", "progress=false"]
+
+
+def test_tiny_run_writes_the_results_schema(tmp_path):
+    cfg = compose_config(f"results_dir={tmp_path}", "seed=5", *TINY)
+    final = train.run(cfg)
+    runs = list((tmp_path / "gridworld" / "varibad").iterdir())
+    assert len(runs) == 1
+    run = runs[0]
+    meta = json.loads((run / "metadata.json").read_text())
+    assert meta["status"] == "completed" and meta["seed"] == 5 and meta["frames"] == 2880
+    assert meta["packages"]["torch"].startswith("2.13") and meta["end_time"] is not None
+    assert yaml.safe_load((run / "config.yaml").read_text())["algo"]["latent_dim"] == 5
+    metrics = pd.read_csv(run / "train_metrics.csv")
+    assert list(metrics["frames"]) == [960, 1920, 2880]
+    assert {"wall_time", "fps", "ppo/policy_loss", "vae/kl"} <= set(metrics.columns)
+    ev = pd.read_csv(run / "eval.csv")
+    assert list(ev.columns) == ["run_id", "frames", "task_id", "task", "episode", "return", "success",
+                                "steps_to_success"]
+    assert sorted(ev["frames"].unique()) == [0, 1920, 2880]  # at 0, at the interval, at the end
+    assert len(ev) == 3 * 4 * 2
+    assert ev["return"].between(-1.5, 15.0).all()
+    assert ev.loc[ev["success"], "steps_to_success"].between(1, 15).all()
+    assert ev.loc[~ev["success"], "steps_to_success"].isna().all()
+    assert (run / "checkpoints" / "final.pt").exists() and (run / "checkpoints" / "latest.pt").exists()
+    assert final.equals(ev[ev["frames"] == 2880].drop(columns=["run_id", "frames", "task"]).reset_index(drop=True))
+
+
+def test_runs_are_never_overwritten(tmp_path):
+    cfg = compose_config(f"results_dir={tmp_path}", "run_name=fixed", *TINY)
+    train.run(cfg)
+    first = (tmp_path / "gridworld" / "varibad" / "fixed" / "eval.csv").read_text()
+    with pytest.raises(FileExistsError, match="never overwritten"):
+        train.run(cfg)
+    assert (tmp_path / "gridworld" / "varibad" / "fixed" / "eval.csv").read_text() == first
+
+
+def test_unknown_names_fail_before_any_work(tmp_path):
+    cfg = compose_config(f"results_dir={tmp_path}", *TINY)
+    cfg.env.name = "gridwrld"
+    with pytest.raises(UnknownEnvError, match="registered environments: gridworld"):
+        train.run(cfg)
+    cfg = compose_config(f"results_dir={tmp_path}", *TINY)
+    cfg.algo.name = "varibda"
+    with pytest.raises(UnknownAlgorithmError, match="available algorithms: varibad"):
+        train.run(cfg)
+    assert not any(tmp_path.iterdir())  # no results folder was created
+
+
+def test_incompatible_combination_is_reported():
+    continuous_only = EnvSpec("cont", GridWorld, 1, 1, 1, "continuous")
+    from algorithms.registry import AlgoSpec
+
+    discrete_agent = AlgoSpec("disc", get_algo("varibad").build, frozenset({"discrete"}))
+    with pytest.raises(IncompatibleError, match="'disc' supports discrete actions but env 'cont' has continuous"):
+        check_compatible(discrete_agent, continuous_only)

@@ -1,0 +1,147 @@
+"""VariBAD's ELBO: KL terms against the closed form, the decoding horizon, subsampling, masking."""
+
+import numpy as np
+import pytest
+import torch
+
+from algorithms.common.storage import TrajectoryBatch
+from algorithms.varibad.config import VariBADConfig
+from algorithms.varibad.vae import VAE, elbo_loss, horizon_mask, kl_terms
+
+
+def closed_form_kl(mu1, logvar1, mu2, logvar2):
+    """KL(N(mu1, diag e^logvar1) || N(mu2, diag e^logvar2)), written out by hand."""
+    v1, v2 = np.exp(logvar1), np.exp(logvar2)
+    return 0.5 * np.sum(logvar2 - logvar1 + (v1 + (mu1 - mu2) ** 2) / v2 - 1.0, axis=-1)
+
+
+@pytest.fixture
+def beliefs():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(6, 3, 4, generator=g), torch.randn(6, 3, 4, generator=g) * 0.5
+
+
+def test_filtering_kl_matches_closed_form(beliefs):
+    mean, logvar = beliefs
+    kl = kl_terms(mean, logvar, "filtering").numpy()
+    m, lv = mean.numpy(), logvar.numpy()
+    np.testing.assert_allclose(kl[0], closed_form_kl(m[0], lv[0], 0.0, 0.0), rtol=1e-5)  # q_-1 = N(0, I)
+    for t in range(1, 6):
+        np.testing.assert_allclose(kl[t], closed_form_kl(m[t], lv[t], m[t - 1], lv[t - 1]), rtol=1e-5)
+
+
+def test_gauss_prior_and_none_kl(beliefs):
+    mean, logvar = beliefs
+    kl = kl_terms(mean, logvar, "gauss_prior").numpy()
+    np.testing.assert_allclose(kl, closed_form_kl(mean.numpy(), logvar.numpy(), 0.0, 0.0), rtol=1e-5)
+    assert torch.all(kl_terms(mean, logvar, "none") == 0)
+
+
+@pytest.mark.parametrize(("variant", "prev_gets_grad"), [("filtering", True), ("detached_prev", False)])
+def test_kl_gradient_through_previous_posterior(beliefs, variant, prev_gets_grad):
+    mean, logvar = (x.clone().requires_grad_(True) for x in beliefs)
+    # only the t = 3 term: its gradient reaches q_2 iff the previous posterior is not detached
+    kl_terms(mean, logvar, variant)[3].sum().backward()
+    assert (mean.grad[2].abs().sum() > 0) == prev_gets_grad
+    assert mean.grad[3].abs().sum() > 0
+
+
+def test_horizon_masks():
+    T, B = 4, 1
+    t = torch.arange(T + 1)[:, None].expand(T + 1, B)
+    j = torch.arange(T)[:, None].expand(T, B)
+    past = horizon_mask(t, j, "past")[..., 0]
+    future = horizon_mask(t, j, "future")[..., 0]
+    nxt = horizon_mask(t, j, "next")[..., 0]
+    assert past[0].sum() == 0 and past[T].all() and past[2].tolist() == [True, True, False, False]
+    assert future[0].all() and future[T].sum() == 0 and future[2].tolist() == [False, False, True, True]
+    assert nxt[2].tolist() == [False, False, True, False]
+    assert torch.equal(past | future, torch.ones_like(past))
+    assert horizon_mask(t, j, "all").all()
+
+
+def gridworld_batch(T=20, B=3, seed=0):
+    rng = np.random.default_rng(seed)
+    xy = rng.integers(0, 5, size=(T, B, 2)).astype(np.float32)
+    next_obs = torch.from_numpy(np.concatenate([xy, np.zeros((T, B, 1), np.float32)], -1))
+    rewards = torch.full((T, B, 1), -0.1)
+    actions = torch.nn.functional.one_hot(torch.from_numpy(rng.integers(0, 5, (T, B))), 5).float()
+    idx = torch.from_numpy((xy[..., 0] * 5 + xy[..., 1]).astype(np.int64))
+    return TrajectoryBatch(prev_obs=torch.zeros_like(next_obs), actions=actions, rewards=rewards,
+                           next_obs=next_obs, state_index=idx, tasks=torch.zeros(B, 2),
+                           lengths=torch.full((B,), T))
+
+
+def make_vae(**overrides):
+    cfg = VariBADConfig(**overrides)
+    torch.manual_seed(0)
+    return cfg, VAE(cfg, obs_dim=3, action_dim=5, task_dim=2, num_states=25)
+
+
+@pytest.mark.parametrize(("horizon", "changes"), [("all", True), ("future", True), ("past", False)])
+def test_future_decoding_is_real(horizon, changes):
+    """Changing transition 15 changes the decoding loss of ELBO_2 iff the horizon decodes the future."""
+    cfg, vae = make_vae(decode_horizon=horizon)
+    batch = gridworld_batch()
+    base = elbo_loss(vae, batch, cfg, deterministic_latent=True)
+    batch.rewards[15, 0, 0] = 1.0  # the goal was found at step 15 in trajectory 0
+    changed = elbo_loss(vae, batch, cfg, deterministic_latent=True)
+    diff = (changed.rec_reward[2, 0] - base.rec_reward[2, 0]).abs().item()
+    assert (diff > 1e-6) == changes
+    # ELBO_t with t > 15 has seen transition 15 in every variant except 'future', which must ignore it
+    if horizon == "past":
+        assert (changed.rec_reward[16, 0] - base.rec_reward[16, 0]).abs().item() > 1e-6
+    # other trajectories are untouched
+    assert torch.allclose(changed.rec_reward[:, 1:], base.rec_reward[:, 1:])
+
+
+def test_loss_sums_elbo_terms_and_averages_trajectories():
+    cfg, vae = make_vae()
+    batch = gridworld_batch()
+    out = elbo_loss(vae, batch, cfg, deterministic_latent=True)
+    expected = (out.rec_reward.sum(0) + cfg.kl_weight * out.kl.sum(0)).mean()
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert out.rec_reward.shape == (21, 3) and out.kl.shape == (21, 3)
+
+
+def test_padding_beyond_length_is_ignored():
+    cfg, vae = make_vae()
+    batch = gridworld_batch()
+    batch.lengths = torch.tensor([20, 12, 20])
+    base = elbo_loss(vae, batch, cfg, deterministic_latent=True)
+    batch.rewards[15, 1, 0] = 1.0  # beyond trajectory 1's end: must not matter
+    batch.next_obs[15:, 1] = 4.0
+    changed = elbo_loss(vae, batch, cfg, deterministic_latent=True)
+    assert torch.allclose(base.loss, changed.loss)
+    assert (base.rec_reward[13:, 1] == 0).all() and (base.kl[13:, 1] == 0).all()
+
+
+def test_subsampling_shapes_and_mse_decoder():
+    cfg, vae = make_vae(reward_decoder="mse", subsample_elbos=5, subsample_decodes=7, decode_state=True,
+                        decode_task=True)
+    out = elbo_loss(vae, gridworld_batch(), cfg)
+    assert out.rec_reward.shape == (5, 3) and out.elbo_times.shape == (5, 3)
+    assert out.elbo_times.max() <= 20 and torch.isfinite(out.loss)
+    out.loss.backward()
+    assert all(p.grad is not None for p in vae.reward_decoder.parameters())
+    assert all(p.grad is not None for p in vae.state_decoder.parameters())
+
+
+def test_tbptt_matches_full_backprop_in_forward():
+    cfg, vae = make_vae()
+    batch = gridworld_batch()
+    full = vae.encoder.encode_trajectories(batch.actions, batch.rewards, batch.next_obs)
+    trunc = vae.encoder.encode_trajectories(batch.actions, batch.rewards, batch.next_obs, tbptt=6)
+    assert torch.allclose(full[0], trunc[0], atol=1e-6)
+
+
+def test_online_step_matches_sequence_encoding():
+    """The GRU cell used while acting and nn.GRU used for the VAE give the same beliefs."""
+    _, vae = make_vae()
+    batch = gridworld_batch()
+    enc = vae.encoder
+    seq_mean, _ = enc.encode_trajectories(batch.actions, batch.rewards, batch.next_obs)
+    h = enc.initial_hidden(3)
+    for t in range(20):
+        h = enc.step(batch.actions[t], batch.rewards[t], batch.next_obs[t], h)
+    assert torch.allclose(enc.head(h)[0], seq_mean[20], atol=1e-5)
