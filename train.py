@@ -7,19 +7,30 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import hydra
 import numpy as np
 import pandas as pd
 import torch
+from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from algorithms.common.agent import EnvInfo
+from algorithms.common.agent import Agent, EnvInfo
 from algorithms.common.evaluator import test_task_set
 from algorithms.common.results import RunDirectory
 from algorithms.common.trainer import Trainer, TrainerConfig
 from algorithms.registry import build_agent, check_compatible, get_algo
+from envs.base import MetaVecEnv
 from envs.registry import get_spec, make_meta_env
+
+CONF_DIR = str(Path(__file__).resolve().parent / "conf")
+
+
+def compose_config(*overrides: str) -> DictConfig:
+    """The config ``train.py`` would run with these command-line overrides (for tests and benchmarks)."""
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
 
 
 def configure_process(threads: int) -> None:
@@ -29,8 +40,8 @@ def configure_process(threads: int) -> None:
     torch.distributions.Distribution.set_default_validate_args(False)
 
 
-def run(cfg: DictConfig) -> pd.DataFrame:
-    """Validate, build env and agent, train, and return the final meta-test rows."""
+def build(cfg: DictConfig) -> tuple[Agent, MetaVecEnv]:
+    """Validate the algo x env choice, then build the training env and the agent (seeded by ``cfg.seed``)."""
     env_spec = get_spec(cfg.env.name)
     algo_spec = get_algo(cfg.algo.name)
     check_compatible(algo_spec, env_spec)  # fail before any work or any results folder
@@ -43,6 +54,14 @@ def run(cfg: DictConfig) -> pd.DataFrame:
     env = make_meta_env(env_spec.name, num_envs=num_envs, seed=int(cfg.seed), split="train",
                         episodes_per_task=episodes, horizon=horizon)
     agent = build_agent(algo_spec.name, cfg.algo, EnvInfo.from_env(env), int(cfg.seed), str(cfg.device))
+    return agent, env
+
+
+def run(cfg: DictConfig) -> pd.DataFrame:
+    """Build env and agent, train, and return the final meta-test rows."""
+    agent, env = build(cfg)
+    env_spec = get_spec(cfg.env.name)
+    algo_spec = get_algo(cfg.algo.name)
     eval_tasks = test_task_set(env_spec.name, cfg.eval.num_tasks, seed=int(cfg.seed))
     run_dir = RunDirectory(cfg.results_dir, env_spec.name, algo_spec.name, int(cfg.seed), cfg.run_name)
     run_dir.write_config(OmegaConf.to_yaml(cfg, resolve=True))

@@ -14,7 +14,7 @@ Two layers, so that the multi-episode logic is written once:
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -76,7 +76,7 @@ class BatchedTaskEnv(abc.ABC):
         """Map observations to discrete state ids (only for envs with ``num_states``)."""
         raise NotImplementedError(f"{type(self).__name__} has no discrete state index")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most envs hold nothing to release
         """Release resources (worker processes for simulator envs)."""
 
 
@@ -95,7 +95,7 @@ class MetaVecEnv(VectorEnv):
     * ``success``: the env's per-step success signal; ``task``: the task of this transition.
     """
 
-    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
+    metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": AutoresetMode.SAME_STEP}
 
     def __init__(
         self,

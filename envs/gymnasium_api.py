@@ -7,7 +7,7 @@ natively batched :class:`~envs.base.MetaVecEnv`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -19,7 +19,7 @@ from envs.registry import make_meta_env
 class SingleBAMDPEnv(gym.Env):
     """One BAMDP of a registry env behind the single-env gymnasium API."""
 
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(self, name: str, seed: int = 0, **kwargs: Any) -> None:
         self.name = name

@@ -1,13 +1,5 @@
-"""Shared test helpers: compose the Hydra config the way ``train.py`` does."""
+"""Shared test helpers."""
 
-from pathlib import Path
+from train import compose_config
 
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
-
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
-
-
-def compose_config(*overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+__all__ = ["compose_config"]

@@ -81,7 +81,7 @@ def test_bamdp_episodes_reset_state_keep_task_then_new_task():
     H, K = 15, 4
     for k in range(K):
         for t in range(H):
-            obs, r, term, trunc, info = env.step(np.array([UP, RIGHT]))
+            obs, _, term, trunc, info = env.step(np.array([UP, RIGHT]))
             last = t == H - 1
             np.testing.assert_array_equal(info["episode_done"], [last, last])
             assert (info["episode_index"] == k).all()
@@ -116,10 +116,10 @@ def test_same_seed_same_tasks_and_trajectory():
 def test_gymnasium_registration_and_api():
     env = gym.make("metarl/GridWorld-v0")
     check_env(env.unwrapped, skip_render_check=True)
-    obs, info = env.reset(seed=0, options={"task": [4.0, 4.0]})
+    env.reset(seed=0, options={"task": [4.0, 4.0]})
     total = 0.0
     for _ in range(60):
-        obs, r, term, trunc, info = env.step(0)
+        _, r, term, trunc, _ = env.step(0)
         total += r
     assert trunc and not term and total == pytest.approx(-6.0)
     vec = gym.make_vec("metarl/GridWorld-v0", num_envs=5, vectorization_mode="vector_entry_point")
@@ -128,7 +128,7 @@ def test_gymnasium_registration_and_api():
 
 
 def test_unknown_env_lists_choices():
-    with pytest.raises(envs.UnknownEnvError, match="unknown environment 'gridwrld'.*gridworld"):
+    with pytest.raises(envs.UnknownEnvError, match=r"unknown environment 'gridwrld'.*gridworld"):
         envs.make_meta_env("gridwrld", num_envs=1, seed=0)
 
 

@@ -128,7 +128,7 @@ def test_subsampling_shapes_and_mse_decoder():
 
 
 def test_tbptt_matches_full_backprop_in_forward():
-    cfg, vae = make_vae()
+    _, vae = make_vae()
     batch = gridworld_batch()
     full = vae.encoder.encode_trajectories(batch.actions, batch.rewards, batch.next_obs)
     trunc = vae.encoder.encode_trajectories(batch.actions, batch.rewards, batch.next_obs, tbptt=6)

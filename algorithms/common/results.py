@@ -33,7 +33,7 @@ PACKAGES = ("torch", "numpy", "gymnasium", "hydra-core", "omegaconf", "pandas", 
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def git_commit(cwd: Path | None = None) -> str | None:
@@ -73,7 +73,7 @@ class RunDirectory:
                 break
             except FileExistsError:
                 if run_name is not None:
-                    raise FileExistsError(f"run folder {parent / name} exists; runs are never overwritten")
+                    raise FileExistsError(f"run folder {parent / name} exists; runs are never overwritten") from None
         else:
             raise RuntimeError(f"could not create a fresh run folder under {parent}")
         self.path = parent / name
@@ -104,7 +104,8 @@ class RunDirectory:
         keys = list(row)
         if self._metric_fields is None or any(k not in self._metric_fields for k in keys):
             old = pd.read_csv(path) if path.exists() else None
-            self._metric_fields = (self._metric_fields or []) + [k for k in keys if k not in (self._metric_fields or [])]
+            known = self._metric_fields or []
+            self._metric_fields = known + [k for k in keys if k not in known]
             if old is not None:  # widen the header: rewrite once with the new columns
                 old.reindex(columns=self._metric_fields).to_csv(path, index=False)
             else:

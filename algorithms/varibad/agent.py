@@ -6,6 +6,7 @@ the same machinery is RL^2.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,9 +53,9 @@ class VariBADAgent(Agent):
         if cfg.rl_loss_through_encoder:
             policy_params += list(self.encoder.parameters())
         self.policy_params = policy_params
-        self.policy_optimizer = torch.optim.Adam(policy_params, lr=cfg.lr_policy, eps=cfg.policy_eps)
+        self.policy_optimizer = torch.optim.Adam(policy_params, lr=cfg.lr_policy, eps=cfg.policy_eps, foreach=True)
         self.vae_optimizer = (torch.optim.Adam([*self.encoder.parameters(), *self.vae.decoder_parameters()],
-                                               lr=cfg.lr_vae) if cfg.vae_enabled else None)
+                                               lr=cfg.lr_vae, foreach=True) if cfg.vae_enabled else None)
         self.obs_norm = InputNormalizer(env_info.obs_dim, cfg.norm_state_for_policy)
         self.belief_norm = InputNormalizer(belief_dim, cfg.norm_belief_for_policy)
         self.reward_norm = RewardNormalizer(env_info.num_envs, cfg.gamma, cfg.norm_rew_for_policy)
@@ -120,9 +121,11 @@ class VariBADAgent(Agent):
     # ------------------------------------------------------------------ meta-training
     def train_iteration(self, env: MetaVecEnv) -> IterationStats:
         cfg = self.cfg
+        t0 = time.perf_counter()
         raw_obs, raw_beliefs, finished = self._collect(env)
         self.obs_norm.update(raw_obs)
         self.belief_norm.update(raw_beliefs)
+        t1 = time.perf_counter()
         frames = cfg.num_steps * self.info.num_envs
         self.frames += frames
         self.iterations += 1
@@ -130,11 +133,15 @@ class VariBADAgent(Agent):
         for k in range(finished.shape[1]):
             if not np.isnan(finished[:, k]).all():
                 metrics[f"train/return_ep{k + 1}"] = float(np.nanmean(finished[:, k]))
+        t2 = t3 = t1
         if self.frames >= cfg.precollect_frames:
             metrics.update(self.update_policy())
+            t2 = t3 = time.perf_counter()
             if self.vae_optimizer is not None:
                 vae_metrics = [self.update_vae() for _ in range(cfg.vae_updates_per_iteration)]
                 metrics.update({k: float(np.mean([m[k] for m in vae_metrics])) for k in vae_metrics[0]})
+                t3 = time.perf_counter()
+        metrics.update({"time/rollout_s": t1 - t0, "time/policy_update_s": t2 - t1, "time/vae_update_s": t3 - t2})
         return IterationStats(frames=frames, metrics=metrics)
 
     @torch.no_grad()
