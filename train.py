@@ -17,7 +17,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from algorithms.common.agent import Agent, EnvInfo
-from algorithms.common.evaluator import test_task_set
+from algorithms.common.baselines import RandomAgent
+from algorithms.common.evaluator import meta_test, test_task_set
 from algorithms.common.results import RunDirectory
 from algorithms.common.trainer import Trainer, TrainerConfig
 from algorithms.registry import build_agent, check_compatible, get_algo
@@ -74,8 +75,13 @@ def run(cfg: DictConfig) -> pd.DataFrame:
         eval_deterministic=bool(cfg.eval.deterministic), progress=bool(cfg.progress))
     final = Trainer(agent, env, env_spec.name, eval_tasks, run_dir, trainer_cfg, int(cfg.seed)).train()
     env.close()
-    table = final.groupby("episode")["return"].agg(["mean", "std"]).round(3)
-    print(f"[metarl-bench] final meta-test return per episode ({len(eval_tasks)} tasks):\n{table.T.to_string()}")
+    random_rows = meta_test(RandomAgent(env.single_action_space, seed=int(cfg.seed)), env_spec.name, eval_tasks,
+                            trainer_cfg.eval_episodes, seed=int(cfg.seed) + 10_000)
+    table = pd.DataFrame({f"{algo_spec.name} mean": final.groupby("episode")["return"].mean(),
+                          f"{algo_spec.name} std": final.groupby("episode")["return"].std(),
+                          "random policy mean": random_rows.groupby("episode")["return"].mean()}).round(3)
+    print(f"[metarl-bench] final meta-test return per episode ({len(eval_tasks)} tasks, "
+          f"{'deterministic' if trainer_cfg.eval_deterministic else 'stochastic'} policy):\n{table.T.to_string()}")
     print(f"[metarl-bench] results written to {run_dir.path}", flush=True)
     return final
 
