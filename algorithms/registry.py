@@ -31,9 +31,17 @@ def _build_varibad(cfg: DictConfig, info: EnvInfo, seed: int, device: str) -> Ag
     return VariBADAgent(load_config(cfg), info, seed=seed, device=device)
 
 
+def _build_rl2(cfg: DictConfig, info: EnvInfo, seed: int, device: str) -> Agent:
+    from algorithms.rl2 import build_rl2
+
+    return build_rl2(cfg, info, seed, device)
+
+
 ALGORITHMS: dict[str, AlgoSpec] = {
     "varibad": AlgoSpec("varibad", _build_varibad, frozenset({"discrete", "continuous"}),
                         "VariBAD: recurrent VAE belief + PPO (Zintgraf et al. 2021)"),
+    "rl2": AlgoSpec("rl2", _build_rl2, frozenset({"discrete", "continuous"}),
+                    "RL^2: VariBAD's recurrent machinery, no decoder, RL loss through the GRU"),
 }
 
 

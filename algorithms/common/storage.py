@@ -16,11 +16,11 @@ class RolloutStorage:
     be recomputed with gradients when the RL loss trains the encoder (RL^2).
     """
 
-    def __init__(self, num_steps: int, num_envs: int, obs_dim: int, belief_dim: int, action_shape: tuple,
-                 encoder_action_dim: int, hidden_size: int, discrete: bool) -> None:
+    def __init__(self, num_steps: int, num_envs: int, obs_dim: int, policy_obs_dim: int, belief_dim: int,
+                 action_shape: tuple, encoder_action_dim: int, hidden_size: int, discrete: bool) -> None:
         T, N = num_steps, num_envs
         self.num_steps, self.num_envs = T, N
-        self.policy_obs = torch.zeros(T, N, obs_dim)
+        self.policy_obs = torch.zeros(T, N, policy_obs_dim)
         self.policy_belief = torch.zeros(T, N, belief_dim)
         self.actions = torch.zeros(T, N, *action_shape, dtype=torch.long if discrete else torch.float32)
         self.log_probs = torch.zeros(T, N)

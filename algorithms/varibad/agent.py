@@ -38,6 +38,7 @@ class VariBADAgent(Agent):
 
     def __init__(self, cfg: VariBADConfig, env_info: EnvInfo, seed: int, device: str = "cpu") -> None:
         self.cfg, self.info = cfg, env_info
+        self.name = cfg.name
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)
         space = env_info.action_space
@@ -46,8 +47,10 @@ class VariBADAgent(Agent):
         self.vae = VAE(cfg, env_info.obs_dim, self.encoder_action_dim, env_info.task_dim, env_info.num_states)
         self.encoder = self.vae.encoder
         belief_dim = 2 * cfg.latent_dim if cfg.policy_belief == "mean_logvar" else cfg.latent_dim
+        #: width of the state input to the policy (0 when it acts on the belief alone)
+        self.policy_obs_dim = env_info.obs_dim if cfg.policy_sees_state else 0
         self.policy = BeliefConditionedActorCritic(
-            env_info.obs_dim, belief_dim, space, cfg.policy_layers, cfg.policy_state_embed_dim,
+            self.policy_obs_dim, belief_dim, space, cfg.policy_layers, cfg.policy_state_embed_dim,
             cfg.policy_belief_embed_dim, cfg.policy_activation, cfg.policy_init)
         policy_params = list(self.policy.parameters())
         if cfg.rl_loss_through_encoder:
@@ -56,15 +59,15 @@ class VariBADAgent(Agent):
         self.policy_optimizer = torch.optim.Adam(policy_params, lr=cfg.lr_policy, eps=cfg.policy_eps, foreach=True)
         self.vae_optimizer = (torch.optim.Adam([*self.encoder.parameters(), *self.vae.decoder_parameters()],
                                                lr=cfg.lr_vae, foreach=True) if cfg.vae_enabled else None)
-        self.obs_norm = InputNormalizer(env_info.obs_dim, cfg.norm_state_for_policy)
+        self.obs_norm = InputNormalizer(self.policy_obs_dim, cfg.norm_state_for_policy)
         self.belief_norm = InputNormalizer(belief_dim, cfg.norm_belief_for_policy)
         self.reward_norm = RewardNormalizer(env_info.num_envs, cfg.gamma, cfg.norm_rew_for_policy)
         self.ppo_cfg = PPOConfig(cfg.ppo_epochs, cfg.ppo_minibatches, cfg.ppo_clip, cfg.value_loss_coef,
                                  cfg.entropy_coef, cfg.max_grad_norm)
         N, T = env_info.num_envs, cfg.num_steps
         action_shape = () if self.discrete else (self.encoder_action_dim,)
-        self.storage = RolloutStorage(T, N, env_info.obs_dim, belief_dim, action_shape, self.encoder_action_dim,
-                                      cfg.gru_hidden_size, self.discrete)
+        self.storage = RolloutStorage(T, N, env_info.obs_dim, self.policy_obs_dim, belief_dim, action_shape,
+                                      self.encoder_action_dim, cfg.gru_hidden_size, self.discrete)
         L = env_info.max_trajectory_len
         self.per_state = cfg.vae_enabled and cfg.decode_reward and cfg.reward_decoder == "per_state_bernoulli"
         self.buffer = (TrajectoryBuffer(cfg.vae_buffer_size, L, env_info.obs_dim, self.encoder_action_dim,
@@ -105,7 +108,7 @@ class VariBADAgent(Agent):
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, belief: RecurrentBelief, deterministic: bool) -> np.ndarray:
-        obs_t = torch.as_tensor(obs, dtype=torch.float32)
+        obs_t = torch.as_tensor(obs, dtype=torch.float32)[:, :self.policy_obs_dim]
         dist, _ = self.policy(self.obs_norm(obs_t), self.belief_norm(self.belief_input(belief.hidden)))
         action = self.policy.mode(dist) if deterministic else dist.sample()
         return action.numpy()
@@ -155,13 +158,14 @@ class VariBADAgent(Agent):
             self._refresh_hidden()  # the encoder changed since these hidden states were computed
         st.initial_hidden.copy_(self._hidden)
         obs, hidden = self._obs, self._hidden
-        raw_obs = torch.zeros(cfg.num_steps, N, self.info.obs_dim)
+        raw_obs = torch.zeros(cfg.num_steps, N, self.policy_obs_dim)
+        P = self.policy_obs_dim
         raw_beliefs = torch.zeros(cfg.num_steps, N, st.policy_belief.shape[-1])
         finished_returns: list[np.ndarray] = []
         arange = np.arange(N)
         for t in range(cfg.num_steps):
             belief = self.belief_input(hidden)
-            policy_obs, policy_belief = self.obs_norm(obs), self.belief_norm(belief)
+            policy_obs, policy_belief = self.obs_norm(obs[:, :P]), self.belief_norm(belief)
             dist, value = self.policy(policy_obs, policy_belief)
             action = dist.sample()
             next_obs_np, reward_np, _, _, info = env.step(action.numpy())
@@ -173,7 +177,7 @@ class VariBADAgent(Agent):
             task_done_t = torch.from_numpy(task_done)
             if cfg.use_proper_time_limits and task_done.any():
                 st.bootstrap_values[t] = torch.where(
-                    task_done_t, self.policy.value(self.obs_norm(final_obs), self.belief_norm(
+                    task_done_t, self.policy.value(self.obs_norm(final_obs[:, :P]), self.belief_norm(
                         self.belief_input(next_hidden))), 0.0)
             else:
                 st.bootstrap_values[t] = 0.0
@@ -183,7 +187,7 @@ class VariBADAgent(Agent):
             st.dones[t] = task_done_t
             st.enc_actions[t], st.enc_rewards[t], st.enc_next_obs[t] = enc_action, reward, final_obs
             st.task_done[t] = task_done_t
-            raw_obs[t], raw_beliefs[t] = obs, belief
+            raw_obs[t], raw_beliefs[t] = obs[:, :P], belief
             # running trajectories (VAE buffer, re-encoding) and per-episode training returns
             c = self._cursor
             tr = self._traj
@@ -207,7 +211,7 @@ class VariBADAgent(Agent):
                 self._cursor[done_idx] = 0
             hidden = next_hidden * (~task_done_t).float()[:, None]
             obs = torch.from_numpy(next_obs_np)
-        st.last_values = self.policy.value(self.obs_norm(obs), self.belief_norm(self.belief_input(hidden)))
+        st.last_values = self.policy.value(self.obs_norm(obs[:, :P]), self.belief_norm(self.belief_input(hidden)))
         self._obs, self._hidden = obs, hidden
         K = env.episodes_per_task
         finished = np.concatenate(finished_returns) if finished_returns else np.full((1, K), np.nan)

@@ -31,6 +31,8 @@ class VariBADConfig:
     policy_state_embed_dim: int = 16  #: 0 feeds the raw state
     policy_belief_embed_dim: int = 16  #: 0 feeds the raw belief ("policy latent embedding dim")
     policy_belief: str = "mean_logvar"  #: what of q(m|tau) the policy sees: mean_logvar | mean | sample
+    #: the policy sees the env state besides the belief (RL^2 reference: false, the state enters via the GRU)
+    policy_sees_state: bool = True
     norm_state_for_policy: bool = True
     norm_belief_for_policy: bool = True
     norm_rew_for_policy: bool = True

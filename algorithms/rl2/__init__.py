@@ -1,0 +1,22 @@
+"""RL^2 (Duan et al. 2016; Wang et al. 2016) as the VariBAD paper runs it (sec. 5, App. B.2).
+
+Not a separate implementation: RL^2 is VariBAD's recurrent machinery configured with no decoder and no KL
+(``vae_enabled: false``), the PPO loss trained end to end through the GRU (``rl_loss_through_encoder: true``,
+beliefs recomputed for every PPO minibatch) and a ReLU on the latent (``latent_activation: relu``).
+See ``conf/algo/rl2.yaml`` and ``conf/algo_env/rl2_<env>.yaml``.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from algorithms.common.agent import Agent, EnvInfo
+from algorithms.varibad import VariBADAgent, load_config
+
+
+def build_rl2(cfg: DictConfig, info: EnvInfo, seed: int, device: str) -> Agent:
+    config = load_config(cfg)
+    if config.vae_enabled or not config.rl_loss_through_encoder:
+        raise ValueError("rl2 needs algo.vae_enabled=false and algo.rl_loss_through_encoder=true "
+                         "(otherwise it is VariBAD: use algo=varibad)")
+    return VariBADAgent(config, info, seed=seed, device=device)
