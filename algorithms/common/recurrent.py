@@ -37,7 +37,9 @@ class RecurrentEncoder(nn.Module):
         self.state_embed = FeatureExtractor(obs_dim, state_embed_dim, "relu")
         self.reward_embed = FeatureExtractor(1, reward_embed_dim, "relu")
         embed_dim = action_embed_dim + state_embed_dim + reward_embed_dim
-        self.before_gru = mlp(embed_dim, layers_before_gru, act="relu")
+        if embed_dim == 0:
+            raise ValueError("the encoder needs at least one of action/state/reward embedding dims > 0")
+        self.before_gru = mlp(embed_dim, layers_before_gru, act="relu") if layers_before_gru else nn.Identity()
         gru_input = layers_before_gru[-1] if layers_before_gru else embed_dim
         self.gru = nn.GRU(gru_input, hidden_size)
         for name, param in self.gru.named_parameters():
@@ -45,7 +47,7 @@ class RecurrentEncoder(nn.Module):
                 nn.init.zeros_(param)
             else:
                 nn.init.orthogonal_(param)
-        self.after_gru = mlp(hidden_size, layers_after_gru, act="relu")
+        self.after_gru = mlp(hidden_size, layers_after_gru, act="relu") if layers_after_gru else nn.Identity()
         head_input = layers_after_gru[-1] if layers_after_gru else hidden_size
         self.fc_mean = nn.Linear(head_input, latent_dim)
         self.fc_logvar = nn.Linear(head_input, latent_dim)
@@ -56,7 +58,8 @@ class RecurrentEncoder(nn.Module):
     # ------------------------------------------------------------------ pieces
     def embed(self, actions: torch.Tensor, rewards: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """Embed transitions; ``actions`` already one-hot for discrete spaces, ``rewards`` shape ``(..., 1)``."""
-        x = torch.cat([self.action_embed(actions), self.state_embed(next_obs), self.reward_embed(rewards)], dim=-1)
+        parts = [(self.action_embed, actions), (self.state_embed, next_obs), (self.reward_embed, rewards)]
+        x = torch.cat([embed(v) for embed, v in parts if embed.output_dim > 0], dim=-1)
         return self.before_gru(x)
 
     def head(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
