@@ -15,15 +15,17 @@ import pandas as pd
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from algorithms.common.agent import Agent, EnvInfo
 from algorithms.common.baselines import RandomAgent
+from algorithms.common.errors import ConfigError
 from algorithms.common.evaluator import meta_test, test_task_set
 from algorithms.common.results import RunDirectory
 from algorithms.common.trainer import Trainer, TrainerConfig
-from algorithms.registry import build_agent, check_compatible, get_algo
+from algorithms.registry import UnknownAlgorithmError, build_agent, check_compatible, get_algo
 from envs.base import MetaVecEnv
-from envs.registry import get_spec, make_meta_env
+from envs.registry import UnknownEnvError, get_spec, make_meta_env
 
 CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
@@ -90,7 +92,8 @@ def run(cfg: DictConfig) -> pd.DataFrame:
 def main(cfg: DictConfig) -> None:
     try:
         run(cfg)
-    except (KeyError, ValueError) as exc:  # configuration errors: one clear line, non-zero exit
+    except (UnknownEnvError, UnknownAlgorithmError, ConfigError, OmegaConfBaseException) as exc:
+        # configuration errors: one clear line and a non-zero exit, before any work or results folder
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
 

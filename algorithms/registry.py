@@ -12,6 +12,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from algorithms.common.agent import Agent, EnvInfo
+from algorithms.common.errors import ConfigError
 from envs.registry import EnvSpec
 
 
@@ -50,7 +51,7 @@ class UnknownAlgorithmError(KeyError):
         return str(self.args[0])
 
 
-class IncompatibleError(ValueError):
+class IncompatibleError(ConfigError):
     """The algorithm cannot run on the environment."""
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from algorithms.common.agent import Agent, EnvInfo
+from algorithms.common.errors import ConfigError
 from algorithms.varibad import VariBADAgent, load_config
 
 
 def build_rl2(cfg: DictConfig, info: EnvInfo, seed: int, device: str) -> Agent:
     config = load_config(cfg)
     if config.vae_enabled or not config.rl_loss_through_encoder:
-        raise ValueError("rl2 needs algo.vae_enabled=false and algo.rl_loss_through_encoder=true "
+        raise ConfigError("rl2 needs algo.vae_enabled=false and algo.rl_loss_through_encoder=true "
                          "(otherwise it is VariBAD: use algo=varibad)")
     return VariBADAgent(config, info, seed=seed, device=device)

@@ -11,6 +11,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from algorithms.common.errors import ConfigError
+
 KL_VARIANTS = ("filtering", "gauss_prior", "detached_prev", "none")
 DECODE_HORIZONS = ("all", "past", "future", "next")
 POLICY_BELIEF_INPUTS = ("mean_logvar", "mean", "sample")
@@ -97,11 +99,11 @@ class VariBADConfig:
                   "policy_belief": POLICY_BELIEF_INPUTS, "reward_decoder": REWARD_DECODERS}
         for key, allowed in checks.items():
             if getattr(self, key) not in allowed:
-                raise ValueError(f"algo.{key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
+                raise ConfigError(f"algo.{key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
         if self.vae_enabled and not (self.decode_reward or self.decode_state or self.decode_task):
-            raise ValueError("vae_enabled needs at least one of decode_reward, decode_state, decode_task")
+            raise ConfigError("vae_enabled needs at least one of decode_reward, decode_state, decode_task")
         if not self.vae_enabled and not self.rl_loss_through_encoder:
-            raise ValueError("with vae_enabled=false nothing trains the encoder: set rl_loss_through_encoder=true")
+            raise ConfigError("with vae_enabled=false nothing trains the encoder: set rl_loss_through_encoder=true")
 
 
 def load_config(cfg: DictConfig | dict[str, Any]) -> VariBADConfig:
