@@ -106,8 +106,10 @@ class RunDirectory:
             old = pd.read_csv(path) if path.exists() else None
             known = self._metric_fields or []
             self._metric_fields = known + [k for k in keys if k not in known]
-            if old is not None:  # widen the header: rewrite once with the new columns
-                old.reindex(columns=self._metric_fields).to_csv(path, index=False)
+            if old is not None:  # widen the header: rewrite with the new columns, atomically for readers
+                tmp = path.with_suffix(".csv.tmp")
+                old.reindex(columns=self._metric_fields).to_csv(tmp, index=False)
+                os.replace(tmp, path)
             else:
                 with path.open("w", newline="") as f:
                     csv.writer(f).writerow(self._metric_fields)

@@ -1,0 +1,258 @@
+"""Discover run folders under ``results/``, validate them against the results schema, return tidy DataFrames.
+
+A run folder is ``<root>/<env>/<algo>/<run-id>/`` (see ``README.md``, "Results"); any folder holding one of
+``metadata.json``, ``eval.csv``, ``train_metrics.csv`` or ``config.yaml`` is taken for a run. Folders that hold
+none of them (Hydra's ``sweeps/`` bookkeeping, ``figures/``, ``tables/``, hidden folders) are passed over quietly.
+
+A run is *left out and reported* (``Results.problems``: ``(path, reason)``) when its ``metadata.json`` is missing,
+unparseable or lacks a required key, its status is ``failed`` (or unknown), its ``eval.csv`` is missing, unreadable,
+has no rows, misses or misnames a column, has a column of the wrong type, rows of another run or duplicated rows,
+or its ``train_metrics.csv`` (optional) is unreadable or has no ``frames`` column. Runs that are still
+``running`` are kept and flagged (column ``status``) unless ``include_running=False``; the row being written when
+the file was read (a last line without its newline) and a last evaluation point not yet complete are dropped.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SCHEMA_VERSION = 1
+RUN_FILES = ("metadata.json", "eval.csv", "train_metrics.csv", "config.yaml")
+NOT_RUN_FOLDERS = frozenset({"sweeps", "figures", "tables", "multirun", "outputs", "checkpoints"})
+STATUSES = ("running", "completed", "failed")
+REQUIRED_METADATA: dict[str, type] = {"schema_version": int, "run_id": str, "env": str, "algo": str, "seed": int,
+                                      "status": str}
+# eval.csv column -> kind ("string", "integer", "number", "bool"); only steps_to_success may be empty
+EVAL_COLUMNS: dict[str, str] = {"run_id": "string", "frames": "integer", "task_id": "integer", "task": "string",
+                                "episode": "integer", "return": "number", "success": "bool",
+                                "steps_to_success": "number"}
+NULLABLE = frozenset({"steps_to_success"})
+RUN_KEYS = ["env", "algo", "seed", "run_id", "status"]
+
+
+class RunError(Exception):
+    """A run folder that does not follow the schema; the message is the reason reported."""
+
+
+@dataclass
+class Results:
+    """Everything loaded from one results root."""
+
+    eval: pd.DataFrame  # one row per (run, frames, task, episode), with env, algo, seed, run_id, status
+    train: pd.DataFrame  # one row per (run, logged iteration), with env, algo, seed, run_id, status
+    runs: pd.DataFrame  # one row per run kept
+    problems: list[tuple[Path, str]] = field(default_factory=list)  # runs left out, with the reason
+    notes: list[str] = field(default_factory=list)  # things worth knowing that did not exclude a run
+
+
+def discover_runs(root: Path | str, max_depth: int = 4) -> list[Path]:
+    """Run folders under ``root`` (``root`` itself if it is one), sorted; non-run folders are skipped quietly."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"results root {root} is not a folder")
+    found: list[Path] = []
+    base_depth = len(root.parts)
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        if any(name in filenames for name in RUN_FILES):
+            found.append(here)
+            dirnames[:] = []  # never look inside a run (checkpoints/)
+            continue
+        if len(here.parts) - base_depth >= max_depth:
+            dirnames[:] = []
+            continue
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")) and d not in NOT_RUN_FOLDERS)
+    return sorted(found)
+
+
+def read_metadata(run: Path) -> dict[str, Any]:
+    """``metadata.json`` with the required keys checked; raises :class:`RunError`."""
+    path = run / "metadata.json"
+    if not path.exists():
+        raise RunError("metadata.json missing")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunError(f"metadata.json unparseable: {exc}") from None
+    if not isinstance(meta, dict):
+        raise RunError("metadata.json is not a JSON object")
+    missing = [k for k in REQUIRED_METADATA if k not in meta]
+    if missing:
+        raise RunError(f"metadata.json missing key(s) {', '.join(missing)}")
+    for key, kind in REQUIRED_METADATA.items():
+        value = meta[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise RunError(f"metadata.json {key!r} is {value!r}, expected {kind.__name__}")
+    if meta["schema_version"] != SCHEMA_VERSION:
+        raise RunError(f"metadata.json schema_version {meta['schema_version']} (this analysis reads {SCHEMA_VERSION})")
+    if meta["status"] not in STATUSES:
+        raise RunError(f"unknown status {meta['status']!r} (expected one of {', '.join(STATUSES)})")
+    return meta
+
+
+def _read_csv(path: Path, running: bool, dtype: dict[str, Any] | None = None) -> pd.DataFrame:
+    """A CSV file; for a running run, a last line still being written (no newline yet) is dropped."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunError(f"{path.name} unreadable: {exc}") from None
+    if running and text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    if not text.strip():
+        raise RunError(f"{path.name} is empty (no header)")
+    try:
+        return pd.read_csv(io.StringIO(text), dtype=dtype)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        raise RunError(f"{path.name} unreadable: {str(exc).strip()}") from None
+
+
+def _check_kind(df: pd.DataFrame, column: str, kind: str) -> None:
+    series = df[column]
+    if column not in NULLABLE and series.isna().any():
+        raise RunError(f"eval.csv column {column!r} has {int(series.isna().sum())} empty value(s)")
+    if kind == "integer":
+        ok = pd.api.types.is_integer_dtype(series)
+    elif kind == "number":
+        ok = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+    elif kind == "bool":
+        ok = pd.api.types.is_bool_dtype(series)
+    else:
+        ok = True
+    if not ok:
+        raise RunError(f"eval.csv column {column!r} has dtype {series.dtype}, expected {kind}")
+
+
+def read_eval(run: Path, run_id: str, running: bool) -> tuple[pd.DataFrame, str | None]:
+    """Validated ``eval.csv`` rows and an optional note; raises :class:`RunError`."""
+    path = run / "eval.csv"
+    if not path.exists():
+        raise RunError("no eval rows (eval.csv missing)")
+    df = _read_csv(path, running, dtype={"run_id": str, "task": str})
+    missing = [c for c in EVAL_COLUMNS if c not in df.columns]
+    if missing:
+        extra = [c for c in df.columns if c not in EVAL_COLUMNS]
+        hint = f" (unexpected: {', '.join(map(repr, extra))})" if extra else ""
+        raise RunError(f"eval.csv missing column(s) {', '.join(map(repr, missing))}{hint}")
+    if df.empty:
+        raise RunError("no eval rows (eval.csv has only its header)")
+    for column, kind in EVAL_COLUMNS.items():
+        _check_kind(df, column, kind)
+    if (df["episode"] < 1).any() or (df["frames"] < 0).any():
+        raise RunError("eval.csv has episode < 1 or frames < 0 (episodes are 1-based)")
+    other = sorted(set(df["run_id"]) - {run_id})
+    if other:
+        raise RunError(f"eval.csv has rows of run(s) {', '.join(other)}, not of {run_id!r}")
+    dup = int(df.duplicated(["frames", "task_id", "episode"]).sum())
+    if dup:
+        raise RunError(f"eval.csv has {dup} duplicated (frames, task_id, episode) row(s)")
+    df = df[list(EVAL_COLUMNS)].sort_values(["frames", "task_id", "episode"], kind="stable")
+    sizes = df.groupby("frames").size()
+    full = int(sizes.max())
+    short = sizes[sizes < full]
+    note = None
+    if running and len(short) > 0 and short.index[-1] == sizes.index[-1]:
+        last = int(sizes.index[-1])
+        df = df[df["frames"] != last]
+        short = short.iloc[:-1]
+        note = f"dropped the eval point at frames={last} ({int(sizes.iloc[-1])}/{full} rows, still being written)"
+    if len(short) > 0:
+        points = ", ".join(f"frames={int(f)}: {int(n)}/{full} rows" for f, n in short.items())
+        raise RunError(f"eval.csv has incomplete evaluation point(s) ({points})")
+    if df.empty:
+        raise RunError("no eval rows (only a partly written evaluation point)")
+    return df.reset_index(drop=True), note
+
+
+def read_train(run: Path, running: bool) -> pd.DataFrame | None:
+    """``train_metrics.csv`` (optional: ``None`` when absent); it must have a numeric ``frames`` column."""
+    path = run / "train_metrics.csv"
+    if not path.exists():
+        return None
+    df = _read_csv(path, running)
+    if "frames" not in df.columns:
+        raise RunError("train_metrics.csv has no 'frames' column")
+    if not pd.api.types.is_numeric_dtype(df["frames"]) or df["frames"].isna().any():
+        raise RunError(f"train_metrics.csv column 'frames' is not numeric or has empty values ({df['frames'].dtype})")
+    return df
+
+
+def _guess_env_algo(run: Path) -> tuple[str, str]:
+    """(env, algo) from the folder layout ``<env>/<algo>/<run-id>``, for runs whose metadata cannot be read."""
+    return run.parent.parent.name, run.parent.name
+
+
+def _matches(value: str, wanted: Iterable[str] | None) -> bool:
+    return wanted is None or value in set(wanted)
+
+
+def load_results(root: Path | str = "results", include_running: bool = True, envs: Iterable[str] | None = None,
+                 algos: Iterable[str] | None = None) -> Results:
+    """Load every valid run under ``root`` (optionally only some envs / algos); invalid runs go to ``problems``."""
+    envs = None if envs is None else list(envs)
+    algos = None if algos is None else list(algos)
+    evals: list[pd.DataFrame] = []
+    trains: list[pd.DataFrame] = []
+    runs: list[dict[str, Any]] = []
+    problems: list[tuple[Path, str]] = []
+    notes: list[str] = []
+    for run in discover_runs(root):
+        env, algo = _guess_env_algo(run)
+        try:
+            meta = read_metadata(run)
+            env, algo = meta["env"], meta["algo"]
+            if not (_matches(env, envs) and _matches(algo, algos)):
+                continue
+            status = meta["status"]
+            if status == "failed":
+                raise RunError(f"status 'failed': {meta.get('error') or 'no error recorded'}")
+            if status == "running" and not include_running:
+                raise RunError("still running (left out: include_running=False)")
+            running = status == "running"
+            ev, note = read_eval(run, meta["run_id"], running)
+            train = read_train(run, running)
+        except RunError as exc:
+            if _matches(env, envs) and _matches(algo, algos):
+                problems.append((run, str(exc)))
+            continue
+        if note:
+            notes.append(f"{run}: {note}")
+        keys = {"env": env, "algo": algo, "seed": meta["seed"], "run_id": meta["run_id"], "status": status}
+        evals.append(ev.drop(columns="run_id").assign(**keys)[RUN_KEYS + [c for c in EVAL_COLUMNS if c != "run_id"]])
+        if train is not None:
+            extra = [c for c in train.columns if c not in RUN_KEYS]
+            trains.append(train[extra].assign(**keys)[RUN_KEYS + extra])
+        runs.append({**keys, "frames": meta.get("frames"), "last_eval_frames": int(ev["frames"].max()),
+                     "eval_points": int(ev["frames"].nunique()), "git_commit": meta.get("git_commit"),
+                     "path": str(run)})
+    eval_df = (pd.concat(evals, ignore_index=True) if evals
+               else pd.DataFrame(columns=RUN_KEYS + [c for c in EVAL_COLUMNS if c != "run_id"]))
+    train_df = pd.concat(trains, ignore_index=True) if trains else pd.DataFrame(columns=[*RUN_KEYS, "frames"])
+    runs_df = pd.DataFrame(runs, columns=[*RUN_KEYS, "frames", "last_eval_frames", "eval_points", "git_commit",
+                                          "path"])
+    for (env, algo, seed), group in runs_df.groupby(["env", "algo", "seed"]):
+        if len(group) > 1:
+            notes.append(f"{env}/{algo}: seed {seed} appears in {len(group)} runs ({', '.join(group['run_id'])}); "
+                         "each run counts as one replicate")
+    order = ["env", "algo", "seed", "run_id"]
+    eval_df = eval_df.sort_values([*order, "frames", "task_id", "episode"], kind="stable").reset_index(drop=True)
+    train_df = train_df.sort_values([*order, "frames"], kind="stable").reset_index(drop=True)
+    runs_df = runs_df.sort_values(order, kind="stable").reset_index(drop=True)
+    return Results(eval=eval_df, train=train_df, runs=runs_df, problems=problems, notes=notes)
+
+
+def report(results: Results, file: Any = None) -> None:
+    """Print the runs left out (as warnings) and the notes, one line each, to ``file`` (default stderr)."""
+    out = file if file is not None else sys.stderr
+    for path, reason in results.problems:
+        print(f"WARNING: left out {path}: {reason}", file=out)
+    for note in results.notes:
+        print(f"note: {note}", file=out)

@@ -1,0 +1,251 @@
+"""Meta-test return figures per env: learning curves and per-episode returns, 95% bootstrap CIs over seeds.
+
+Usage (from the repo root): ``python analysis/plot_returns.py [--env gridworld] [--out results/figures]``
+(or ``python -m analysis.plot_returns``). Writes, per env,
+
+* ``<env>_learning_curves.png``: mean return of meta-test episode k vs training frames, one panel per episode,
+  one line per algorithm with its shaded CI; solid where every seed has the point, dashed where fewer do (runs
+  at different progress); GridWorld reference values as horizontal lines;
+* ``<env>_per_episode.png``: mean return per meta-test episode with CI error bars at one evaluation point per
+  algorithm (VariBAD paper fig. 1e / 12b), with the GridWorld reference lines (optimal, Bayes-optimal, posterior
+  sampling) read from a JSON file ``{"K6": {"optimal": [...], ...}, ...}`` when it exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `analysis` importable from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global figure state
+from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+from analysis.load import load_results, report
+from analysis.stats import aggregate, coverage_notes, format_frames, frames_type, per_episode
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_REFERENCES = REPO_ROOT / "algorithms" / "references" / "gridworld_references.json"
+REFERENCE_STYLE: dict[str, tuple[str, str, str]] = {  # key -> (color, linestyle, label)
+    "optimal": ("black", "--", "optimal (knows the goal)"),
+    "bayes_optimal": ("tab:gray", "-.", "Bayes-optimal"),
+    "posterior_sampling": ("tab:brown", ":", "posterior sampling"),
+}
+
+
+def load_references(path: Path | None) -> tuple[dict[str, Any] | None, str | None]:
+    """The reference JSON, or ``None`` and a note saying why there are no reference lines."""
+    if path is None:
+        return None, None
+    if not path.exists():
+        return None, f"no reference file {path}: reference lines skipped"
+    try:
+        refs = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, f"reference file {path} unreadable ({exc}): reference lines skipped"
+    if not isinstance(refs, dict):
+        return None, f"reference file {path} is not a JSON object: reference lines skipped"
+    return refs, None
+
+
+def references_for(refs: dict[str, Any] | None, env: str, episodes: int) -> tuple[dict[str, list[float]], str | None]:
+    """Per-episode reference values for ``env`` evaluated with ``episodes`` episodes (key ``K<episodes>``).
+
+    The file holds GridWorld references: they apply to envs named ``gridworld*``, or to an env named as a top-level
+    key. Entries that are not a number or a list of numbers (e.g. a description) are ignored.
+    """
+    if refs is None:
+        return {}, None
+    if env in refs and isinstance(refs[env], dict):
+        refs = refs[env]
+    elif not env.startswith("gridworld"):
+        return {}, None
+    block = refs.get(f"K{episodes}")
+    if not isinstance(block, dict):
+        have = ", ".join(k for k in refs if k.startswith("K")) or "none"
+        return {}, f"{env}: no 'K{episodes}' entry in the references (have: {have}): reference lines skipped"
+    lines: dict[str, list[float]] = {}
+    for name, values in block.items():
+        if isinstance(values, int | float) and not isinstance(values, bool):
+            values = [values] * episodes
+        if isinstance(values, list) and values and all(isinstance(v, int | float) for v in values):
+            lines[name] = [float(v) for v in values]
+    return lines, None
+
+
+def _reference_style(name: str, index: int) -> tuple[str, str, str]:
+    return REFERENCE_STYLE.get(name, (f"C{7 + index % 3}", (0, (3, 1, 1, 1)), name.replace("_", " ")))  # type: ignore[return-value]
+
+
+def _frames_range(lo: float, hi: float) -> str:
+    return format_frames(lo) if lo == hi else f"{format_frames(lo)}-{format_frames(hi)}"
+
+
+def _algo_label(algo: str, n: int, running: int) -> str:
+    extra = f", {running} running" if running else ""
+    return f"{algo} (n={n} seed{'s' if n != 1 else ''}{extra})"
+
+
+def plot_learning_curves(curves: pd.DataFrame, env: str, episodes: list[int], colors: dict[str, str],
+                         refs: dict[str, list[float]], path: Path, dpi: int = 150) -> None:
+    """One panel per meta-test episode: mean return vs frames per algorithm, CI band, n seeds in the legend."""
+    ncols = min(3, len(episodes))
+    nrows = math.ceil(len(episodes) / ncols)
+    fig = Figure(figsize=(4.6 * ncols, 3.6 * nrows + 0.8), layout="constrained")
+    axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False).ravel()
+    any_partial = False
+    handles: dict[str, Any] = {}
+    for ax, episode in zip(axes, episodes, strict=False):
+        for algo, group in curves[curves["episode"] == episode].groupby("algo", sort=True):
+            group = group.sort_values("frames")
+            n_max = int(group["n"].max())
+            full = group[group["n"] == n_max]
+            color = colors[algo]
+            (line,) = ax.plot(full["frames"], full["mean"], color=color, lw=1.8, marker="o", ms=3)
+            ax.fill_between(full["frames"], full["lo"], full["hi"], color=color, alpha=0.2, lw=0)
+            if len(full) < len(group):  # points with fewer seeds: dashed, joined to the last full point
+                any_partial = True
+                tail = group[group["frames"] >= full["frames"].max()]
+                ax.plot(tail["frames"], tail["mean"], color=color, lw=1.2, ls="--", marker=".", ms=3)
+            handles.setdefault(_algo_label(algo, n_max, int(group["n_running"].max())), line)
+        for index, (name, values) in enumerate(refs.items()):
+            if episode <= len(values):
+                color, ls, label = _reference_style(name, index)
+                handles.setdefault(label, ax.axhline(values[episode - 1], color=color, ls=ls, lw=1.0))
+        ax.set_title(f"episode {episode}")
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: format_frames(x)))
+    for ax in axes[len(episodes):]:
+        ax.set_visible(False)
+    for ax in axes[::ncols]:
+        ax.set_ylabel("meta-test return")
+    for ax in axes[(nrows - 1) * ncols:]:
+        ax.set_xlabel("training frames")
+        ax.tick_params(labelbottom=True)
+    note = "; dashed: fewer seeds (runs at different progress)" if any_partial else ""
+    fig.suptitle(f"{env}: meta-test return per episode vs training frames\n"
+                 f"mean over seeds, shaded 95% bootstrap CI{note}", fontsize=11)
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(4, len(handles)),
+               fontsize=9, frameon=False)
+    fig.savefig(path, dpi=dpi)
+
+
+def plot_per_episode(table: pd.DataFrame, env: str, colors: dict[str, str], refs: dict[str, list[float]],
+                     path: Path, dpi: int = 150) -> None:
+    """Mean return per meta-test episode with CI error bars, one series per algorithm, reference lines."""
+    fig = Figure(figsize=(6.4, 4.6), layout="constrained")
+    ax = fig.subplots()
+    algos = sorted(table["algo"].unique())
+    for i, algo in enumerate(algos):
+        group = table[table["algo"] == algo].sort_values("episode")
+        x = group["episode"].to_numpy(float) + 0.08 * (i - (len(algos) - 1) / 2)  # dodge overlapping bars
+        mean = group["mean"].to_numpy(float)
+        yerr = np.vstack([mean - group["lo"].to_numpy(float), group["hi"].to_numpy(float) - mean])
+        yerr = np.nan_to_num(yerr, nan=0.0)
+        at = _frames_range(group["frames_min"].iloc[0], group["frames_max"].iloc[0])
+        label = f"{_algo_label(algo, int(group['n'].max()), int(group['n_running'].max()))} @ {at} frames"
+        ax.errorbar(x, mean, yerr=yerr, color=colors[algo], marker="o", ms=5, capsize=4, lw=1.5, label=label)
+    episodes = np.arange(1, int(table["episode"].max()) + 1)
+    for index, (name, values) in enumerate(refs.items()):
+        color, ls, label = _reference_style(name, index)
+        k = min(len(values), len(episodes))
+        ax.plot(episodes[:k], values[:k], color=color, ls=ls, lw=1.2, marker="_", ms=10, label=label)
+    ax.set_xlabel("meta-test episode")
+    ax.set_ylabel("mean return (over test tasks)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.set_title(f"{env}: per-episode meta-test return\nmean over seeds, 95% bootstrap CI", fontsize=11)
+    ax.legend(fontsize=8, loc="best")
+    fig.savefig(path, dpi=dpi)
+
+
+def _filters(args: argparse.Namespace) -> str:
+    parts = [f"--{name} {' '.join(values)}" for name, values in (("env", args.env), ("algo", args.algo)) if values]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", type=Path, default=Path("results"),
+                        help="results root to read (default: results)")
+    parser.add_argument("--out", type=Path, default=Path("results/figures"),
+                        help="folder for the PNG files (default: results/figures)")
+    parser.add_argument("--env", nargs="+", help="only these envs (default: all)")
+    parser.add_argument("--algo", nargs="+", help="only these algorithms (default: all)")
+    parser.add_argument("--episode", nargs="+", type=int,
+                        help="meta-test episode(s) for the learning curves, one panel each (default: all)")
+    parser.add_argument("--frames", type=frames_type, default="common",
+                        help="evaluation point of the per-episode plot: 'common' (the last point every seed of an "
+                             "algorithm has), 'last' (each seed's last point) or a number of frames (default: common)")
+    parser.add_argument("--references", type=Path, default=DEFAULT_REFERENCES,
+                        help="GridWorld reference-line JSON ({'K6': {'optimal': [...], ...}}); skipped with a note if "
+                             "missing (default: algorithms/references/gridworld_references.json)")
+    parser.add_argument("--no-references", action="store_true", help="draw no reference lines")
+    parser.add_argument("--no-running", action="store_true", help="leave out runs that are still running")
+    parser.add_argument("--n-resamples", type=int, default=9999,
+                        help="bootstrap resamples per CI (default: 9999)")
+    parser.add_argument("--dpi", type=int, default=150, help="PNG resolution (default: 150)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        results = load_results(args.results, include_running=not args.no_running, envs=args.env, algos=args.algo)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report(results)
+    if results.eval.empty:
+        print(f"error: no usable runs under {args.results}{_filters(args)}", file=sys.stderr)
+        return 1
+    refs_all, note = load_references(None if args.no_references else args.references)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    args.out.mkdir(parents=True, exist_ok=True)
+    algos = sorted(results.eval["algo"].unique())
+    colors = {algo: f"C{i % 10}" for i, algo in enumerate(algos)}
+    ci = {"n_resamples": args.n_resamples}
+    written = 0
+    for env, ev in results.eval.groupby("env", sort=True):
+        n_episodes = int(ev["episode"].max())
+        refs, note = references_for(refs_all, env, n_episodes)
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+        episodes = sorted(args.episode) if args.episode else list(range(1, n_episodes + 1))
+        missing = [e for e in episodes if e not in set(ev["episode"])]
+        if missing:
+            print(f"note: {env}: no meta-test episode(s) {missing} (K={n_episodes}); left out", file=sys.stderr)
+            episodes = [e for e in episodes if e not in missing]
+        if episodes:
+            curves = aggregate(ev[ev["episode"].isin(episodes)], **ci)
+            path = args.out / f"{env}_learning_curves.png"
+            plot_learning_curves(curves, env, episodes, colors, refs, path, args.dpi)
+            print(f"wrote {path}: learning curves, episode(s) {', '.join(map(str, episodes))}, "
+                  f"{curves['frames'].nunique()} evaluation points")
+            written += 1
+        table = per_episode(ev, args.frames, **ci)
+        for line in coverage_notes(ev, table, args.frames):
+            print(f"note: {env}: {line}", file=sys.stderr)
+        if table.empty:
+            print(f"note: {env}: no run has the evaluation point --frames {args.frames}; no per-episode plot",
+                  file=sys.stderr)
+            continue
+        path = args.out / f"{env}_per_episode.png"
+        plot_per_episode(table, env, colors, refs, path, args.dpi)
+        where = "; ".join(f"{a} at {_frames_range(lo, hi)} frames (n={n})" for a, lo, hi, n in
+                          table.groupby("algo")[["frames_min", "frames_max", "n"]].max().itertuples())
+        print(f"wrote {path}: per-episode returns, {where}" + (f", references: {', '.join(refs)}" if refs else ""))
+        written += 1
+    return 0 if written else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

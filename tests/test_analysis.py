@@ -1,0 +1,229 @@
+"""analysis/: loading and validating run folders, bootstrap CIs over seeds, per-episode tables, the two CLIs.
+
+Every results folder here is written by hand into ``tmp_path``; nothing is trained.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from analysis.load import load_results
+from analysis.stats import aggregate, mean_ci, per_episode
+from analysis.tables import episode_table, format_cell, latex_table, to_latex, to_markdown
+
+REPO = Path(__file__).resolve().parent.parent
+EVAL_HEADER = ["run_id", "frames", "task_id", "task", "episode", "return", "success", "steps_to_success"]
+
+
+def write_run(root: Path, env: str, algo: str, seed: int, returns: dict[int, list[list[float]]] | None = None,
+              status: str = "completed", run_id: str | None = None, train: bool = True) -> Path:
+    """A run folder; ``returns[frames][task][episode - 1]`` are the meta-test returns (``None``: header only)."""
+    run_id = run_id or f"run_seed{seed}"
+    path = root / env / algo / run_id
+    path.mkdir(parents=True)
+    meta = {"schema_version": 1, "run_id": run_id, "env": env, "algo": algo, "seed": seed, "git_commit": "abc",
+            "packages": {}, "start_time": "2026-01-01T00:00:00+00:00", "end_time": None, "status": status,
+            "frames": max(returns or {0: None})}
+    if status == "failed":
+        meta["error"] = "RuntimeError: boom"
+    (path / "metadata.json").write_text(json.dumps(meta))
+    (path / "config.yaml").write_text(f"seed: {seed}\n")
+    rows = [{"run_id": run_id, "frames": frames, "task_id": task, "task": json.dumps([float(task), 1.0]),
+             "episode": episode + 1, "return": value, "success": value > 0, "steps_to_success": 3.0 if value > 0
+             else np.nan}
+            for frames, per_task in (returns or {}).items() for task, values in enumerate(per_task)
+            for episode, value in enumerate(values)]
+    pd.DataFrame(rows, columns=EVAL_HEADER).to_csv(path / "eval.csv", index=False)
+    if train:
+        frames = sorted(returns or {0: None})
+        pd.DataFrame({"frames": frames, "iteration": range(len(frames)), "wall_time": 1.0, "fps": 10.0,
+                      "ppo/value_loss": 0.5}).to_csv(path / "train_metrics.csv", index=False)
+    return path
+
+
+GOOD = {0: [[-1.0, -1.0], [-1.0, -1.0]], 100: [[1.0, 2.0], [3.0, 4.0]]}
+
+
+def test_damaged_partial_failed_and_empty_runs_are_reported_and_left_out(tmp_path):
+    good = [write_run(tmp_path, "gw", "alg", seed, GOOD) for seed in (0, 1)]
+    running = write_run(tmp_path, "gw", "alg", 2, GOOD, status="running")
+    bad_json = write_run(tmp_path, "gw", "alg", 3, GOOD)
+    (bad_json / "metadata.json").write_text('{"schema_version": 1, "run_id": ')  # cut mid-write
+    partial = write_run(tmp_path, "gw", "alg", 4, GOOD)
+    pd.read_csv(partial / "eval.csv").rename(columns={"return": "returns"}).to_csv(partial / "eval.csv", index=False)
+    failed = write_run(tmp_path, "gw", "alg", 5, GOOD, status="failed")
+    empty = write_run(tmp_path, "gw", "alg", 6, None)
+    no_frames = write_run(tmp_path, "gw", "alg", 7, GOOD)
+    pd.DataFrame({"step": [1, 2]}).to_csv(no_frames / "train_metrics.csv", index=False)
+    bad_dtype = write_run(tmp_path, "gw", "alg", 8, GOOD)
+    df = pd.read_csv(bad_dtype / "eval.csv")
+    df["success"] = "maybe"
+    df.to_csv(bad_dtype / "eval.csv", index=False)
+    (tmp_path / "sweeps" / "20260101-000000" / "0").mkdir(parents=True)  # Hydra bookkeeping: not a run
+    (tmp_path / "sweeps" / "20260101-000000" / "multirun.yaml").write_text("hydra: {}\n")
+
+    res = load_results(tmp_path)
+
+    reasons = {path: reason for path, reason in res.problems}
+    assert set(reasons) == {bad_json, partial, failed, empty, no_frames, bad_dtype}  # sweeps/ quietly skipped
+    assert "metadata.json unparseable" in reasons[bad_json]
+    assert "missing column(s) 'return'" in reasons[partial] and "'returns'" in reasons[partial]
+    assert "failed" in reasons[failed] and "boom" in reasons[failed]
+    assert "no eval rows" in reasons[empty]
+    assert "frames" in reasons[no_frames]
+    assert "'success'" in reasons[bad_dtype]
+    kept = {*good, running}
+    assert set(res.runs["path"]) == {str(p) for p in kept}
+    assert sorted(res.eval["seed"].unique()) == [0, 1, 2]
+    assert len(res.eval) == 3 * 2 * 2 * 2  # 3 runs x 2 frames x 2 tasks x 2 episodes
+    assert res.eval.groupby("seed")["status"].first().to_dict() == {0: "completed", 1: "completed", 2: "running"}
+    assert {"env", "algo", "seed", "run_id", "status", "frames", "episode", "return"} <= set(res.eval.columns)
+    assert sorted(res.train["seed"].unique()) == [0, 1, 2] and "ppo/value_loss" in res.train.columns
+
+    res = load_results(tmp_path, include_running=False)
+    assert set(res.eval["seed"].unique()) == {0, 1}
+    assert any(path == running and "running" in reason for path, reason in res.problems)
+
+
+def test_a_running_run_loses_only_the_row_and_the_point_being_written(tmp_path):
+    run = write_run(tmp_path, "gw", "alg", 0, {**GOOD, 200: [[5.0, 5.0], [5.0, 5.0]]}, status="running")
+    text = (run / "eval.csv").read_text()
+    (run / "eval.csv").write_text(text[: text.rindex("\n", 0, len(text) - 1) + 8])  # last row cut mid-line
+    res = load_results(tmp_path)
+    assert res.problems == []
+    assert sorted(res.eval["frames"].unique()) == [0, 100]  # the incomplete point 200 is dropped
+    assert any("frames=200" in note for note in res.notes)
+    write_run(tmp_path, "gw", "alg", 1, GOOD, run_id="done")  # the same cut in a completed run is damage
+    (tmp_path / "gw" / "alg" / "done" / "eval.csv").write_text(text.replace("run_seed0", "done")[:-30])
+    res = load_results(tmp_path)
+    assert [p.name for p, _ in res.problems] == ["done"]
+
+
+def test_small_n_and_degenerate_confidence_intervals():
+    assert all(math.isnan(v) for v in mean_ci([]))
+    mean, lo, hi = mean_ci([3.0])
+    assert mean == 3.0 and math.isnan(lo) and math.isnan(hi)
+    assert mean_ci([1.0, 4.0]) == (2.5, 1.0, 4.0)  # the exact percentile interval of two seeds: their range
+    assert mean_ci([11.07] * 3) == (11.07, 11.07, 11.07)  # a solved task: no spread, no scipy warning
+    mean, lo, hi = mean_ci([1.0, 2.0, 3.0, 4.0, 10.0])
+    assert lo < mean < hi and lo >= 1.0 and hi <= 10.0
+
+
+def test_bootstrap_ci_coverage_matches_the_percentile_bootstrap_at_ten_seeds():
+    """Fraction of 95% CIs (n=10 seeds, normal data) that contain the true mean, within a binomial band.
+
+    The percentile bootstrap is about mean +- z * sd_plugin / sqrt(n), so its actual coverage for normal data is
+    P(|t_{n-1}| < z * sqrt((n-1)/n)) = 0.904 at n=10, not 0.95 (it under-covers at small n; see analysis.stats).
+    The band is that expectation +- 3 binomial standard deviations; a CI built from the sd instead of the standard
+    error (coverage ~1) or one half as wide (~0.6) fails it.
+    """
+    n, draws, mu = 10, 1000, 5.0
+    rng = np.random.default_rng(20260101)
+    hits = 0
+    for _ in range(draws):
+        _, lo, hi = mean_ci(rng.normal(mu, 2.0, size=n), n_resamples=999, rng=rng)
+        hits += lo <= mu <= hi
+    coverage = hits / draws
+    z = stats.norm.ppf(0.975)
+    expected = 2 * stats.t.cdf(z * math.sqrt((n - 1) / n), n - 1) - 1
+    sd = math.sqrt(expected * (1 - expected) / draws)
+    assert expected - 3 * sd <= coverage <= expected + 3 * sd, (coverage, expected, sd)
+
+
+def _hand_made_results(root: Path) -> None:
+    # alg "a": 3 seeds x 2 tasks x 2 episodes at frames 0 and 100; per-seed means over tasks at frames 100:
+    # episode 1: 2, 3, 7 (mean 4); episode 2: 6, 8, 13 (mean 9)
+    final = {0: [[1.0, 5.0], [3.0, 7.0]], 1: [[2.0, 6.0], [4.0, 10.0]], 2: [[4.0, 12.0], [10.0, 14.0]]}
+    for seed, values in final.items():
+        write_run(root, "gw", "a", seed, {0: [[0.0, 0.0], [0.0, 0.0]], 100: values})
+    # alg "b": 2 seeds, one of which has not reached frames 100 yet: the common point is frames 0
+    write_run(root, "gw", "b", 0, {0: [[1.0, 2.0], [3.0, 2.0]], 100: [[9.0, 9.0], [9.0, 9.0]]})
+    write_run(root, "gw", "b", 1, {0: [[3.0, 4.0], [5.0, 4.0]]}, status="running")
+
+
+def test_per_episode_table_has_the_right_means_and_n(tmp_path):
+    _hand_made_results(tmp_path)
+    res = load_results(tmp_path)
+    assert res.problems == []
+    table = per_episode(res.eval, n_resamples=999).set_index(["algo", "episode"])
+    assert table.loc[("a", 1), "mean"] == pytest.approx(4.0) and table.loc[("a", 2), "mean"] == pytest.approx(9.0)
+    assert table.loc[("b", 1), "mean"] == pytest.approx(3.0) and table.loc[("b", 2), "mean"] == pytest.approx(3.0)
+    assert table["n"].to_dict() == {("a", 1): 3, ("a", 2): 3, ("b", 1): 2, ("b", 2): 2}  # seeds, not tasks
+    assert table.loc["a", "frames_max"].eq(100).all() and table.loc["b", "frames_max"].eq(0).all()
+    ci = stats.bootstrap(([2.0, 3.0, 7.0],), np.mean, n_resamples=999, method="percentile", rng=0)
+    assert table.loc[("a", 1), "lo"] == pytest.approx(ci.confidence_interval.low)
+    assert table.loc[("a", 1), "hi"] == pytest.approx(ci.confidence_interval.high)
+    assert (table.loc[("b", 1), "lo"], table.loc[("b", 1), "hi"]) == (2.0, 4.0)  # two seeds: their range
+
+    at_100 = per_episode(res.eval, frames=100, n_resamples=999).set_index(["algo", "episode"])
+    assert at_100.loc[("b", 1), "n"] == 1 and at_100.loc[("b", 1), "mean"] == 9.0
+    assert math.isnan(at_100.loc[("b", 1), "lo"])
+
+    curve = aggregate(res.eval, n_resamples=999).set_index(["algo", "frames", "episode"])
+    assert curve.loc[("a", 0, 1), "mean"] == 0.0 and curve.loc[("a", 0, 1), "n"] == 3
+
+    formatted = episode_table(per_episode(res.eval, n_resamples=999)).set_index("algorithm")
+    lo, hi = table.loc[("a", 1), "lo"], table.loc[("a", 1), "hi"]
+    assert formatted.loc["a", "ep 1"] == f"4.00 [{lo:.2f}, {hi:.2f}] (n=3)"
+    assert formatted.loc["b", "ep 2"] == "3.00 [2.00, 4.00] (n=2)"
+    assert list(formatted.columns) == ["frames", "ep 1", "ep 2"]
+    assert formatted.loc["a", "frames"] == "100" and formatted.loc["b", "frames"] == "0"
+    assert format_cell(1.0, float("nan"), float("nan"), 1) == "1.00 [n/a] (n=1)"
+
+
+def test_latex_without_jinja2_is_written_by_hand(monkeypatch):
+    table = pd.DataFrame({"algorithm": ["rl_2"], "frames": ["1M"], "ep 1": ["1.00 [0.50, 1.50] (n=3)"]})
+    text = latex_table(table, "gw: 95% CI", "tab:gw")
+    assert r"rl\_2 & 1M & 1.00 [0.50, 1.50] (n=3) \\" in text and r"95\% CI" in text and r"\toprule" in text
+    monkeypatch.setitem(sys.modules, "jinja2", None)  # `import jinja2` now raises ImportError
+    assert to_latex(table, "gw: 95% CI", "tab:gw") == text
+    assert to_markdown(table).splitlines()[2].startswith("| rl_2")
+
+
+def _run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
+
+
+def test_clis_write_their_files(tmp_path):
+    results, out = tmp_path / "results", tmp_path / "out"
+    _hand_made_results(results)
+    write_run(results, "gw", "a", 9, GOOD, status="failed")
+    refs = tmp_path / "refs.json"
+    refs.write_text(json.dumps({"K2": {"optimal": [11.0, 11.0], "bayes_optimal": [4.0, 11.0]}}))
+
+    done = _run(str(REPO / "analysis" / "plot_returns.py"), "--results", str(results), "--out", str(out),
+                "--references", str(refs), "--n-resamples", "199", cwd=tmp_path)  # as a script, from elsewhere
+    assert done.returncode == 0, done.stderr
+    for name in ("gw_learning_curves.png", "gw_per_episode.png"):
+        assert (out / name).stat().st_size > 10_000 and f"wrote {out / name}" in done.stdout
+    assert "WARNING: left out" in done.stderr and "run_seed9" in done.stderr and "failed" in done.stderr
+
+    done = _run("-m", "analysis.tables", "--results", str(results), "--out", str(out), "--n-resamples", "199")
+    assert done.returncode == 0, done.stderr
+    for suffix in (".md", ".csv", ".tex"):
+        assert (out / f"gw_per_episode{suffix}").stat().st_size > 0
+    assert "4.00 [" in done.stdout and "(n=3)" in done.stdout and "WARNING: left out" in done.stderr
+    assert pd.read_csv(out / "gw_per_episode.csv")["algorithm"].tolist() == ["a", "b"]
+
+    assert _run(str(REPO / "analysis" / "tables.py"), "--results", str(tmp_path / "nowhere")).returncode == 2
+
+
+def test_clis_help_and_no_agent_code_imported():
+    for script in ("plot_returns.py", "tables.py"):
+        done = _run(str(REPO / "analysis" / script), "--help")
+        assert done.returncode == 0 and "--results" in done.stdout and "--frames" in done.stdout
+    code = ("import sys, analysis.load, analysis.stats, analysis.plot_returns, analysis.tables; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('algorithms', 'envs', 'torch')))")
+    done = _run("-c", code)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
