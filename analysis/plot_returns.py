@@ -67,12 +67,18 @@ def references_for(refs: dict[str, Any] | None, env: str, episodes: int) -> tupl
         refs = refs[env]
     elif not env.startswith("gridworld"):
         return {}, None
-    block = refs.get(f"K{episodes}")
+    # two layouts: {"K": {"4": {...}}} (algorithms/references/gridworld.py writes this) or {"K4": {...}}
+    by_k = refs["K"] if isinstance(refs.get("K"), dict) else {k[1:]: v for k, v in refs.items() if k.startswith("K")}
+    block = by_k.get(str(episodes))
     if not isinstance(block, dict):
-        have = ", ".join(k for k in refs if k.startswith("K")) or "none"
-        return {}, f"{env}: no 'K{episodes}' entry in the references (have: {have}): reference lines skipped"
+        have = ", ".join(f"K={k}" for k in by_k) or "none"
+        return {}, f"{env}: no K={episodes} entry in the references (have: {have}): reference lines skipped"
+    methods = refs.get("methods")  # when the file names its reference policies, draw only those
+    names = set(methods) if isinstance(methods, dict | list) else None
     lines: dict[str, list[float]] = {}
     for name, values in block.items():
+        if names is not None and name not in names:
+            continue
         if isinstance(values, int | float) and not isinstance(values, bool):
             values = [values] * episodes
         if isinstance(values, list) and values and all(isinstance(v, int | float) for v in values):
