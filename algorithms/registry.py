@@ -24,6 +24,8 @@ class AlgoSpec:
     description: str = ""
     #: agent-config key that sets the number of parallel training envs
     num_envs_key: str = "num_envs"
+    #: envs the agent is defined for (None: any env with a supported action type)
+    envs: frozenset[str] | None = None
 
 
 def _build_varibad(cfg: DictConfig, info: EnvInfo, seed: int, device: str) -> Agent:
@@ -38,11 +40,42 @@ def _build_rl2(cfg: DictConfig, info: EnvInfo, seed: int, device: str) -> Agent:
     return build_rl2(cfg, info, seed, device)
 
 
+def _build_varibad_variant(required: dict[str, Any]) -> Callable[[DictConfig, EnvInfo, int, str], Agent]:
+    """Agents that are VariBAD's machinery with some fields fixed (checked, so the name cannot lie)."""
+
+    def build(cfg: DictConfig, info: EnvInfo, seed: int, device: str) -> Agent:
+        from algorithms.varibad import VariBADAgent, load_config
+
+        config = load_config(cfg)
+        wrong = {k: getattr(config, k) for k, v in required.items() if getattr(config, k) != v}
+        if wrong:
+            raise ConfigError(f"algo {config.name!r} requires {required}; got {wrong}")
+        return VariBADAgent(config, info, seed=seed, device=device)
+
+    return build
+
+
+def _build_exact_posterior_sampling(cfg: DictConfig, info: EnvInfo, seed: int, device: str) -> Agent:
+    from algorithms.posterior_sampling import ExactPosteriorSamplingAgent
+
+    return ExactPosteriorSamplingAgent(seed=seed, num_steps=int(cfg.num_steps))
+
+
 ALGORITHMS: dict[str, AlgoSpec] = {
     "varibad": AlgoSpec("varibad", _build_varibad, frozenset({"discrete", "continuous"}),
                         "VariBAD: recurrent VAE belief + PPO (Zintgraf et al. 2021)"),
     "rl2": AlgoSpec("rl2", _build_rl2, frozenset({"discrete", "continuous"}),
                     "RL^2: VariBAD's recurrent machinery, no decoder, RL loss through the GRU"),
+    "posterior_sampling": AlgoSpec(
+        "posterior_sampling", _build_varibad_variant({"policy_belief": "sample", "belief_sample_hold": "episode"}),
+        frozenset({"discrete", "continuous"}),
+        "learned posterior sampling: VariBAD's inference, one latent sample held per episode"),
+    "posterior_sampling_exact": AlgoSpec(
+        "posterior_sampling_exact", _build_exact_posterior_sampling, frozenset({"discrete"}),
+        "exact posterior sampling with the true GridWorld belief (no learning)", envs=frozenset({"gridworld"})),
+    "oracle": AlgoSpec("oracle", _build_varibad_variant({"policy_belief": "task", "vae_enabled": False}),
+                       frozenset({"discrete", "continuous"}),
+                       "multi-task upper bound: PPO conditioned on the true task vector"),
 }
 
 
@@ -64,6 +97,9 @@ def get_algo(name: str) -> AlgoSpec:
 
 
 def check_compatible(algo: AlgoSpec, env: EnvSpec) -> None:
+    if algo.envs is not None and env.name not in algo.envs:
+        raise IncompatibleError(f"algorithm {algo.name!r} is only defined for env(s) {', '.join(sorted(algo.envs))}, "
+                                f"not {env.name!r}")
     if env.action_type not in algo.action_types:
         raise IncompatibleError(
             f"algorithm {algo.name!r} supports {'/'.join(sorted(algo.action_types))} actions but env "

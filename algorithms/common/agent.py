@@ -38,9 +38,13 @@ class Agent(abc.ABC):
         """Collect data from ``env`` and update; return the frames used and metrics."""
 
     # ------------------------------------------------------------------ meta-testing
+    #: only the multi-task oracle (an upper bound, not a meta-learner) is given the true tasks
+    uses_true_task: bool = False
+
     @abc.abstractmethod
-    def initial_belief(self, num_envs: int) -> Any:
-        """The prior belief for ``num_envs`` new tasks."""
+    def initial_belief(self, num_envs: int, tasks: np.ndarray | None = None) -> Any:
+        """The prior belief for ``num_envs`` new tasks. ``tasks`` is passed only to agents with
+        ``uses_true_task`` (the evaluator enforces this)."""
 
     @abc.abstractmethod
     def act(self, obs: np.ndarray, belief: Any, deterministic: bool) -> np.ndarray:

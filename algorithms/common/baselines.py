@@ -31,7 +31,7 @@ class RandomAgent(Agent):
             env.step(self._sample(env.num_envs))
         return IterationStats(frames=self.num_steps * env.num_envs)
 
-    def initial_belief(self, num_envs: int) -> None:
+    def initial_belief(self, num_envs: int, tasks: np.ndarray | None = None) -> None:
         return None
 
     def act(self, obs: np.ndarray, belief: Any, deterministic: bool) -> np.ndarray:

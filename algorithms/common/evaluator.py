@@ -36,7 +36,7 @@ def meta_test(agent: Agent, env_name: str, tasks: np.ndarray, episodes: int, det
     n = len(tasks)
     env = make_meta_env(env_name, num_envs=n, seed=seed, split="test", episodes_per_task=episodes, **env_kwargs)
     obs, _ = env.reset(options={"tasks": tasks})
-    belief = agent.initial_belief(n)
+    belief = agent.initial_belief(n, tasks if agent.uses_true_task else None)
     returns = np.zeros((n, episodes))
     success = np.zeros((n, episodes), dtype=bool)
     first_success = np.full((n, episodes), np.nan)

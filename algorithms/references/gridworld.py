@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from envs import get_spec
-from envs.gridworld import ACTION_DELTAS, EXCLUDED_GOALS, GOAL_REWARD, GRID_SIZE, STEP_REWARD, GridWorld
+from envs.gridworld import ACTION_DELTAS, EXCLUDED_GOALS, GOAL_REWARD, GRID_SIZE, STEP_REWARD, candidate_goals
 
 Cell = tuple[int, int]
 
@@ -546,50 +546,23 @@ def posterior_sampling_per_episode(spec: GridSpec, num_episodes: int) -> list[Fr
 def posterior_sampling_monte_carlo(
     num_episodes: int, n: int, rng: np.random.Generator, horizon: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Monte Carlo per-episode returns of posterior sampling, stepped in the real ``envs.gridworld.GridWorld``.
+    """Monte Carlo per-episode returns of the posterior-sampling AGENT under the suite's meta-test protocol.
 
-    Vectorised over ``n`` rollouts (one goal drawn uniformly per rollout); the belief, sampling and x-first
-    walking are reimplemented here on arrays, independently of :func:`posterior_sampling_per_episode`, so the
-    two check each other. Returns (mean, standard error) per episode, each of shape ``(num_episodes,)``.
+    Runs :class:`~algorithms.posterior_sampling.exact.ExactPosteriorSamplingAgent` through the shared evaluator
+    (:func:`~algorithms.common.evaluator.meta_test`) in the real batched GridWorld, on ``n`` goals drawn
+    uniformly. Its agreement with the exact enumeration :func:`posterior_sampling_per_episode` checks the agent,
+    the env and the evaluator against an independent computation. Returns (mean, standard error) per episode.
     """
-    H = get_spec("gridworld").horizon if horizon is None else horizon
-    env = GridWorld(n, rng)
-    goals = env.goals.astype(np.int64)  # (C, 2) candidate cells, sorted by (x, y)
-    C = len(goals)
-    goal_idx = rng.integers(C, size=n)
-    env.set_tasks(goals[goal_idx].astype(np.float32))
-    cell_to_cand = -np.ones((env.size, env.size), dtype=np.int64)
-    cell_to_cand[goals[:, 0], goals[:, 1]] = np.arange(C)
-    unvisited = np.ones((n, C), dtype=bool)
-    known = np.zeros(n, dtype=bool)
-    rows = np.arange(n)
-    returns = np.zeros((n, num_episodes))
-    for k in range(num_episodes):
-        pos = env.reset_state(rows).astype(np.int64)
-        # sample a target uniformly among the unvisited candidates (the known goal where it is known)
-        u = rng.random(n) * unvisited.sum(axis=1)
-        sampled = (np.cumsum(unvisited, axis=1) <= u[:, None]).sum(axis=1)
-        target = np.where(known, goal_idx, np.minimum(sampled, C - 1))
-        on_goal = np.zeros(n, dtype=bool)  # entered the goal in this episode: stay
-        for _ in range(H):
-            tx, ty = goals[target, 0], goals[target, 1]
-            action = np.where(
-                pos[:, 0] < tx,
-                2,
-                np.where(pos[:, 0] > tx, 4, np.where(pos[:, 1] < ty, 1, np.where(pos[:, 1] > ty, 3, NOOP))),
-            )
-            action = np.where(on_goal, NOOP, action)
-            obs, reward, _, info = env.step(action)
-            pos = obs.astype(np.int64)
-            returns[:, k] += reward
-            entered = cell_to_cand[pos[:, 0], pos[:, 1]]
-            is_cand = entered >= 0
-            unvisited[rows[is_cand], entered[is_cand]] = False
-            on_goal |= info["success"]
-            known |= info["success"]
-    mean = returns.mean(axis=0)
-    se = returns.std(axis=0, ddof=1) / np.sqrt(n)
-    return mean, se
+    from algorithms.common.evaluator import meta_test
+    from algorithms.posterior_sampling.exact import ExactPosteriorSamplingAgent
+
+    goals = candidate_goals()
+    tasks = goals[rng.integers(len(goals), size=n)]
+    agent = ExactPosteriorSamplingAgent(seed=int(rng.integers(2**31)))
+    kwargs = {} if horizon is None else {"horizon": horizon}
+    rows = meta_test(agent, "gridworld", tasks, num_episodes, seed=int(rng.integers(2**31)), **kwargs)
+    returns = rows.pivot(index="task_id", columns="episode", values="return").to_numpy()
+    return returns.mean(axis=0), returns.std(axis=0, ddof=1) / np.sqrt(n)
 
 
 # ------------------------------------------------------------------------------------------------ public API

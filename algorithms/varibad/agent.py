@@ -28,9 +28,12 @@ from envs.base import MetaVecEnv
 
 @dataclass
 class RecurrentBelief:
-    """GRU hidden state per env; the belief parameters are ``encoder.head(hidden)``."""
+    """GRU hidden state per env; the belief parameters are ``encoder.head(hidden)``. ``sample`` is the latent
+    held for the current episode (learned posterior sampling); ``task`` the true task (oracle only)."""
 
     hidden: torch.Tensor
+    sample: torch.Tensor | None = None
+    task: torch.Tensor | None = None
 
 
 class VariBADAgent(Agent):
@@ -46,7 +49,11 @@ class VariBADAgent(Agent):
         self.encoder_action_dim = int(space.n) if self.discrete else int(space.shape[0])
         self.vae = VAE(cfg, env_info.obs_dim, self.encoder_action_dim, env_info.task_dim, env_info.num_states)
         self.encoder = self.vae.encoder
-        belief_dim = 2 * cfg.latent_dim if cfg.policy_belief == "mean_logvar" else cfg.latent_dim
+        belief_dim = {"mean_logvar": 2 * cfg.latent_dim, "task": env_info.task_dim}.get(cfg.policy_belief,
+                                                                                         cfg.latent_dim)
+        #: the multi-task oracle conditions on the true task and runs no inference
+        self.uses_true_task = cfg.policy_belief == "task"
+        self.hold_sample = cfg.policy_belief == "sample" and cfg.belief_sample_hold == "episode"
         #: width of the state input to the policy (0 when it acts on the belief alone)
         self.policy_obs_dim = env_info.obs_dim if cfg.policy_sees_state else 0
         self.policy = BeliefConditionedActorCritic(
@@ -83,6 +90,7 @@ class VariBADAgent(Agent):
         self._cursor = np.zeros(N, np.int64)
         self._obs: torch.Tensor | None = None
         self._hidden = self.encoder.initial_hidden(N)
+        self._held: torch.Tensor | None = None  # latent held for the current episode (learned posterior sampling)
         self._episode_returns = np.zeros((N, 64), np.float64)
         self.frames = 0
         self.iterations = 0
@@ -93,33 +101,55 @@ class VariBADAgent(Agent):
             return F.one_hot(action.long(), self.encoder_action_dim).float()
         return action.float()
 
-    def belief_input(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The raw (un-normalised) belief features the policy sees."""
+    def draw_latent(self, hidden: torch.Tensor) -> torch.Tensor:
+        """A latent sample from the posterior ``q(m | tau_:t) = head(hidden)`` (reparameterised)."""
         mean, logvar = self.encoder.head(hidden)
-        if self.cfg.policy_belief == "mean_logvar":
-            return torch.cat([mean, logvar], dim=-1)
-        if self.cfg.policy_belief == "sample":
-            return mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
-        return mean
+        return mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+
+    def belief_input(self, hidden: torch.Tensor, held_sample: torch.Tensor | None = None,
+                     tasks: torch.Tensor | None = None) -> torch.Tensor:
+        """The raw (un-normalised) belief features the policy sees."""
+        mode = self.cfg.policy_belief
+        if mode == "task":
+            assert tasks is not None, "the oracle needs the true tasks"
+            return tasks
+        if mode == "sample":
+            return held_sample if held_sample is not None else self.draw_latent(hidden)
+        mean, logvar = self.encoder.head(hidden)
+        return torch.cat([mean, logvar], dim=-1) if mode == "mean_logvar" else mean
 
     # ------------------------------------------------------------------ meta-test interface
-    def initial_belief(self, num_envs: int) -> RecurrentBelief:
-        return RecurrentBelief(self.encoder.initial_hidden(num_envs))
+    @torch.no_grad()
+    def initial_belief(self, num_envs: int, tasks: np.ndarray | None = None) -> RecurrentBelief:
+        hidden = self.encoder.initial_hidden(num_envs)
+        if self.uses_true_task and tasks is None:
+            raise ValueError("the oracle agent must be given the true tasks")
+        return RecurrentBelief(hidden, self.draw_latent(hidden) if self.hold_sample else None,
+                               torch.as_tensor(tasks, dtype=torch.float32) if self.uses_true_task else None)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, belief: RecurrentBelief, deterministic: bool) -> np.ndarray:
         obs_t = torch.as_tensor(obs, dtype=torch.float32)[:, :self.policy_obs_dim]
-        dist, _ = self.policy(self.obs_norm(obs_t), self.belief_norm(self.belief_input(belief.hidden)))
+        features = self.belief_input(belief.hidden, belief.sample, belief.task)
+        dist, _ = self.policy(self.obs_norm(obs_t), self.belief_norm(features))
         action = self.policy.mode(dist) if deterministic else dist.sample()
         return action.numpy()
 
     @torch.no_grad()
     def update_belief(self, belief: RecurrentBelief, obs: np.ndarray, action: np.ndarray, reward: np.ndarray,
                       next_obs: np.ndarray, episode_done: np.ndarray, task_done: np.ndarray) -> RecurrentBelief:
+        if self.uses_true_task:
+            return belief
         hidden = self.encoder.step(self._encode_action(torch.as_tensor(action)),
                                    torch.as_tensor(reward, dtype=torch.float32)[:, None],
                                    torch.as_tensor(next_obs, dtype=torch.float32), belief.hidden)
-        return RecurrentBelief(hidden * torch.as_tensor(~task_done, dtype=torch.float32)[:, None])
+        hidden = hidden * torch.as_tensor(~task_done, dtype=torch.float32)[:, None]
+        sample = belief.sample
+        if self.hold_sample and episode_done.any():  # a new hypothesis at every episode boundary
+            sample = sample.clone()
+            done = torch.as_tensor(episode_done)
+            sample[done] = self.draw_latent(hidden[done])
+        return RecurrentBelief(hidden, sample, belief.task)
 
     # ------------------------------------------------------------------ meta-training
     def train_iteration(self, env: MetaVecEnv) -> IterationStats:
@@ -158,13 +188,16 @@ class VariBADAgent(Agent):
             self._refresh_hidden()  # the encoder changed since these hidden states were computed
         st.initial_hidden.copy_(self._hidden)
         obs, hidden = self._obs, self._hidden
+        if self.hold_sample and self._held is None:
+            self._held = self.draw_latent(hidden)
         raw_obs = torch.zeros(cfg.num_steps, N, self.policy_obs_dim)
         P = self.policy_obs_dim
         raw_beliefs = torch.zeros(cfg.num_steps, N, st.policy_belief.shape[-1])
         finished_returns: list[np.ndarray] = []
         arange = np.arange(N)
         for t in range(cfg.num_steps):
-            belief = self.belief_input(hidden)
+            tasks = torch.from_numpy(env.tasks.copy()) if self.uses_true_task else None
+            belief = self.belief_input(hidden, self._held, tasks)
             policy_obs, policy_belief = self.obs_norm(obs[:, :P]), self.belief_norm(belief)
             dist, value = self.policy(policy_obs, policy_belief)
             action = dist.sample()
@@ -172,13 +205,13 @@ class VariBADAgent(Agent):
             final_obs = torch.from_numpy(info["final_obs"])
             reward = torch.from_numpy(reward_np)[:, None]
             enc_action = self._encode_action(action)
-            next_hidden = self.encoder.step(enc_action, reward, final_obs, hidden)
+            next_hidden = hidden if self.uses_true_task else self.encoder.step(enc_action, reward, final_obs, hidden)
             task_done = info["task_done"]
             task_done_t = torch.from_numpy(task_done)
             if cfg.use_proper_time_limits and task_done.any():
                 st.bootstrap_values[t] = torch.where(
                     task_done_t, self.policy.value(self.obs_norm(final_obs[:, :P]), self.belief_norm(
-                        self.belief_input(next_hidden))), 0.0)
+                        self.belief_input(next_hidden, self._held, tasks))), 0.0)
             else:
                 st.bootstrap_values[t] = 0.0
             st.policy_obs[t], st.policy_belief[t] = policy_obs, policy_belief
@@ -210,8 +243,13 @@ class VariBADAgent(Agent):
                 self._episode_returns[done_idx] = 0.0
                 self._cursor[done_idx] = 0
             hidden = next_hidden * (~task_done_t).float()[:, None]
+            if self.hold_sample and info["episode_done"].any():
+                ep_done = torch.from_numpy(info["episode_done"])
+                self._held[ep_done] = self.draw_latent(hidden[ep_done])
             obs = torch.from_numpy(next_obs_np)
-        st.last_values = self.policy.value(self.obs_norm(obs[:, :P]), self.belief_norm(self.belief_input(hidden)))
+        tasks = torch.from_numpy(env.tasks.copy()) if self.uses_true_task else None
+        st.last_values = self.policy.value(self.obs_norm(obs[:, :P]),
+                                           self.belief_norm(self.belief_input(hidden, self._held, tasks)))
         self._obs, self._hidden = obs, hidden
         K = env.episodes_per_task
         finished = np.concatenate(finished_returns) if finished_returns else np.full((1, K), np.nan)

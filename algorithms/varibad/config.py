@@ -15,7 +15,8 @@ from algorithms.common.errors import ConfigError
 
 KL_VARIANTS = ("filtering", "gauss_prior", "detached_prev", "none")
 DECODE_HORIZONS = ("all", "past", "future", "next")
-POLICY_BELIEF_INPUTS = ("mean_logvar", "mean", "sample")
+POLICY_BELIEF_INPUTS = ("mean_logvar", "mean", "sample", "task")
+SAMPLE_HOLDS = ("step", "episode")
 REWARD_DECODERS = ("per_state_bernoulli", "mse")
 
 
@@ -32,7 +33,12 @@ class VariBADConfig:
     policy_init: str = "normc"
     policy_state_embed_dim: int = 16  #: 0 feeds the raw state
     policy_belief_embed_dim: int = 16  #: 0 feeds the raw belief ("policy latent embedding dim")
-    policy_belief: str = "mean_logvar"  #: what of q(m|tau) the policy sees: mean_logvar | mean | sample
+    #: what the policy conditions on: mean_logvar (VariBAD) | mean | sample (a latent drawn from q(m|tau)) |
+    #: task (the TRUE task vector: the multi-task oracle upper bound, no inference at all)
+    policy_belief: str = "mean_logvar"
+    #: with policy_belief=sample: draw a fresh latent every step, or once per episode and hold it fixed
+    #: (learned posterior sampling, VariBAD paper sec. 4)
+    belief_sample_hold: str = "step"
     #: the policy sees the env state besides the belief (RL^2 reference: false, the state enters via the GRU)
     policy_sees_state: bool = True
     norm_state_for_policy: bool = True
@@ -96,14 +102,17 @@ class VariBADConfig:
 
     def validate(self) -> None:
         checks = {"kl_variant": KL_VARIANTS, "decode_horizon": DECODE_HORIZONS,
-                  "policy_belief": POLICY_BELIEF_INPUTS, "reward_decoder": REWARD_DECODERS}
+                  "policy_belief": POLICY_BELIEF_INPUTS, "reward_decoder": REWARD_DECODERS,
+                  "belief_sample_hold": SAMPLE_HOLDS}
         for key, allowed in checks.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"algo.{key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
         if self.vae_enabled and not (self.decode_reward or self.decode_state or self.decode_task):
             raise ConfigError("vae_enabled needs at least one of decode_reward, decode_state, decode_task")
-        if not self.vae_enabled and not self.rl_loss_through_encoder:
+        if not self.vae_enabled and not self.rl_loss_through_encoder and self.policy_belief != "task":
             raise ConfigError("with vae_enabled=false nothing trains the encoder: set rl_loss_through_encoder=true")
+        if self.belief_sample_hold == "episode" and (self.policy_belief != "sample" or self.rl_loss_through_encoder):
+            raise ConfigError("belief_sample_hold=episode needs policy_belief=sample and rl_loss_through_encoder=false")
 
 
 def load_config(cfg: DictConfig | dict[str, Any]) -> VariBADConfig:
