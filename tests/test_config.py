@@ -48,3 +48,18 @@ def test_bad_values_are_rejected_with_choices():
 def test_unknown_group_choice_lists_options():
     with pytest.raises(ConfigCompositionException, match="gridworld"):
         compose_config("env=nowhere")
+
+
+def test_varibad_yaml_lists_every_documented_field_with_its_default():
+    import dataclasses
+
+    import yaml
+
+    from algorithms.varibad.config import VariBADConfig
+    from train import CONF_DIR
+
+    with open(f"{CONF_DIR}/algo/varibad.yaml") as f:
+        values = yaml.safe_load(f)
+    fields = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+              for f in dataclasses.fields(VariBADConfig)}
+    assert values == fields
