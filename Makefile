@@ -14,7 +14,7 @@ export MKL_NUM_THREADS := 1
 export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo train sweep test test-fast bench lint clean-venv
+.PHONY: install demo train sweep test test-fast bench plots tables references lint clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,17 @@ test-fast: install
 
 bench: install
 	$(BIN)/python -m benchmarks.train_throughput $(ARGS)
+
+## Figures and tables from whatever runs are in results/ (analysis/ reads files only).
+plots: install
+	$(BIN)/python analysis/plot_returns.py $(ARGS)
+
+tables: install
+	$(BIN)/python analysis/tables.py $(ARGS)
+
+## Recompute the exact GridWorld reference values (optimal, Bayes-optimal, posterior sampling).
+references: install
+	$(BIN)/python -m algorithms.references.gridworld
 
 lint: install
 	$(BIN)/ruff check .

@@ -256,3 +256,20 @@ def report(results: Results, file: Any = None) -> None:
         print(f"WARNING: left out {path}: {reason}", file=out)
     for note in results.notes:
         print(f"note: {note}", file=out)
+
+
+def load_for_cli(args: Any) -> Results | int:
+    """The CLIs' common start: load ``args.results`` with the ``--env/--algo/--no-running`` filters and print what
+    was left out and why. Returns the results, or an exit code (2: no results folder, 1: nothing usable)."""
+    try:
+        results = load_results(args.results, include_running=not args.no_running, envs=args.env, algos=args.algo)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report(results)
+    if results.eval.empty:
+        parts = [f"--{name} {' '.join(v)}" for name, v in (("env", args.env), ("algo", args.algo)) if v]
+        print(f"error: no usable runs under {args.results}" + (f" ({', '.join(parts)})" if parts else ""),
+              file=sys.stderr)
+        return 1
+    return results

@@ -28,7 +28,7 @@ import pandas as pd
 from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global figure state
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from analysis.load import load_results, report
+from analysis.load import load_for_cli
 from analysis.stats import aggregate, coverage_notes, format_frames, frames_type, per_episode
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -172,11 +172,6 @@ def plot_per_episode(table: pd.DataFrame, env: str, colors: dict[str, str], refs
     fig.savefig(path, dpi=dpi)
 
 
-def _filters(args: argparse.Namespace) -> str:
-    parts = [f"--{name} {' '.join(values)}" for name, values in (("env", args.env), ("algo", args.algo)) if values]
-    return f" ({', '.join(parts)})" if parts else ""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=Path("results"),
@@ -203,15 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        results = load_results(args.results, include_running=not args.no_running, envs=args.env, algos=args.algo)
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    report(results)
-    if results.eval.empty:
-        print(f"error: no usable runs under {args.results}{_filters(args)}", file=sys.stderr)
-        return 1
+    results = load_for_cli(args)
+    if isinstance(results, int):
+        return results
     refs_all, note = load_references(None if args.no_references else args.references)
     if note:
         print(f"note: {note}", file=sys.stderr)

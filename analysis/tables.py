@@ -19,7 +19,7 @@ if __package__ in (None, ""):  # run as a script: make `analysis` importable fro
 
 import pandas as pd
 
-from analysis.load import load_results, report
+from analysis.load import load_for_cli
 from analysis.stats import coverage_notes, format_frames, frames_type, per_episode
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -82,11 +82,6 @@ def to_latex(table: pd.DataFrame, caption: str, label: str) -> str:
                           column_format="ll" + "c" * (len(table.columns) - 2), position=None)
 
 
-def _filters(args: argparse.Namespace) -> str:
-    parts = [f"--{name} {' '.join(values)}" for name, values in (("env", args.env), ("algo", args.algo)) if values]
-    return f" ({', '.join(parts)})" if parts else ""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=Path("results"),
@@ -107,15 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        results = load_results(args.results, include_running=not args.no_running, envs=args.env, algos=args.algo)
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    report(results)
-    if results.eval.empty:
-        print(f"error: no usable runs under {args.results}{_filters(args)}", file=sys.stderr)
-        return 1
+    results = load_for_cli(args)
+    if isinstance(results, int):
+        return results
     args.out.mkdir(parents=True, exist_ok=True)
     written = 0
     for env, ev in results.eval.groupby("env", sort=True):
