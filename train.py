@@ -43,6 +43,15 @@ def configure_process(threads: int) -> None:
     torch.distributions.Distribution.set_default_validate_args(False)
 
 
+def env_options(cfg: DictConfig) -> dict:
+    """Env settings shared by the training env and the meta-test env: horizon override and ``env.kwargs``."""
+    kwargs = cfg.env.get("kwargs")
+    options = dict(OmegaConf.to_container(kwargs, resolve=True)) if kwargs else {}
+    if cfg.env.horizon:
+        options["horizon"] = int(cfg.env.horizon)
+    return options
+
+
 def build(cfg: DictConfig) -> tuple[Agent, MetaVecEnv]:
     """Validate the algo x env choice, then build the training env and the agent (seeded by ``cfg.seed``)."""
     env_spec = get_spec(cfg.env.name)
@@ -51,11 +60,10 @@ def build(cfg: DictConfig) -> tuple[Agent, MetaVecEnv]:
     configure_process(int(cfg.torch_threads))
     torch.manual_seed(int(cfg.seed))
     np.random.seed(int(cfg.seed))  # no project code uses it; third-party code might
-    horizon = cfg.env.horizon or env_spec.horizon
     episodes = cfg.env.episodes_per_task or env_spec.episodes_per_task
     num_envs = int(cfg.algo[algo_spec.num_envs_key])
     env = make_meta_env(env_spec.name, num_envs=num_envs, seed=int(cfg.seed), split="train",
-                        episodes_per_task=episodes, horizon=horizon)
+                        episodes_per_task=episodes, **env_options(cfg))
     agent = build_agent(algo_spec.name, cfg.algo, EnvInfo.from_env(env), int(cfg.seed), str(cfg.device))
     return agent, env
 
@@ -65,7 +73,7 @@ def run(cfg: DictConfig) -> pd.DataFrame:
     agent, env = build(cfg)
     env_spec = get_spec(cfg.env.name)
     algo_spec = get_algo(cfg.algo.name)
-    eval_tasks = test_task_set(env_spec.name, cfg.eval.num_tasks, seed=int(cfg.seed))
+    eval_tasks = test_task_set(env_spec.name, cfg.eval.num_tasks, seed=int(cfg.seed), **env_options(cfg))
     run_dir = RunDirectory(cfg.results_dir, env_spec.name, algo_spec.name, int(cfg.seed), cfg.run_name)
     run_dir.write_config(OmegaConf.to_yaml(cfg, resolve=True))
     print(f"[metarl-bench] run folder: {run_dir.path}", flush=True)
@@ -75,10 +83,11 @@ def run(cfg: DictConfig) -> pd.DataFrame:
         checkpoint_interval_frames=int(cfg.train.checkpoint_interval_frames),
         eval_episodes=int(cfg.eval.episodes or env_spec.episodes_eval),
         eval_deterministic=bool(cfg.eval.deterministic), progress=bool(cfg.progress))
-    final = Trainer(agent, env, env_spec.name, eval_tasks, run_dir, trainer_cfg, int(cfg.seed)).train()
+    final = Trainer(agent, env, env_spec.name, eval_tasks, run_dir, trainer_cfg, int(cfg.seed),
+                    env_options(cfg)).train()
     env.close()
     random_rows = meta_test(RandomAgent(env.single_action_space, seed=int(cfg.seed)), env_spec.name, eval_tasks,
-                            trainer_cfg.eval_episodes, seed=int(cfg.seed) + 10_000)
+                            trainer_cfg.eval_episodes, seed=int(cfg.seed) + 10_000, **env_options(cfg))
     table = pd.DataFrame({f"{algo_spec.name} mean": final.groupby("episode")["return"].mean(),
                           f"{algo_spec.name} std": final.groupby("episode")["return"].std(),
                           "random policy mean": random_rows.groupby("episode")["return"].mean()}).round(3)

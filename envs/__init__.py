@@ -3,6 +3,7 @@
 from envs.base import BatchedTaskEnv, MetaVecEnv
 from envs.gridworld import GridWorld
 from envs.gymnasium_api import register_gymnasium
+from envs.pointrobot import PointRobotSparse
 from envs.registry import REGISTRY, EnvSpec, UnknownEnvError, get_spec, make_meta_env, register
 
 register(
@@ -16,6 +17,17 @@ register(
         description="5x5 GridWorld, hidden goal (VariBAD paper sec. 5.1)",
     )
 )
+register(
+    EnvSpec(
+        name="pointrobot_sparse",
+        factory=PointRobotSparse,
+        horizon=100,
+        episodes_per_task=3,
+        episodes_eval=5,
+        action_type="continuous",
+        description="sparse 2D navigation to a goal on the unit semicircle (PEARL sec. 6.3, VariBAD sec. 5.1)",
+    )
+)
 register_gymnasium()
 
 __all__ = [
@@ -24,6 +36,7 @@ __all__ = [
     "EnvSpec",
     "GridWorld",
     "MetaVecEnv",
+    "PointRobotSparse",
     "UnknownEnvError",
     "get_spec",
     "make_meta_env",

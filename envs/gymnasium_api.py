@@ -48,7 +48,7 @@ def make_vector(name: str, num_envs: int = 1, seed: int = 0, **kwargs: Any) -> M
     return make_meta_env(name, num_envs=num_envs, seed=seed, **kwargs)
 
 
-GYMNASIUM_IDS = {"gridworld": "metarl/GridWorld-v0"}
+GYMNASIUM_IDS = {"gridworld": "metarl/GridWorld-v0", "pointrobot_sparse": "metarl/PointRobotSparse-v0"}
 
 
 def register_gymnasium() -> None:

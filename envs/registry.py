@@ -31,6 +31,8 @@ class EnvSpec:
     action_type: Literal["discrete", "continuous"]
     description: str = ""
     default_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: meta-test tasks drawn (seeded) when the env has no fixed test set and the config does not say
+    default_eval_tasks: int = 100
 
 
 REGISTRY: dict[str, EnvSpec] = {}

@@ -69,3 +69,24 @@ def test_incompatible_combination_is_reported():
     discrete_agent = AlgoSpec("disc", get_algo("varibad").build, frozenset({"discrete"}))
     with pytest.raises(IncompatibleError, match="'disc' supports discrete actions but env 'cont' has continuous"):
         check_compatible(discrete_agent, continuous_only)
+
+
+def test_env_options_reach_training_and_meta_test(tmp_path):
+    import numpy as np
+
+    from envs.pointrobot import PointRobotSparse
+
+    cfg = compose_config(f"results_dir={tmp_path}", "env=pointrobot_sparse", "env.kwargs.task_set=pearl",
+                         "env.horizon=10", "algo.num_steps=30", "algo.num_envs=2", "algo.precollect_frames=0",
+                         "algo.vae_batch_trajectories=2", "train.num_frames=120", "train.eval_interval_frames=120",
+                         "train.log_interval_iterations=1", "eval.episodes=2", "progress=false")
+    _, env = train.build(cfg)
+    assert env.horizon == 10 and env.inner.task_set == "pearl"
+    final = train.run(cfg)
+    ev = pd.read_csv(next((tmp_path / "pointrobot_sparse" / "varibad").iterdir()) / "eval.csv")
+    expected = PointRobotSparse(1, np.random.default_rng(0), task_set="pearl").test_tasks()
+    assert final["task_id"].nunique() == 20
+    got = np.array([json.loads(t) for t in ev.drop_duplicates("task_id")["task"]])
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    # a 10-step episode: the sparse return is bounded by 10 * 1
+    assert ev["return"].between(0.0, 10.0).all()

@@ -11,19 +11,19 @@ import numpy as np
 import pandas as pd
 
 from algorithms.common.agent import Agent
-from envs.registry import make_meta_env
+from envs.registry import get_spec, make_meta_env
 
 EVAL_COLUMNS = ["task_id", "episode", "return", "success", "steps_to_success"]
 
 
-def test_task_set(env_name: str, num_tasks: int | None, seed: int) -> np.ndarray:
-    """The env's fixed test set where one exists, else a fixed seeded sample of ``num_tasks`` tasks."""
-    probe = make_meta_env(env_name, num_envs=1, seed=seed, split="test")
+def test_task_set(env_name: str, num_tasks: int | None, seed: int, **env_options) -> np.ndarray:
+    """The env's fixed test set where one exists, else a fixed seeded sample of ``num_tasks`` tasks (default:
+    the registry's ``default_eval_tasks``)."""
+    probe = make_meta_env(env_name, num_envs=1, seed=seed, split="test", **env_options)
     tasks = probe.inner.test_tasks()
     if tasks is None:
-        if num_tasks is None:
-            raise ValueError(f"env {env_name!r} has no fixed test set: set eval.num_tasks")
-        tasks = probe.inner.sample_tasks(num_tasks, np.random.default_rng(seed))
+        n = get_spec(env_name).default_eval_tasks if num_tasks is None else num_tasks
+        tasks = probe.inner.sample_tasks(n, np.random.default_rng(seed))
     elif num_tasks is not None and num_tasks < len(tasks):
         tasks = tasks[:num_tasks]
     probe.close()

@@ -35,15 +35,16 @@ class NonFiniteLossError(FloatingPointError):
 
 class Trainer:
     def __init__(self, agent: Agent, env: MetaVecEnv, env_name: str, eval_tasks: np.ndarray,
-                 run: RunDirectory, cfg: TrainerConfig, seed: int) -> None:
+                 run: RunDirectory, cfg: TrainerConfig, seed: int, env_options: dict | None = None) -> None:
         self.agent, self.env, self.env_name = agent, env, env_name
+        self.env_options = env_options or {}
         self.eval_tasks, self.run, self.cfg, self.seed = eval_tasks, run, cfg, seed
         self.frames = 0
         self.iteration = 0
 
     def evaluate(self) -> pd.DataFrame:
         rows = meta_test(self.agent, self.env_name, self.eval_tasks, self.cfg.eval_episodes,
-                         self.cfg.eval_deterministic, seed=self.seed + 10_000)
+                         self.cfg.eval_deterministic, seed=self.seed + 10_000, **self.env_options)
         self.run.append_eval(self.frames, rows, self.eval_tasks)
         return rows
 
