@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -59,8 +60,10 @@ class Trainer:
         cfg = self.cfg
         start = time.perf_counter()
         next_eval, next_ckpt = 0, cfg.checkpoint_interval_frames
+        interactive = sys.stderr.isatty()
         bar = tqdm(total=cfg.num_frames, unit="frame", unit_scale=True, disable=not cfg.progress,
-                   desc=f"{self.agent.name}/{self.env_name}", dynamic_ncols=True)
+                   desc=f"{self.agent.name}/{self.env_name}", dynamic_ncols=True,
+                   mininterval=0.5 if interactive else 30.0)  # logs (CI, Slurm) get a line every 30 s
         last_eval: pd.DataFrame | None = None
         last_eval_frames = -1
         try:
