@@ -90,3 +90,30 @@ def test_env_options_reach_training_and_meta_test(tmp_path):
     np.testing.assert_allclose(got, expected, atol=1e-6)
     # a 10-step episode: the sparse return is bounded by 10 * 1
     assert ev["return"].between(0.0, 10.0).all()
+
+
+def test_nan_loss_stops_the_run_naming_it_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    import torch
+
+    from algorithms.common.trainer import NonFiniteLossError
+    from algorithms.varibad.agent import VariBADAgent
+
+    original = VariBADAgent.train_iteration
+
+    def poisoned(self, env):
+        stats = original(self, env)
+        if self.iterations == 4:  # after the checkpoint at 1920 frames (iteration 2)
+            stats.metrics["vae/loss"] = float("nan")
+        return stats
+
+    monkeypatch.setattr(VariBADAgent, "train_iteration", poisoned)
+    cfg = compose_config(f"results_dir={tmp_path}", "run_name=poisoned", *TINY, "train.num_frames=9600")
+    with pytest.raises(NonFiniteLossError, match=r"vae/loss is nan at iteration 4 \(frame 3840\)"):
+        train.run(cfg)
+    run = tmp_path / "gridworld" / "varibad" / "poisoned"
+    meta = json.loads((run / "metadata.json").read_text())
+    assert meta["status"] == "failed" and "vae/loss is nan" in meta["error"]
+    state = torch.load(run / "checkpoints" / "latest.pt", weights_only=False)
+    assert state["frames"] == 1920 and state["iteration"] == 2
+    assert not (run / "checkpoints" / "final.pt").exists()
+    assert all(torch.isfinite(v).all() for v in state["agent"]["policy"].values())
