@@ -14,7 +14,7 @@ export MKL_NUM_THREADS := 1
 export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo train sweep test test-fast bench plots tables references lint clean-venv
+.PHONY: install demo train sweep test test-fast bench plots tables beliefs references lint clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ plots: install
 
 tables: install
 	$(BIN)/python analysis/tables.py $(ARGS)
+
+## GridWorld belief pictures (paper fig. 3) for one run: make beliefs RUN=results/gridworld/varibad/<run-id>
+beliefs: install
+	$(BIN)/python -m algorithms.varibad.export_beliefs $(RUN) $(ARGS)
+	$(BIN)/python analysis/belief_pictures.py $(RUN)
 
 ## Recompute the exact GridWorld reference values (optimal, Bayes-optimal, posterior sampling).
 references: install

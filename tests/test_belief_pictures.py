@@ -1,0 +1,43 @@
+"""Belief pictures: the agent-side export writes a consistent trace; analysis draws it from the file alone."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import train
+from algorithms.varibad.export_beliefs import export
+from envs.gridworld import ACTION_DELTAS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_export_then_draw(tmp_path):
+    cfg = train.compose_config(f"results_dir={tmp_path}", "train.num_frames=1920", "train.eval_interval_frames=1920",
+                               "algo.precollect_frames=960", "eval.num_tasks=2", "eval.episodes=2", "progress=false")
+    train.run(cfg)
+    run = next((tmp_path / "gridworld" / "varibad").iterdir())
+    path = export(run, goal=(2, 3), episodes=2)
+    trace = np.load(path)
+    T = 2 * 15
+    assert trace["reward_prob"].shape == (T + 1, 5, 5) and trace["latent_mean"].shape == (T + 1, 5)
+    assert ((trace["reward_prob"] >= 0) & (trace["reward_prob"] <= 1)).all()
+    # the trace is a real rollout: replaying its actions from (0, 0) gives its positions and rewards
+    pos = np.zeros(2, dtype=int)
+    for t in range(T):
+        if t % 15 == 0:
+            pos[:] = 0
+        pos = np.clip(pos + ACTION_DELTAS[trace["actions"][t]], 0, 4)
+        np.testing.assert_array_equal(trace["positions"][t + 1], pos)
+        assert trace["rewards"][t] == (1.0 if tuple(pos) == (2, 3) else np.float32(-0.1))
+        assert trace["episode_index"][t] == t // 15
+    out = tmp_path / "figs"
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from analysis.belief_pictures import main; "
+            f"assert main([{str(run)!r}, '--out', {str(out)!r}]) == 0; "
+            "leaked = [m for m in sys.modules if m.split('.')[0] in ('algorithms', 'envs', 'torch')]; "
+            "assert not leaked, leaked")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == [f"{run.name}_goal2_3_cells.png", f"{run.name}_goal2_3_latent.png"]
