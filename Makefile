@@ -14,7 +14,7 @@ export MKL_NUM_THREADS := 1
 export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo train sweep test test-fast bench plots tables beliefs references lint clean-venv
+.PHONY: install demo train sweep test test-fast bench plots tables report beliefs references lint clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ plots: install
 
 tables: install
 	$(BIN)/python analysis/tables.py $(ARGS)
+
+## All figures and tables for the runs present, in results/report/ with an index.md.
+report: install
+	$(BIN)/python analysis/report.py $(ARGS)
 
 ## GridWorld belief pictures (paper fig. 3) for one run: make beliefs RUN=results/gridworld/varibad/<run-id>
 beliefs: install

@@ -227,3 +227,23 @@ def test_clis_help_and_no_agent_code_imported():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('algorithms', 'envs', 'torch')))")
     done = _run("-c", code)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_report_collects_figures_tables_and_belief_pictures(tmp_path):
+    results, out = tmp_path / "results", tmp_path / "report"
+    _hand_made_results(results)
+    run = next((results / "gw").glob("*/*"))
+    T, H = 4, 2
+    np.savez(run / "beliefs_goal1_1.npz", positions=np.zeros((T + 1, 2)), actions=np.zeros(T, int),
+             rewards=np.array([-0.1, 1.0, 1.0, -0.1]), episode_index=np.array([0, 0, 1, 1]),
+             latent_mean=np.zeros((T + 1, 3)), latent_logvar=np.zeros((T + 1, 3)),
+             reward_prob=np.full((T + 1, 5, 5), 0.5), goal=np.array([1, 1]), horizon=H, frames=100)
+    done = _run(str(REPO / "analysis" / "report.py"), "--results", str(results), "--out", str(out),
+                "--n-resamples", "199", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    index = (out / "index.md").read_text()
+    assert "## gw" in index and "(n=3)" in index  # the Markdown table is inlined
+    for name in ("gw_per_episode.png", "gw_learning_curves.png", f"{run.name}_goal1_1_cells.png",
+                 f"{run.name}_goal1_1_latent.png", "gw_per_episode.tex"):
+        assert (out / name).exists() and name in index
+    assert _run(str(REPO / "analysis" / "report.py"), "--results", str(tmp_path / "none")).returncode == 2

@@ -1,0 +1,74 @@
+"""``make report``: every figure and table for the runs present, in one folder, with a Markdown index.
+
+Runs ``plot_returns`` (learning curves, per-episode returns with the GridWorld references), ``tables``
+(per-episode tables: Markdown, CSV, LaTeX) and ``belief_pictures`` (for runs holding an exported belief trace),
+then writes ``index.md`` linking everything, with the Markdown tables inlined.
+
+    python analysis/report.py [--results results] [--out results/report]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analysis import belief_pictures, plot_returns, tables
+from analysis.load import discover_runs
+
+
+def _capture(fn, argv: list[str]) -> tuple[int, str]:
+    """Run a CLI's ``main`` and keep what it printed (the index lists it)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = fn(argv)
+    return code, out.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--out", type=Path, default=Path("results/report"))
+    parser.add_argument("--n-resamples", type=int, default=9999)
+    args = parser.parse_args(argv)
+    if not args.results.is_dir():
+        print(f"error: no results folder {args.results}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    common = ["--results", str(args.results), "--out", str(args.out), "--n-resamples", str(args.n_resamples)]
+    plots_code, _ = _capture(plot_returns.main, common)
+    tables_code, _ = _capture(tables.main, common)
+    with_traces = [run for run in discover_runs(args.results) if any(run.glob("beliefs_goal*.npz"))]
+    if with_traces:
+        _capture(belief_pictures.main, [*map(str, with_traces), "--out", str(args.out)])
+    if plots_code != 0 and tables_code != 0:
+        return plots_code
+
+    lines = ["# metarl-bench report", "", f"Runs under `{args.results}`. Means over seeds with 95% bootstrap CIs; "
+             "n = number of seeds. Regenerate with `make report`.", ""]
+    for table in sorted(args.out.glob("*_per_episode.md")):
+        env = table.name.removesuffix("_per_episode.md")
+        lines += [f"## {env}", "", table.read_text().strip(), "",
+                  f"Tables: [{table.name}]({table.name}), [CSV]({env}_per_episode.csv), [LaTeX]({env}_per_episode.tex)",
+                  ""]
+        for png in (f"{env}_per_episode.png", f"{env}_learning_curves.png"):
+            if (args.out / png).exists():
+                lines += [f"![{png}]({png})", ""]
+    beliefs = sorted(args.out.glob("*_cells.png"))
+    if beliefs:
+        lines += ["## Belief pictures (GridWorld, paper fig. 3)", ""]
+        for cells in beliefs:
+            latent = cells.name.replace("_cells.png", "_latent.png")
+            lines += [f"![{cells.name}]({cells.name})", "", f"![{latent}]({latent})", ""]
+    (args.out / "index.md").write_text("\n".join(lines))
+    print(f"wrote {args.out / 'index.md'} ({len(list(args.out.glob('*.png')))} figures)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
