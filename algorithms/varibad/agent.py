@@ -91,7 +91,7 @@ class VariBADAgent(Agent):
         self._obs: torch.Tensor | None = None
         self._hidden = self.encoder.initial_hidden(N)
         self._held: torch.Tensor | None = None  # latent held for the current episode (learned posterior sampling)
-        self._episode_returns = np.zeros((N, 64), np.float64)
+        self._episode_returns: np.ndarray | None = None  # (N, K) returns of the running tasks' episodes
         self.frames = 0
         self.iterations = 0
 
@@ -184,6 +184,7 @@ class VariBADAgent(Agent):
         if self._obs is None:
             obs_np, _ = env.reset()
             self._obs = torch.from_numpy(obs_np)
+            self._episode_returns = np.zeros((N, env.episodes_per_task), np.float64)
         elif self._cursor.any():
             self._refresh_hidden()  # the encoder changed since these hidden states were computed
         st.initial_hidden.copy_(self._hidden)
@@ -238,8 +239,7 @@ class VariBADAgent(Agent):
                     self.buffer.add(tr["prev_obs"][done_idx], tr["actions"][done_idx], tr["rewards"][done_idx],
                                     tr["next_obs"][done_idx], tr["state_index"][done_idx] if self.per_state else None,
                                     info["task"][done_idx], self._cursor[done_idx])
-                K = env.episodes_per_task
-                finished_returns.append(self._episode_returns[done_idx, :K].copy())
+                finished_returns.append(self._episode_returns[done_idx].copy())
                 self._episode_returns[done_idx] = 0.0
                 self._cursor[done_idx] = 0
             hidden = next_hidden * (~task_done_t).float()[:, None]
