@@ -258,6 +258,16 @@ def report(results: Results, file: Any = None) -> None:
         print(f"note: {note}", file=out)
 
 
+def add_cli_arguments(parser: Any, default_out: str, out_help: str) -> None:
+    """The options every analysis CLI takes: where to read and write, which runs, how many resamples."""
+    parser.add_argument("--results", type=Path, default=Path("results"), help="results root to read (default: results)")
+    parser.add_argument("--out", type=Path, default=Path(default_out), help=f"{out_help} (default: {default_out})")
+    parser.add_argument("--env", nargs="+", help="only these envs (default: all)")
+    parser.add_argument("--algo", nargs="+", help="only these algorithms (default: all)")
+    parser.add_argument("--no-running", action="store_true", help="leave out runs that are still running")
+    parser.add_argument("--n-resamples", type=int, default=9999, help="bootstrap resamples per CI (default: 9999)")
+
+
 def load_for_cli(args: Any) -> Results | int:
     """The CLIs' common start: load ``args.results`` with the ``--env/--algo/--no-running`` filters and print what
     was left out and why. Returns the results, or an exit code (2: no results folder, 1: nothing usable)."""

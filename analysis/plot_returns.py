@@ -28,7 +28,7 @@ import pandas as pd
 from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global figure state
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from analysis.load import load_for_cli
+from analysis.load import add_cli_arguments, load_for_cli
 from analysis.stats import aggregate, coverage_notes, format_frames, frames_type, per_episode
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -174,12 +174,7 @@ def plot_per_episode(table: pd.DataFrame, env: str, colors: dict[str, str], refs
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--results", type=Path, default=Path("results"),
-                        help="results root to read (default: results)")
-    parser.add_argument("--out", type=Path, default=Path("results/figures"),
-                        help="folder for the PNG files (default: results/figures)")
-    parser.add_argument("--env", nargs="+", help="only these envs (default: all)")
-    parser.add_argument("--algo", nargs="+", help="only these algorithms (default: all)")
+    add_cli_arguments(parser, "results/figures", "folder for the PNG files")
     parser.add_argument("--episode", nargs="+", type=int,
                         help="meta-test episode(s) for the learning curves, one panel each (default: all)")
     parser.add_argument("--frames", type=frames_type, default="common",
@@ -189,9 +184,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="GridWorld reference-line JSON ({'K6': {'optimal': [...], ...}}); skipped with a note if "
                              "missing (default: algorithms/references/gridworld_references.json)")
     parser.add_argument("--no-references", action="store_true", help="draw no reference lines")
-    parser.add_argument("--no-running", action="store_true", help="leave out runs that are still running")
-    parser.add_argument("--n-resamples", type=int, default=9999,
-                        help="bootstrap resamples per CI (default: 9999)")
     parser.add_argument("--dpi", type=int, default=150, help="PNG resolution (default: 150)")
     return parser
 

@@ -19,7 +19,7 @@ if __package__ in (None, ""):  # run as a script: make `analysis` importable fro
 
 import pandas as pd
 
-from analysis.load import load_for_cli
+from analysis.load import add_cli_arguments, load_for_cli
 from analysis.stats import coverage_notes, format_frames, frames_type, per_episode
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -84,19 +84,11 @@ def to_latex(table: pd.DataFrame, caption: str, label: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--results", type=Path, default=Path("results"),
-                        help="results root to read (default: results)")
-    parser.add_argument("--out", type=Path, default=Path("results/tables"),
-                        help="folder for the table files (default: results/tables)")
-    parser.add_argument("--env", nargs="+", help="only these envs (default: all)")
-    parser.add_argument("--algo", nargs="+", help="only these algorithms (default: all)")
+    add_cli_arguments(parser, "results/tables", "folder for the table files")
     parser.add_argument("--frames", type=frames_type, default="common",
                         help="evaluation point: 'common' (the last point every seed of an algorithm has), "
                              "'last' (each seed's last point) or a number of frames (default: common)")
-    parser.add_argument("--no-running", action="store_true", help="leave out runs that are still running")
     parser.add_argument("--decimals", type=int, default=2, help="decimals in the cells (default: 2)")
-    parser.add_argument("--n-resamples", type=int, default=9999,
-                        help="bootstrap resamples per CI (default: 9999)")
     return parser
 
 
