@@ -14,7 +14,7 @@ export MKL_NUM_THREADS := 1
 export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo train sweep test test-fast bench plots tables report beliefs references lint clean-venv
+.PHONY: install demo train sweep test test-fast bench ablation plots tables report beliefs references lint clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,12 @@ plots: install
 
 tables: install
 	$(BIN)/python analysis/tables.py $(ARGS)
+
+## The paper's VariBAD ablations as named sweeps over seeds: NAME=decode_horizon|kl|latent_dim|rl_through_encoder
+NAME ?= decode_horizon
+ablation: install
+	$(BIN)/python train.py --multirun algo=varibad env=$(ENV) +ablation=$(NAME) seed=$(SEEDS) \
+		hydra.launcher.n_jobs=$(JOBS) progress=false $(ARGS)
 
 ## All figures and tables for the runs present, in results/report/ with an index.md.
 report: install

@@ -74,7 +74,8 @@ def run(cfg: DictConfig) -> pd.DataFrame:
     env_spec = get_spec(cfg.env.name)
     algo_spec = get_algo(cfg.algo.name)
     eval_tasks = test_task_set(env_spec.name, cfg.eval.num_tasks, seed=int(cfg.seed), **env_options(cfg))
-    run_dir = RunDirectory(cfg.results_dir, env_spec.name, algo_spec.name, int(cfg.seed), cfg.run_name)
+    run_dir = RunDirectory(cfg.results_dir, env_spec.name, algo_spec.name, int(cfg.seed), cfg.run_name,
+                           cfg.get("label"))
     run_dir.write_config(OmegaConf.to_yaml(cfg, resolve=True))
     print(f"[metarl-bench] run folder: {run_dir.path}", flush=True)
     trainer_cfg = TrainerConfig(

@@ -208,7 +208,7 @@ def load_results(root: Path | str = "results", include_running: bool = True, env
         env, algo = _guess_env_algo(run)
         try:
             meta = read_metadata(run)
-            env, algo = meta["env"], meta["algo"]
+            env, algo = meta["env"], meta.get("label") or meta["algo"]  # ablation variants keep their label
             if not (_matches(env, envs) and _matches(algo, algos)):
                 continue
             status = meta["status"]

@@ -117,3 +117,37 @@ def test_nan_loss_stops_the_run_naming_it_and_keeps_the_last_checkpoint(tmp_path
     assert state["frames"] == 1920 and state["iteration"] == 2
     assert not (run / "checkpoints" / "final.pt").exists()
     assert all(torch.isfinite(v).all() for v in state["agent"]["policy"].values())
+
+
+@pytest.mark.parametrize(("name", "key", "values"), [
+    ("decode_horizon", "decode_horizon", "all,past,future,next"),
+    ("kl", "kl_variant", "filtering,gauss_prior,detached_prev,none"),
+    ("latent_dim", "latent_dim", "1,2,5,32,1000"),
+    ("rl_through_encoder", "rl_loss_through_encoder", "false,true"),
+])
+def test_ablations_are_named_sweeps_with_one_label_per_variant(name, key, values):
+    from omegaconf import OmegaConf
+
+    declared = OmegaConf.load(f"{train.CONF_DIR}/ablation/{name}.yaml")
+    assert dict(declared.hydra.sweeper.params) == {f"algo.{key}": values}  # what --multirun sweeps
+    labels = set()
+    for value in values.split(","):
+        cfg = compose_config(f"+ablation={name}", f"algo.{key}={value}")
+        assert cfg.label.startswith("varibad_") and cfg.label.lower().endswith(value)
+        labels.add(cfg.label)
+    assert len(labels) == len(values.split(","))  # every variant lands in a folder of its own
+
+
+def test_label_names_the_results_folder_and_analysis_groups_by_it(tmp_path):
+    from analysis.load import load_results
+
+    for variant in ("past", "all"):
+        cfg = compose_config(f"results_dir={tmp_path}", "+ablation=decode_horizon", f"algo.decode_horizon={variant}",
+                             *TINY)
+        train.run(cfg)
+    runs = sorted(p.relative_to(tmp_path).parts[:2] for p in tmp_path.glob("gridworld/*/*"))
+    assert runs == [("gridworld", "varibad_decode-all"), ("gridworld", "varibad_decode-past")]
+    meta = json.loads(next(tmp_path.glob("gridworld/varibad_decode-past/*/metadata.json")).read_text())
+    assert meta["algo"] == "varibad" and meta["label"] == "varibad_decode-past"
+    loaded = load_results(tmp_path)
+    assert sorted(loaded.eval["algo"].unique()) == ["varibad_decode-all", "varibad_decode-past"]

@@ -3,8 +3,8 @@
 Files (the schema ``analysis/`` reads; nothing else is needed to analyse a run):
 
 * ``config.yaml``: the fully resolved Hydra config;
-* ``metadata.json``: run id, env, algo, seed, git commit, package versions, start/end time, status
-  (``running`` -> ``completed`` | ``failed``), frames done;
+* ``metadata.json``: run id, env, algo, label (the name analysis groups by; default the algo), seed, git commit,
+  package versions, start/end time, status (``running`` -> ``completed`` | ``failed``), frames done;
 * ``train_metrics.csv``: one row per logged iteration: ``frames``, ``wall_time``, ``fps`` and metric columns;
 * ``eval.csv``: meta-test rows ``run_id, frames, task_id, task, episode, return, success, steps_to_success``;
 * ``checkpoints/``: ``latest.pt`` (and ``final.pt``).
@@ -61,10 +61,14 @@ def package_versions() -> dict[str, str | None]:
 class RunDirectory:
     """Creates and writes one run's folder."""
 
-    def __init__(self, root: Path | str, env: str, algo: str, seed: int, run_name: str | None = None) -> None:
+    def __init__(self, root: Path | str, env: str, algo: str, seed: int, run_name: str | None = None,
+                 label: str | None = None) -> None:
+        """``label`` (default: ``algo``) names the folder ``<root>/<env>/<label>/`` and is what analysis groups
+        runs by, so the variants of an ablation (same algo, different settings) stay apart."""
+        label = label or algo
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         base = run_name or f"{stamp}_seed{seed}"
-        parent = Path(root) / env / algo
+        parent = Path(root) / env / label
         parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(1000):
             name = base if attempt == 0 else f"{base}_{attempt}"
@@ -81,7 +85,7 @@ class RunDirectory:
         self.checkpoints = self.path / "checkpoints"
         self.checkpoints.mkdir()
         self.metadata: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION, "run_id": name, "env": env, "algo": algo, "seed": seed,
+            "schema_version": SCHEMA_VERSION, "run_id": name, "env": env, "algo": algo, "label": label, "seed": seed,
             "git_commit": git_commit(Path(__file__).resolve().parent), "packages": package_versions(),
             "host": platform.node(), "command": " ".join(sys.argv), "start_time": _now(), "end_time": None,
             "status": "running", "frames": 0,
