@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import numpy as np
 import pandas as pd
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -21,8 +24,9 @@ from algorithms.common.agent import Agent, EnvInfo
 from algorithms.common.baselines import RandomAgent
 from algorithms.common.errors import ConfigError
 from algorithms.common.evaluator import meta_test, test_task_set
-from algorithms.common.results import RunDirectory
-from algorithms.common.trainer import Trainer, TrainerConfig
+from algorithms.common.results import RunDirectory, RunLockedError, find_resumable
+from algorithms.common.tracking import NullTracker, Tracker, WandbTracker
+from algorithms.common.trainer import Preempted, Trainer, TrainerConfig
 from algorithms.registry import UnknownAlgorithmError, build_agent, check_compatible, get_algo
 from envs.base import MetaVecEnv
 from envs.registry import UnknownEnvError, get_spec, make_meta_env
@@ -68,24 +72,75 @@ def build(cfg: DictConfig) -> tuple[Agent, MetaVecEnv]:
     return agent, env
 
 
+def make_tracker(cfg: DictConfig, run_dir: RunDirectory) -> Tracker:
+    """The tracker chosen by ``tracking.backend`` (none | wandb); a resumed run continues its wandb run."""
+    tracking = cfg.get("tracking")
+    if tracking is None or tracking.backend in (None, "none"):
+        return NullTracker()
+    if tracking.backend != "wandb":
+        raise ConfigError(f"unknown tracking.backend {tracking.backend!r}; choose one of: none, wandb")
+    group = tracking.group
+    if group is None:
+        group = f"{cfg.env.name}/{cfg.get('label') or cfg.algo.name}"
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            group += "/" + Path(HydraConfig.get().sweep.dir).name  # one group per sweep
+    tracker = WandbTracker(run_dir.path, OmegaConf.to_container(cfg, resolve=True), project=tracking.project,
+                           group=group, name=run_dir.run_id, mode=tracking.mode,
+                           run_id=run_dir.metadata.get("wandb_run_id"))
+    run_dir.write_metadata(wandb_run_id=tracker.run_id)
+    return tracker
+
+
+def open_run_directory(cfg: DictConfig, env_name: str, algo_name: str) -> tuple[RunDirectory, bool]:
+    """A fresh run folder, or, with ``resume=true``, the killed or pre-empted run with this same config
+    (the second value says which)."""
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    label = cfg.get("label") or algo_name
+    previous = (find_resumable(cfg.results_dir, env_name, label, int(cfg.seed), config_yaml, cfg.run_name)
+                if cfg.get("resume", True) else None)
+    if previous is not None:
+        return RunDirectory.reopen(previous), True
+    run_dir = RunDirectory(cfg.results_dir, env_name, algo_name, int(cfg.seed), cfg.run_name, label)
+    run_dir.write_config(config_yaml)
+    return run_dir, False
+
+
 def run(cfg: DictConfig) -> pd.DataFrame:
-    """Build env and agent, train, and return the final meta-test rows."""
+    """Build env and agent, train (or resume), and return the final meta-test rows."""
     agent, env = build(cfg)
     env_spec = get_spec(cfg.env.name)
     algo_spec = get_algo(cfg.algo.name)
     eval_tasks = test_task_set(env_spec.name, cfg.eval.num_tasks, seed=int(cfg.seed), **env_options(cfg))
-    run_dir = RunDirectory(cfg.results_dir, env_spec.name, algo_spec.name, int(cfg.seed), cfg.run_name,
-                           cfg.get("label"))
-    run_dir.write_config(OmegaConf.to_yaml(cfg, resolve=True))
-    print(f"[metarl-bench] run folder: {run_dir.path}", flush=True)
+    run_dir, resuming = open_run_directory(cfg, env_spec.name, algo_spec.name)
     trainer_cfg = TrainerConfig(
         num_frames=int(cfg.train.num_frames), eval_interval_frames=int(cfg.train.eval_interval_frames),
         log_interval_iterations=int(cfg.train.log_interval_iterations),
         checkpoint_interval_frames=int(cfg.train.checkpoint_interval_frames),
         eval_episodes=int(cfg.eval.episodes or env_spec.episodes_eval),
         eval_deterministic=bool(cfg.eval.deterministic), progress=bool(cfg.progress))
-    final = Trainer(agent, env, env_spec.name, eval_tasks, run_dir, trainer_cfg, int(cfg.seed),
-                    env_options(cfg)).train()
+    tracker = make_tracker(cfg, run_dir)
+    trainer = Trainer(agent, env, env_spec.name, eval_tasks, run_dir, trainer_cfg, int(cfg.seed),
+                      env_options(cfg), tracker)
+    if resuming:
+        trainer.restore(run_dir.checkpoints / "latest.pt")
+        print(f"[metarl-bench] resuming {run_dir.path} at frame {trainer.frames}", flush=True)
+    else:
+        print(f"[metarl-bench] run folder: {run_dir.path}", flush=True)
+    try:
+        final = trainer.train()
+    except Preempted as stop:
+        tracker.finish(exit_code=128 + stop.signum)
+        run_dir.close()
+        print(f"[metarl-bench] {stop} (run {run_dir.path}, frame {trainer.frames})", file=sys.stderr, flush=True)
+        handler = signal.getsignal(stop.signum)
+        if callable(handler) and handler is not signal.default_int_handler:
+            handler(stop.signum, None)  # e.g. submitit's: requeue the job, which then resumes this run
+        sys.exit(128 + stop.signum)
+    except BaseException:
+        tracker.finish(exit_code=1)
+        raise
+    tracker.finish()
+    run_dir.close()
     env.close()
     random_rows = meta_test(RandomAgent(env.single_action_space, seed=int(cfg.seed)), env_spec.name, eval_tasks,
                             trainer_cfg.eval_episodes, seed=int(cfg.seed) + 10_000, **env_options(cfg))
@@ -102,7 +157,8 @@ def run(cfg: DictConfig) -> pd.DataFrame:
 def main(cfg: DictConfig) -> None:
     try:
         run(cfg)
-    except (UnknownEnvError, UnknownAlgorithmError, ConfigError, OmegaConfBaseException) as exc:
+    except (UnknownEnvError, UnknownAlgorithmError, ConfigError, OmegaConfBaseException, FileExistsError,
+            RunLockedError) as exc:
         # configuration errors: one clear line and a non-zero exit, before any work or results folder
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

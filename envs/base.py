@@ -36,6 +36,8 @@ class BatchedTaskEnv(abc.ABC):
     task_dim: int
     #: number of discrete states for per-state reward decoders (``None`` for continuous state spaces)
     num_states: int | None = None
+    #: attributes holding the physical state (arrays over copies), saved by :meth:`get_state` for resume
+    state_attributes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, num_envs: int, rng: np.random.Generator) -> None:
         if num_envs < 1:
@@ -78,6 +80,18 @@ class BatchedTaskEnv(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most envs hold nothing to release
         """Release resources (worker processes for simulator envs)."""
+
+    def get_state(self) -> dict[str, Any]:
+        """Everything that determines future steps: RNG, tasks and the physical state (for exact resume).
+        Simulator envs whose state lives outside numpy arrays override this pair."""
+        state = {name: np.copy(getattr(self, name)) for name in self.state_attributes}
+        return {"rng": self.rng.bit_generator.state, "tasks": self.tasks.copy(), "physical": state}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.tasks = state["tasks"].copy()
+        for name, value in state["physical"].items():
+            setattr(self, name, np.copy(value))
 
 
 class MetaVecEnv(VectorEnv):
@@ -196,6 +210,18 @@ class MetaVecEnv(VectorEnv):
         truncated = task_done.copy()
         terminated_bamdp = np.zeros(self.num_envs, dtype=bool)
         return next_obs, reward.astype(np.float32), terminated_bamdp, truncated, info
+
+    def get_state(self) -> dict[str, Any]:
+        """The BAMDP bookkeeping and the physical layer's state: restoring it continues the exact same stream
+        of tasks, observations and rewards (checkpoint/resume)."""
+        return {"rng": self.rng.bit_generator.state, "step_in_episode": self.step_in_episode.copy(),
+                "episode_index": self.episode_index.copy(), "inner": self.inner.get_state()}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.step_in_episode = state["step_in_episode"].copy()
+        self.episode_index = state["episode_index"].copy()
+        self.inner.set_state(state["inner"])
 
     def close_extras(self, **kwargs: Any) -> None:
         self.inner.close()

@@ -31,6 +31,7 @@ class GridWorld(BatchedTaskEnv):
     """N GridWorlds stepped by one array operation; the task is the goal cell ``(x, y)``."""
 
     task_dim = 2
+    state_attributes = ("position",)
     num_states = GRID_SIZE * GRID_SIZE
 
     def __init__(self, num_envs: int, rng: np.random.Generator, size: int = GRID_SIZE) -> None:

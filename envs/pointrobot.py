@@ -31,6 +31,7 @@ class PointRobotSparse(BatchedTaskEnv):
     """N point robots; the task is the goal position ``(x, y)``."""
 
     task_dim = 2
+    state_attributes = ("position",)
 
     def __init__(self, num_envs: int, rng: np.random.Generator,
                  task_set: Literal["semicircle", "pearl"] = "semicircle", goal_radius: float = GOAL_RADIUS) -> None:

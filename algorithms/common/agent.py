@@ -58,8 +58,10 @@ class Agent(abc.ABC):
 
     # ------------------------------------------------------------------ persistence
     @abc.abstractmethod
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume training: networks, optimisers, normalisers, RNG states."""
+    def state_dict(self, resume: bool = True) -> dict[str, Any]:
+        """Networks, optimisers, normalisers and RNG states. With ``resume`` also everything else that exact
+        resumption needs (buffers, the rollout in flight), so that a resumed run equals an uninterrupted one;
+        without it, what evaluation and analysis need (a small file)."""
 
     @abc.abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None: ...

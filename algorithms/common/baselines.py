@@ -40,7 +40,7 @@ class RandomAgent(Agent):
     def update_belief(self, belief, obs, action, reward, next_obs, episode_done, task_done) -> None:
         return None
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self, resume: bool = True) -> dict[str, Any]:
         return {"rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

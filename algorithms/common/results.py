@@ -7,16 +7,21 @@ Files (the schema ``analysis/`` reads; nothing else is needed to analyse a run):
   package versions, start/end time, status (``running`` -> ``completed`` | ``failed``), frames done;
 * ``train_metrics.csv``: one row per logged iteration: ``frames``, ``wall_time``, ``fps`` and metric columns;
 * ``eval.csv``: meta-test rows ``run_id, frames, task_id, task, episode, return, success, steps_to_success``;
-* ``checkpoints/``: ``latest.pt`` (and ``final.pt``).
+* ``checkpoints/``: ``latest.pt`` (everything needed to resume) and, once completed, ``final.pt`` (the model).
 
 Rows are appended and flushed as they are produced, so a run that dies keeps everything it wrote.
-A run folder is created exclusively: an existing run is never overwritten.
+A run folder is created exclusively: an existing run is never overwritten. A run that was killed or pre-empted
+(status ``running`` with no live process, or ``preempted``) is *resumed* in place by starting it again with the
+same configuration: its files are cut back to the rows of its last checkpoint and training continues, so the
+record stays one continuous sequence without duplicate or missing rows. A lock file held by the live process
+keeps two processes from writing one run.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import fcntl
 import json
 import os
 import platform
@@ -29,6 +34,10 @@ from typing import Any
 import pandas as pd
 
 SCHEMA_VERSION = 1
+#: statuses of a run that can be resumed (``running`` only when no live process holds its lock)
+RESUMABLE = ("running", "preempted")
+#: config keys that do not change what a run computes (progress display, resume switch, tracking)
+VOLATILE_CONFIG_KEYS = ("progress", "resume", "tracking")
 PACKAGES = ("torch", "numpy", "gymnasium", "hydra-core", "omegaconf", "pandas", "mujoco", "metaworld")
 
 
@@ -58,8 +67,12 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+class RunLockedError(RuntimeError):
+    """Another live process is writing this run."""
+
+
 class RunDirectory:
-    """Creates and writes one run's folder."""
+    """Creates (or reopens, to resume) and writes one run's folder."""
 
     def __init__(self, root: Path | str, env: str, algo: str, seed: int, run_name: str | None = None,
                  label: str | None = None) -> None:
@@ -82,6 +95,7 @@ class RunDirectory:
             raise RuntimeError(f"could not create a fresh run folder under {parent}")
         self.path = parent / name
         self.run_id = name
+        self._lock = _acquire_lock(self.path)
         self.checkpoints = self.path / "checkpoints"
         self.checkpoints.mkdir()
         self.metadata: dict[str, Any] = {
@@ -92,6 +106,51 @@ class RunDirectory:
         }
         self.write_metadata()
         self._metric_fields: list[str] | None = None
+
+    @classmethod
+    def reopen(cls, path: Path | str) -> RunDirectory:
+        """Reopen an existing run to resume it (takes its lock; raises :class:`RunLockedError` if held)."""
+        self = cls.__new__(cls)
+        self.path = Path(path)
+        self.run_id = self.path.name
+        self._lock = _acquire_lock(self.path)
+        self.checkpoints = self.path / "checkpoints"
+        self.metadata = json.loads((self.path / "metadata.json").read_text())
+        metrics = self.path / "train_metrics.csv"
+        self._metric_fields = list(pd.read_csv(metrics, nrows=0).columns) if metrics.exists() else None
+        resumes = list(self.metadata.get("resumes", []))
+        resumes.append({"time": _now(), "host": platform.node(), "from_status": self.metadata.get("status"),
+                        "git_commit": git_commit(Path(__file__).resolve().parent)})
+        self.write_metadata(status="running", end_time=None, resumes=resumes)
+        return self
+
+    def close(self) -> None:
+        """Release the run's lock (the process is done writing it)."""
+        self._lock.close()
+
+    def row_counts(self) -> dict[str, int]:
+        """Data rows (header excluded) in each CSV file; stored in checkpoints to cut files back on resume."""
+        counts = {}
+        for name in ("train_metrics.csv", "eval.csv"):
+            path = self.path / name
+            counts[name] = 0 if not path.exists() else max(sum(1 for _ in path.open()) - 1, 0)
+        return counts
+
+    def truncate_rows(self, counts: dict[str, int]) -> None:
+        """Drop rows written after the checkpoint being resumed (they will be produced again)."""
+        for name, keep in counts.items():
+            path = self.path / name
+            if not path.exists():
+                continue
+            with path.open() as f:
+                lines = f.readlines()
+            if keep == 0 and name == "eval.csv":
+                path.unlink()  # it is recreated with its header by the first evaluation
+                continue
+            if len(lines) - 1 > keep:
+                tmp = path.with_suffix(".csv.tmp")
+                tmp.write_text("".join(lines[:keep + 1]))
+                os.replace(tmp, path)
 
     def write_metadata(self, **updates: Any) -> None:
         self.metadata.update(updates)
@@ -127,3 +186,64 @@ class RunDirectory:
         out.insert(3, "task", [json.dumps([round(float(v), 6) for v in tasks[i]]) for i in out["task_id"]])
         path = self.path / "eval.csv"
         out.to_csv(path, mode="a", header=not path.exists(), index=False)
+
+
+def _acquire_lock(path: Path) -> Any:
+    """An exclusive advisory lock on ``<run>/.lock`` for the life of this process (released by the OS even on
+    SIGKILL, which is how a killed run is told apart from a live one)."""
+    handle = (path / ".lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise RunLockedError(f"run {path} is being written by another live process") from None
+    return handle
+
+
+def comparable_config(yaml_text: str) -> dict[str, Any]:
+    """The resolved config of a run without the keys that do not change what it computes."""
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.to_container(OmegaConf.create(yaml_text), resolve=False)
+    assert isinstance(config, dict)
+    return {k: v for k, v in config.items() if k not in VOLATILE_CONFIG_KEYS}
+
+
+def find_resumable(root: Path | str, env: str, label: str, seed: int, config_yaml: str,
+                   run_name: str | None = None) -> Path | None:
+    """The newest run of this env/label/seed with the same config that was killed or pre-empted and has a
+    checkpoint to resume from and no live process; ``None`` if there is none.
+
+    A matching run killed before its first checkpoint is marked ``failed`` (it has nothing to resume from);
+    a fresh run then starts in a new folder."""
+    parent = Path(root) / env / label
+    if not parent.is_dir():
+        return None
+    wanted = comparable_config(config_yaml)
+    candidates = [parent / run_name] if run_name else sorted(parent.iterdir(), reverse=True)
+    for path in candidates:
+        meta_path, config_path = path / "metadata.json", path / "config.yaml"
+        if not (meta_path.is_file() and config_path.is_file()):
+            continue
+        try:
+            meta = json.loads(meta_path.read_text())
+            same = meta.get("seed") == seed and comparable_config(config_path.read_text()) == wanted
+        except (json.JSONDecodeError, ValueError):
+            continue
+        if not same or meta.get("status") not in RESUMABLE:
+            continue
+        try:
+            handle = _acquire_lock(path)
+        except RunLockedError:
+            continue  # a live process is running it
+        try:
+            if (path / "checkpoints" / "latest.pt").is_file():
+                return path
+            meta.update(status="failed", end_time=_now(),
+                        error="stopped before its first checkpoint; nothing to resume (a new run was started)")
+            tmp = meta_path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(meta, indent=2))
+            os.replace(tmp, meta_path)
+        finally:
+            handle.close()
+    return None

@@ -112,10 +112,18 @@ class TrajectoryBuffer:
             tasks=torch.from_numpy(self.tasks[idx]), lengths=torch.from_numpy(lengths),
         )
 
+    _ARRAYS = ("prev_obs", "next_obs", "actions", "rewards", "state_index", "tasks", "lengths")
+
     def state_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("prev_obs", "next_obs", "actions", "rewards", "state_index",
-                                              "tasks", "lengths", "size", "cursor")}
+        """The filled part only (a buffer that is not yet full checkpoints small)."""
+        state: dict = {k: None if getattr(self, k) is None else getattr(self, k)[:self.size].copy()
+                       for k in self._ARRAYS}
+        return {**state, "size": self.size, "cursor": self.cursor}
 
     def load_state_dict(self, state: dict) -> None:
-        for k, v in state.items():
-            setattr(self, k, v)
+        if state["size"] > self.capacity:
+            raise ValueError(f"checkpointed buffer holds {state['size']} trajectories, capacity is {self.capacity}")
+        for k in self._ARRAYS:
+            if state[k] is not None:
+                getattr(self, k)[:state["size"]] = state[k]
+        self.size, self.cursor = int(state["size"]), int(state["cursor"])

@@ -99,8 +99,13 @@ class ExactPosteriorSamplingAgent(Agent):
         self._train_obs, self._train_belief = obs, belief
         return IterationStats(frames=self.num_steps * env.num_envs)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state}
+    def state_dict(self, resume: bool = True) -> dict[str, Any]:
+        state: dict[str, Any] = {"rng": self.rng.bit_generator.state}
+        if resume:
+            state["rollout"] = (self._train_obs, self._train_belief)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["rng"]
+        if "rollout" in state:
+            self._train_obs, self._train_belief = state["rollout"]

@@ -295,8 +295,8 @@ class VariBADAgent(Agent):
         return out.metrics()
 
     # ------------------------------------------------------------------ persistence
-    def state_dict(self) -> dict[str, Any]:
-        return {
+    def state_dict(self, resume: bool = True) -> dict[str, Any]:
+        state: dict[str, Any] = {
             "vae": self.vae.state_dict(), "policy": self.policy.state_dict(),
             "policy_optimizer": self.policy_optimizer.state_dict(),
             "vae_optimizer": None if self.vae_optimizer is None else self.vae_optimizer.state_dict(),
@@ -304,6 +304,16 @@ class VariBADAgent(Agent):
             "reward_norm": self.reward_norm.state_dict(), "frames": self.frames, "iterations": self.iterations,
             "numpy_rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
         }
+        if resume:
+            # the rollout in flight and the VAE buffer: without them a resumed run would diverge from an
+            # uninterrupted one (SPEC sec. 5: resume continues the same record)
+            state["rollout"] = {
+                "obs": self._obs, "hidden": self._hidden, "held": self._held, "cursor": self._cursor.copy(),
+                "episode_returns": None if self._episode_returns is None else self._episode_returns.copy(),
+                "trajectories": {k: v.copy() for k, v in self._traj.items()},
+            }
+            state["vae_buffer"] = None if self.buffer is None else self.buffer.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.vae.load_state_dict(state["vae"])
@@ -317,3 +327,12 @@ class VariBADAgent(Agent):
         self.frames, self.iterations = state["frames"], state["iterations"]
         self.rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"])
+        if "rollout" in state:
+            rollout = state["rollout"]
+            self._obs, self._hidden, self._held = rollout["obs"], rollout["hidden"], rollout["held"]
+            self._cursor = rollout["cursor"].copy()
+            returns = rollout["episode_returns"]
+            self._episode_returns = None if returns is None else returns.copy()
+            self._traj = {k: v.copy() for k, v in rollout["trajectories"].items()}
+        if state.get("vae_buffer") is not None and self.buffer is not None:
+            self.buffer.load_state_dict(state["vae_buffer"])
