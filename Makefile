@@ -6,6 +6,7 @@ ALGO ?= varibad
 ENV ?= gridworld
 SEEDS ?= 0,1,2
 JOBS ?= 2
+LAUNCHER ?= joblib
 ARGS ?=
 DEMO_FRAMES ?= 3000000
 
@@ -14,7 +15,7 @@ export MKL_NUM_THREADS := 1
 export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo train sweep test test-fast bench ablation plots tables report beliefs references lint clean-venv
+.PHONY: install demo train sweep slurm-script test test-fast bench ablation plots tables report beliefs references lint clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,10 +34,21 @@ demo: install
 train: install
 	$(BIN)/python train.py algo=$(ALGO) env=$(ENV) $(ARGS)
 
-## Seeds in parallel through Hydra multirun (joblib launcher, JOBS processes, one torch thread each).
+## Seeds in parallel through Hydra multirun, one torch thread per job. LAUNCHER (conf/launcher/):
+##   joblib          this machine, JOBS jobs at once (default)
+##   submitit_local  this machine, every job at once in its own process (the Slurm code path, no cluster)
+##   slurm           one Slurm job array (run on the login node; partition etc.: ARGS="hydra.launcher.partition=..")
+##   ray             a local Ray instance with JOBS CPUs, 1 per job
+## JOBS is how many jobs run at once on this machine: it sets the launchers that have such a setting.
+LAUNCHER_JOBS_joblib = hydra.launcher.n_jobs=$(JOBS)
+LAUNCHER_JOBS_ray = hydra.launcher.ray.init.num_cpus=$(JOBS)
+LAUNCH = launcher=$(LAUNCHER) $(LAUNCHER_JOBS_$(LAUNCHER))
 sweep: install
-	$(BIN)/python train.py --multirun algo=$(ALGO) env=$(ENV) seed=$(SEEDS) hydra.launcher.n_jobs=$(JOBS) \
-		progress=false $(ARGS)
+	$(BIN)/python train.py --multirun algo=$(ALGO) env=$(ENV) seed=$(SEEDS) $(LAUNCH) progress=false $(ARGS)
+
+## The sbatch script that `make sweep LAUNCHER=slurm` would submit (same ALGO/ENV/SEEDS/ARGS), without a cluster.
+slurm-script: install
+	$(BIN)/python -m launch.slurm_script algo=$(ALGO) env=$(ENV) seed=$(SEEDS) progress=false $(ARGS)
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -57,8 +69,8 @@ tables: install
 ## The paper's VariBAD ablations as named sweeps over seeds: NAME=decode_horizon|kl|latent_dim|rl_through_encoder
 NAME ?= decode_horizon
 ablation: install
-	$(BIN)/python train.py --multirun algo=varibad env=$(ENV) +ablation=$(NAME) seed=$(SEEDS) \
-		hydra.launcher.n_jobs=$(JOBS) progress=false $(ARGS)
+	$(BIN)/python train.py --multirun algo=varibad env=$(ENV) +ablation=$(NAME) seed=$(SEEDS) $(LAUNCH) \
+		progress=false $(ARGS)
 
 ## All figures and tables for the runs present, in results/report/ with an index.md.
 report: install
