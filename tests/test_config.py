@@ -63,3 +63,12 @@ def test_varibad_yaml_lists_every_documented_field_with_its_default():
     fields = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
               for f in dataclasses.fields(VariBADConfig)}
     assert values == fields
+
+
+def test_algo_env_layer_overrides_the_top_level_defaults():
+    """The paper's budgets in conf/algo_env/ win over conf/config.yaml's defaults (``_self_`` first)."""
+    assert compose_config("env=pointrobot_sparse").train.num_frames == 50_000_000
+    assert compose_config("env=pointrobot_sparse").train.eval_interval_frames == 1_000_000
+    assert compose_config("algo=posterior_sampling_exact").train.num_frames == 0
+    assert compose_config("algo=varibad").train.num_frames == 20_000_000
+    assert compose_config("algo=varibad", "train.num_frames=5").train.num_frames == 5  # the command line wins
