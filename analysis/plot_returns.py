@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     algos = sorted(results.eval["algo"].unique())
     colors = {algo: f"C{i % 10}" for i, algo in enumerate(algos)}
-    ci = {"n_resamples": args.n_resamples}
+    ci = {"n_resamples": args.n_resamples, "method": args.ci_method}
     written = 0
     for env, ev in results.eval.groupby("env", sort=True):
         n_episodes = int(ev["episode"].max())

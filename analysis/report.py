@@ -35,12 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--out", type=Path, default=Path("results/report"))
     parser.add_argument("--n-resamples", type=int, default=9999)
+    parser.add_argument("--ci-method", default="studentized", choices=("studentized", "percentile", "BCa", "basic"))
     args = parser.parse_args(argv)
     if not args.results.is_dir():
         print(f"error: no results folder {args.results}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    common = ["--results", str(args.results), "--out", str(args.out), "--n-resamples", str(args.n_resamples)]
+    common = ["--results", str(args.results), "--out", str(args.out), "--n-resamples", str(args.n_resamples),
+              "--ci-method", args.ci_method]
     plots_code, _ = _capture(plot_returns.main, common)
     tables_code, _ = _capture(tables.main, common)
     with_traces = [run for run in discover_runs(args.results) if any(run.glob("beliefs_goal*.npz"))]

@@ -3,18 +3,22 @@
 Seeds (runs) are the unit of replication: the rows of one run are first averaged over its test tasks (and, where
 asked, over episodes), then the mean over seeds and its CI are taken over these per-seed values.
 
-Why the percentile bootstrap (``scipy.stats.bootstrap(method="percentile")``) and not BCa: with the 3-10 seeds
-usual here, BCa's acceleration is a jackknife estimate from those few values, which makes the interval itself
-noisy, and BCa is undefined when the resampled means are all equal (a solved task: every seed returns 11.07),
-where scipy warns and returns NaN. Neither fixes the real limitation, which is the number of seeds: the percentile
-interval is about mean +- 1.96 * sd_plugin / sqrt(n), narrower than the t interval, so its actual coverage for
-normal data is below the nominal 95%: about 60% at n=2, 75% at n=3, 85% at n=5, 90% at n=10, 93% at n=20
-(BCa is no better: ~91% at n=10 in the same simulation). Always read a CI together with its ``n``.
+The interval is the **studentized bootstrap** (bootstrap-t; Efron & Tibshirani 1993, ch. 12), computed here with
+numpy because neither scipy (``stats.bootstrap``: percentile, basic, BCa) nor rliable (stratified percentile)
+offers it. Why: with the 3-10 seeds usual in meta-RL, percentile-type intervals cannot be trusted. They live
+inside the range of the bootstrap means (so inside [min, max] of the seeds) and are about
+mean +- 1.96 * sd_plugin / sqrt(n), narrower than even the t interval, so their actual coverage for normal data is
+well below nominal: about 75% at n=3, 85% at n=5, 90% at n=10 (BCa: ~91% at n=10). The bootstrap-t resamples the
+*t statistic* ``(mean* - mean) / se*``, which is nearly pivotal, and so reaches the nominal rate from about 4 seeds
+on (simulated, normal data: 94.8% at n=4, 94.7% at n=5, 94-95% at n=10; skewed exponential data 93-94%). Resamples
+with zero spread (every draw the same seed; 11% of them at n=3) have no t and are left out. At n=3 it covers
+about 85% with very wide intervals: that width is the honest message of three seeds. ``method="percentile"``,
+``"basic"`` and ``"BCa"`` (scipy) remain available.
 
 Small ``n``: with no value the mean and bounds are NaN; with one seed the bounds are NaN (nothing to resample);
-with two seeds the percentile bootstrap distribution has three atoms (min, mid, max) with mass 1/4, 1/2, 1/4, so
-the 95% interval is exactly [min, max], returned as such (no Monte-Carlo noise); for normal data it covers the
-mean only half of the time. When all values are equal the interval is that value.
+with two seeds every bootstrap method degenerates (the studentized one to a point), so the interval is [min, max],
+which covers the mean of normal data half of the time. When all values are equal the interval is that value.
+Always read a CI together with its ``n``, which every table and figure shows.
 """
 
 from __future__ import annotations
@@ -28,14 +32,35 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-Method = Literal["percentile", "BCa", "basic"]
+Method = Literal["studentized", "percentile", "BCa", "basic"]
+METHODS = ("studentized", "percentile", "BCa", "basic")
 _RNG_KW = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"  # scipy >= 1.15
 CURVE_KEYS = ("env", "algo", "frames", "episode")
 
 
+def studentized_bootstrap_ci(x: np.ndarray, confidence: float = 0.95, n_resamples: int = 9999,
+                             rng: int | np.random.Generator | None = 0) -> tuple[float, float]:
+    """Bootstrap-t interval for the mean of ``x`` (at least 2 values, not all equal):
+    ``[mean - q_hi * se, mean - q_lo * se]`` with ``q`` the quantiles of ``(mean* - mean) / se*`` over resamples
+    (resamples with ``se* = 0`` have no t statistic and are left out)."""
+    rng = np.random.default_rng(rng)
+    n = x.size
+    mean, se = x.mean(), x.std(ddof=1) / np.sqrt(n)
+    resamples = x[rng.integers(n, size=(n_resamples, n))]
+    mean_b = resamples.mean(axis=1)
+    se_b = resamples.std(axis=1, ddof=1) / np.sqrt(n)
+    keep = se_b > 0
+    t = (mean_b[keep] - mean) / se_b[keep]
+    alpha = (1.0 - confidence) / 2.0
+    q_lo, q_hi = np.quantile(t, [alpha, 1.0 - alpha])
+    return float(mean - q_hi * se), float(mean - q_lo * se)
+
+
 def mean_ci(values: Iterable[float], confidence: float = 0.95, n_resamples: int = 9999,
-            method: Method = "percentile", rng: int | np.random.Generator | None = 0) -> tuple[float, float, float]:
+            method: Method = "studentized", rng: int | np.random.Generator | None = 0) -> tuple[float, float, float]:
     """``(mean, lo, hi)``: the mean of ``values`` (NaNs dropped) and its bootstrap CI (see the module docstring)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown CI method {method!r}; choose one of: {', '.join(METHODS)}")
     x = np.asarray(list(values), dtype=float)
     x = x[~np.isnan(x)]
     if x.size == 0:
@@ -47,6 +72,8 @@ def mean_ci(values: Iterable[float], confidence: float = 0.95, n_resamples: int 
         return mean, mean, mean
     if x.size == 2:
         return mean, float(x.min()), float(x.max())
+    if method == "studentized":
+        return (mean, *studentized_bootstrap_ci(x, confidence, n_resamples, rng))
     res = stats.bootstrap((x,), np.mean, n_resamples=n_resamples, confidence_level=confidence, method=method,
                           vectorized=True, **{_RNG_KW: rng})
     lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
@@ -66,7 +93,7 @@ def seed_values(eval_df: pd.DataFrame, by: Sequence[str] = CURVE_KEYS, value: st
 
 
 def aggregate(eval_df: pd.DataFrame, by: Sequence[str] = CURVE_KEYS, value: str = "return",
-              confidence: float = 0.95, n_resamples: int = 9999, method: Method = "percentile",
+              confidence: float = 0.95, n_resamples: int = 9999, method: Method = "studentized",
               rng: int | None = 0) -> pd.DataFrame:
     """Per ``by`` group (default env, algo, frames, episode): per-seed means over tasks, then mean, CI, ``n``.
 

@@ -100,14 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     written = 0
     for env, ev in results.eval.groupby("env", sort=True):
-        per_ep = per_episode(ev, args.frames, n_resamples=args.n_resamples)
+        per_ep = per_episode(ev, args.frames, n_resamples=args.n_resamples, method=args.ci_method)
         for line in coverage_notes(ev, per_ep, args.frames):
             print(f"note: {env}: {line}", file=sys.stderr)
         if per_ep.empty:
             continue
         table = episode_table(per_ep, args.decimals)
         caption = (f"{env}: mean meta-test return per episode over test tasks, mean over seeds "
-                   "[95% percentile-bootstrap CI] (n = seeds)")
+                   "[95% studentized-bootstrap CI] (n = seeds)")
         running = int(per_ep.groupby("algo")["n_running"].max().sum())
         if running:
             caption += f"; {running} run(s) still running"
