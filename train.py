@@ -27,7 +27,7 @@ from algorithms.common.evaluator import meta_test, test_task_set
 from algorithms.common.results import RunDirectory, RunLockedError, find_resumable
 from algorithms.common.tracking import NullTracker, Tracker, WandbTracker
 from algorithms.common.trainer import Preempted, Trainer, TrainerConfig
-from algorithms.registry import UnknownAlgorithmError, build_agent, check_compatible, get_algo
+from algorithms.registry import UnknownAlgorithmError, build_agent, check_compatible, get_algo, resolve_device
 from envs.base import MetaVecEnv
 from envs.registry import UnknownEnvError, get_spec, make_meta_env
 
@@ -61,6 +61,7 @@ def build(cfg: DictConfig) -> tuple[Agent, MetaVecEnv]:
     env_spec = get_spec(cfg.env.name)
     algo_spec = get_algo(cfg.algo.name)
     check_compatible(algo_spec, env_spec)  # fail before any work or any results folder
+    device = resolve_device(str(cfg.device), algo_spec, torch.cuda.is_available())
     configure_process(int(cfg.torch_threads))
     torch.manual_seed(int(cfg.seed))
     np.random.seed(int(cfg.seed))  # no project code uses it; third-party code might
@@ -68,7 +69,7 @@ def build(cfg: DictConfig) -> tuple[Agent, MetaVecEnv]:
     num_envs = int(cfg.algo[algo_spec.num_envs_key])
     env = make_meta_env(env_spec.name, num_envs=num_envs, seed=int(cfg.seed), split="train",
                         episodes_per_task=episodes, **env_options(cfg))
-    agent = build_agent(algo_spec.name, cfg.algo, EnvInfo.from_env(env), int(cfg.seed), str(cfg.device))
+    agent = build_agent(algo_spec.name, cfg.algo, EnvInfo.from_env(env), int(cfg.seed), device)
     return agent, env
 
 
@@ -89,6 +90,14 @@ def make_tracker(cfg: DictConfig, run_dir: RunDirectory) -> Tracker:
                            run_id=run_dir.metadata.get("wandb_run_id"))
     run_dir.write_metadata(wandb_run_id=tracker.run_id)
     return tracker
+
+
+def launch_command() -> str:
+    """The command that reproduces this run: ``python train.py <overrides>`` (under a launcher, ``sys.argv`` is
+    the launcher's worker process, not the user's command)."""
+    if HydraConfig.initialized():
+        return " ".join(["python train.py", *HydraConfig.get().overrides.task])
+    return " ".join(sys.argv)
 
 
 def open_run_directory(cfg: DictConfig, env_name: str, algo_name: str) -> tuple[RunDirectory, bool]:
@@ -112,6 +121,8 @@ def run(cfg: DictConfig) -> pd.DataFrame:
     algo_spec = get_algo(cfg.algo.name)
     eval_tasks = test_task_set(env_spec.name, cfg.eval.num_tasks, seed=int(cfg.seed), **env_options(cfg))
     run_dir, resuming = open_run_directory(cfg, env_spec.name, algo_spec.name)
+    run_dir.write_metadata(device=resolve_device(str(cfg.device), algo_spec, torch.cuda.is_available()),
+                           command=launch_command())
     trainer_cfg = TrainerConfig(
         num_frames=int(cfg.train.num_frames), eval_interval_frames=int(cfg.train.eval_interval_frames),
         log_interval_iterations=int(cfg.train.log_interval_iterations),

@@ -26,6 +26,9 @@ class AlgoSpec:
     num_envs_key: str = "num_envs"
     #: envs the agent is defined for (None: any env with a supported action type)
     envs: frozenset[str] | None = None
+    #: torch devices the agent runs on. VariBAD's family is CPU-only for now: its networks are small and recurrent
+    #: (the CPU is faster for them on GridWorld) and its rollout code has not been made device-aware yet.
+    devices: frozenset[str] = frozenset({"cpu"})
 
 
 def _build_varibad(cfg: DictConfig, info: EnvInfo, seed: int, device: str) -> Agent:
@@ -104,6 +107,22 @@ def check_compatible(algo: AlgoSpec, env: EnvSpec) -> None:
         raise IncompatibleError(
             f"algorithm {algo.name!r} supports {'/'.join(sorted(algo.action_types))} actions but env "
             f"{env.name!r} has {env.action_type} actions")
+
+
+def resolve_device(requested: str, algo: AlgoSpec, cuda_available: bool) -> str:
+    """``device=cpu|cuda|auto`` for this agent: ``auto`` is ``cuda`` where a GPU exists and the agent supports it,
+    else ``cpu``. An impossible choice fails with a message naming the choices."""
+    if requested == "auto":
+        return "cuda" if cuda_available and "cuda" in algo.devices else "cpu"
+    if requested not in ("cpu", "cuda"):
+        raise ConfigError(f"unknown device {requested!r}; choose one of: auto, cpu, cuda")
+    if requested == "cuda" and not cuda_available:
+        raise ConfigError("device=cuda but torch sees no GPU (torch.cuda.is_available() is False); "
+                          "use device=cpu or device=auto")
+    if requested not in algo.devices:
+        raise IncompatibleError(f"algorithm {algo.name!r} runs on {'/'.join(sorted(algo.devices))} only, not "
+                                f"{requested}; use device=auto (the GPU where the agent supports it)")
+    return requested
 
 
 def build_agent(name: str, cfg: DictConfig | dict[str, Any], info: EnvInfo, seed: int, device: str) -> Agent:

@@ -106,6 +106,8 @@ def test_sigkill_after_second_checkpoint_then_restart_equals_uninterrupted_run(u
     assert "resuming" in out.stdout and "at frame 19200" in out.stdout
     meta = json.loads((run / "metadata.json").read_text())
     assert meta["status"] == "completed" and len(meta["resumes"]) == 1
+    assert meta["command"].startswith("python train.py algo=varibad env=gridworld seed=3")  # the user's command
+    assert meta["device"] == "cpu"
     _assert_same_record(run, uninterrupted)
 
 

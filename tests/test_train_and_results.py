@@ -151,3 +151,25 @@ def test_label_names_the_results_folder_and_analysis_groups_by_it(tmp_path):
     assert meta["algo"] == "varibad" and meta["label"] == "varibad_decode-past"
     loaded = load_results(tmp_path)
     assert sorted(loaded.eval["algo"].unique()) == ["varibad_decode-all", "varibad_decode-past"]
+
+
+def test_devices_resolve_or_fail_before_any_work(tmp_path):
+    from algorithms.common.errors import ConfigError
+    from algorithms.registry import AlgoSpec, resolve_device
+
+    varibad = get_algo("varibad")
+    assert resolve_device("auto", varibad, cuda_available=True) == "cpu"  # CPU-only agent
+    assert resolve_device("auto", varibad, cuda_available=False) == "cpu"
+    gpu_agent = AlgoSpec("g", varibad.build, varibad.action_types, devices=frozenset({"cpu", "cuda"}))
+    assert resolve_device("auto", gpu_agent, cuda_available=True) == "cuda"
+    assert resolve_device("cuda", gpu_agent, cuda_available=True) == "cuda"
+    with pytest.raises(ConfigError, match="torch sees no GPU"):
+        resolve_device("cuda", gpu_agent, cuda_available=False)
+    with pytest.raises(IncompatibleError, match="runs on cpu only"):
+        resolve_device("cuda", varibad, cuda_available=True)
+    with pytest.raises(ConfigError, match="unknown device 'tpu'; choose one of: auto, cpu, cuda"):
+        resolve_device("tpu", varibad, cuda_available=False)
+    cfg = compose_config(f"results_dir={tmp_path}", "device=tpu", *TINY)
+    with pytest.raises(ConfigError, match="unknown device"):
+        train.run(cfg)
+    assert not any(tmp_path.iterdir())  # no results folder
