@@ -253,3 +253,38 @@ def _read_wandb_log(path: Path) -> tuple[dict, list[dict]]:
         elif kind == "history":
             history.append(items(record.history.item))
     return config, history
+
+
+REQUEUE_SCRIPT = """
+import signal, sys
+from pathlib import Path
+marker, run = Path(sys.argv[1]), Path(sys.argv[2])
+def requeue(signum, frame):  # stands in for submitit's handler: requeue the job, then exit
+    marker.write_text((run / "metadata.json").read_text())
+    sys.exit(0)
+signal.signal(signal.SIGUSR2, requeue)
+sys.argv = ["train.py", *sys.argv[3:]]
+import runpy
+runpy.run_path("train.py", run_name="__main__")
+"""
+
+
+@pytest.mark.slow
+def test_preemption_signal_checkpoints_then_hands_over_to_the_launchers_handler(tmp_path):
+    """Under submitit, Slurm's SIGUSR2 must first produce a checkpoint, then reach submitit's requeue handler."""
+    marker = tmp_path / "requeued.json"
+    run = _run_dir(tmp_path, "requeued")
+    command = [sys.executable, "-c", REQUEUE_SCRIPT, str(marker), str(run), *RESUME_ARGS,
+               f"results_dir={tmp_path}", "run_name=requeued"]
+    proc = subprocess.Popen(command, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 300
+    while _checkpoint_frames(run) < 9600:
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() else "timeout"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGUSR2)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr  # the launcher's handler ended the process
+    seen_by_handler = json.loads(marker.read_text())
+    assert seen_by_handler["status"] == "preempted" and seen_by_handler["stop_signal"] == "SIGUSR2"
+    assert _checkpoint_frames(run) == seen_by_handler["frames"]  # the checkpoint came before the hand-over
