@@ -145,3 +145,25 @@ def test_online_step_matches_sequence_encoding():
     for t in range(20):
         h = enc.step(batch.actions[t], batch.rewards[t], batch.next_obs[t], h)
     assert torch.allclose(enc.head(h)[0], seq_mean[20], atol=1e-5)
+
+
+@pytest.mark.parametrize("prev_state,action", [(False, False), (True, True)])
+def test_pairwise_decoding_equals_decoding_the_expanded_pairs(prev_state, action):
+    """The factorised first layer (decode_pairs) is the same function as the plain decoder on every pair."""
+    from algorithms.varibad.networks import RewardDecoder, StateDecoder
+
+    torch.manual_seed(0)
+    n, D, B, L, obs, act = 7, 6, 3, 5, 4, 2
+    latent, next_obs = torch.randn(n, B, L), torch.randn(D, B, obs)
+    prev_obs, actions = torch.randn(D, B, obs), torch.randn(D, B, act)
+    reward = RewardDecoder(L, obs, act, 8, 4, [16, 8], prev_state, action)
+
+    def expand(x: torch.Tensor) -> torch.Tensor:
+        return x[None].expand(n, *x.shape)
+
+    lat = latent[:, None].expand(n, D, B, L)
+    torch.testing.assert_close(reward.forward_pairs(latent, next_obs, prev_obs, actions),
+                               reward(lat, expand(next_obs), expand(prev_obs), expand(actions)))
+    state = StateDecoder(L, obs, act, 8, 4, [16, 8])
+    torch.testing.assert_close(state.forward_pairs(latent, prev_obs, actions),
+                               state(lat, expand(prev_obs), expand(actions)))

@@ -24,6 +24,23 @@ class PerStateRewardDecoder(nn.Module):
         return self.net(latent)
 
 
+def decode_pairs(net: nn.Sequential, latent: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """``net(cat[latent_t, features_j])`` for every pair (t, j): ``latent (n, B, L)``, ``features (D, B, F)``
+    -> ``(n, D, B, out)``.
+
+    The first layer is linear, so ``W [m_t; f_j] + b = W_m m_t + (W_f f_j + b)``: each part is computed once and
+    the pairs are formed by a broadcast add. The same function as decoding the concatenated pairs, without
+    embedding each transition and multiplying the first layer n times (the ELBO decodes all n x D pairs).
+    """
+    first = net[0]
+    assert isinstance(first, nn.Linear)
+    L = latent.shape[-1]
+    per_latent = latent @ first.weight[:, :L].T  # (n, B, H)
+    per_transition = torch.addmm(first.bias, features.reshape(-1, features.shape[-1]), first.weight[:, L:].T)
+    hidden = per_latent[:, None] + per_transition.reshape(*features.shape[:-1], -1)[None]  # (n, D, B, H)
+    return net[1:](hidden)
+
+
 class RewardDecoder(nn.Module):
     """``r_hat(m, s'_j [, s_j, a_j])``, trained by squared error."""
 
@@ -46,6 +63,17 @@ class RewardDecoder(nn.Module):
             parts.append(self.action_embed(actions))
         return self.net(torch.cat(parts, dim=-1)).squeeze(-1)
 
+    def forward_pairs(self, latent: torch.Tensor, next_obs: torch.Tensor, prev_obs: torch.Tensor,
+                      actions: torch.Tensor) -> torch.Tensor:
+        """Predictions for every (latent_t, transition_j) pair: ``(n, B, L)`` x ``(D, B, .)`` -> ``(n, D, B)``;
+        equal to :meth:`forward` on the expanded pairs (see :func:`decode_pairs`)."""
+        parts = [self.state_embed(next_obs)]
+        if self.prev_state_embed is not None:
+            parts.append(self.prev_state_embed(prev_obs))
+        if self.action_embed is not None:
+            parts.append(self.action_embed(actions))
+        return decode_pairs(self.net, latent, torch.cat(parts, dim=-1)).squeeze(-1)
+
 
 class StateDecoder(nn.Module):
     """``s'_hat(m, s_j, a_j)``, trained by squared error."""
@@ -59,6 +87,11 @@ class StateDecoder(nn.Module):
 
     def forward(self, latent: torch.Tensor, prev_obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([latent, self.state_embed(prev_obs), self.action_embed(actions)], dim=-1))
+
+    def forward_pairs(self, latent: torch.Tensor, prev_obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``(n, B, L)`` x ``(D, B, .)`` -> ``(n, D, B, obs_dim)``; equal to :meth:`forward` on the expanded pairs."""
+        features = torch.cat([self.state_embed(prev_obs), self.action_embed(actions)], dim=-1)
+        return decode_pairs(self.net, latent, features)
 
 
 class TaskDecoder(nn.Module):

@@ -159,7 +159,6 @@ def elbo_loss(vae: VAE, batch: TrajectoryBatch, cfg: VariBADConfig, deterministi
     zeros = latent.new_zeros(n, B)
     rec_reward, rec_state, rec_task = zeros, zeros, zeros
     rewards, next_obs, prev_obs, actions = at(batch.rewards), at(batch.next_obs), at(batch.prev_obs), at(batch.actions)
-    D = rewards.shape[0]
     if isinstance(vae.reward_decoder, PerStateRewardDecoder):
         # sum_j w_tj BCE(logit_t[cell_j], y_j) with BCE(l, y) = y softplus(-l) + (1 - y) softplus(l), grouped
         # by cell: weighted visit counts (one batched matmul) times per-cell terms, instead of a gather over
@@ -173,14 +172,10 @@ def elbo_loss(vae: VAE, batch: TrajectoryBatch, cfg: VariBADConfig, deterministi
         if cfg.avg_reconstruction_terms:
             rec_reward = rec_reward / weights.sum(dim=1).clamp(min=1.0)
     elif vae.reward_decoder is not None:
-        lat = latent[:, None].expand(n, D, B, latent.shape[-1])
-        pred = vae.reward_decoder(lat, next_obs[None].expand(n, *next_obs.shape),
-                                  prev_obs[None].expand(n, *prev_obs.shape), actions[None].expand(n, *actions.shape))
+        pred = vae.reward_decoder.forward_pairs(latent, next_obs, prev_obs, actions)  # (n, D, B)
         rec_reward = reduce_decodes((pred - rewards[None, ..., 0]).pow(2))
     if vae.state_decoder is not None:
-        lat = latent[:, None].expand(n, D, B, latent.shape[-1])
-        pred = vae.state_decoder(lat, prev_obs[None].expand(n, *prev_obs.shape),
-                                 actions[None].expand(n, *actions.shape))
+        pred = vae.state_decoder.forward_pairs(latent, prev_obs, actions)  # (n, D, B, obs)
         rec_state = reduce_decodes((pred - next_obs[None]).pow(2).mean(dim=-1))
     if vae.task_decoder is not None:
         rec_task = (vae.task_decoder(latent) - batch.tasks[None]).pow(2).mean(dim=-1)
