@@ -3,6 +3,7 @@
 from envs.base import BatchedTaskEnv, MetaVecEnv
 from envs.gridworld import GridWorld
 from envs.gymnasium_api import register_gymnasium
+from envs.mujoco_suite import MUJOCO_ENVS
 from envs.pointrobot import PointRobotSparse
 from envs.registry import REGISTRY, EnvSpec, UnknownEnvError, get_spec, make_meta_env, register
 
@@ -28,6 +29,24 @@ register(
         description="sparse 2D navigation to a goal on the unit semicircle (PEARL sec. 6.3, VariBAD sec. 5.1)",
     )
 )
+# MuJoCo suite (VariBAD sec. 5.2; SPEC sec. 2): mujoco is imported only when a copy is built
+# (pip install -e .[mujoco]). H = 200, K = 2 in meta-training and 5 at meta-test; a seeded sample of 20 test tasks
+# (the walker's PEARL task set has its own 10): 20 x 5 x 200 = 20k steps per evaluation.
+for _name, _factory, _what in MUJOCO_ENVS:
+    register(
+        EnvSpec(
+            name=_name,
+            factory=_factory,
+            horizon=200,
+            episodes_per_task=2,
+            episodes_eval=5,
+            action_type="continuous",
+            description=_what,
+            default_kwargs={"num_workers": 2},
+            default_eval_tasks=20,
+        )
+    )
+del _name, _factory, _what
 register_gymnasium()
 
 __all__ = [
