@@ -28,7 +28,9 @@ import pandas as pd
 SCHEMA_VERSION = 1
 RUN_FILES = ("metadata.json", "eval.csv", "train_metrics.csv", "config.yaml")
 NOT_RUN_FOLDERS = frozenset({"sweeps", "figures", "tables", "multirun", "outputs", "checkpoints"})
-STATUSES = ("running", "completed", "failed")
+STATUSES = ("running", "preempted", "completed", "failed")
+#: statuses of a run that has not finished (killed or pre-empted runs resume in place): kept, flagged as running
+INCOMPLETE = ("running", "preempted")
 REQUIRED_METADATA: dict[str, type] = {"schema_version": int, "run_id": str, "env": str, "algo": str, "seed": int,
                                       "status": str}
 # eval.csv column -> kind ("string", "integer", "number", "bool"); only steps_to_success may be empty
@@ -214,9 +216,11 @@ def load_results(root: Path | str = "results", include_running: bool = True, env
             status = meta["status"]
             if status == "failed":
                 raise RunError(f"status 'failed': {meta.get('error') or 'no error recorded'}")
-            if status == "running" and not include_running:
-                raise RunError("still running (left out: include_running=False)")
-            running = status == "running"
+            if status in INCOMPLETE and not include_running:
+                raise RunError(f"status {status!r}, not finished (left out: include_running=False)")
+            running = status in INCOMPLETE
+            if running:
+                status = "running"  # analysis treats a pre-empted run like a running one
             ev, note = read_eval(run, meta["run_id"], running)
             train = read_train(run, running)
         except RunError as exc:
@@ -230,14 +234,18 @@ def load_results(root: Path | str = "results", include_running: bool = True, env
         if train is not None:
             extra = [c for c in train.columns if c not in RUN_KEYS]
             trains.append(train[extra].assign(**keys)[RUN_KEYS + extra])
-        runs.append({**keys, "frames": meta.get("frames"), "last_eval_frames": int(ev["frames"].max()),
+        wall = meta.get("wall_time_s")
+        if wall is None and train is not None and "wall_time" in train.columns and len(train):
+            wall = float(train["wall_time"].iloc[-1])  # not finished: the time of its last logged row
+        runs.append({**keys, "frames": meta.get("frames"), "wall_time_s": wall,
+                     "last_eval_frames": int(ev["frames"].max()),
                      "eval_points": int(ev["frames"].nunique()), "git_commit": meta.get("git_commit"),
                      "path": str(run)})
     eval_df = (pd.concat(evals, ignore_index=True) if evals
                else pd.DataFrame(columns=RUN_KEYS + [c for c in EVAL_COLUMNS if c != "run_id"]))
     train_df = pd.concat(trains, ignore_index=True) if trains else pd.DataFrame(columns=[*RUN_KEYS, "frames"])
-    runs_df = pd.DataFrame(runs, columns=[*RUN_KEYS, "frames", "last_eval_frames", "eval_points", "git_commit",
-                                          "path"])
+    runs_df = pd.DataFrame(runs, columns=[*RUN_KEYS, "frames", "wall_time_s", "last_eval_frames", "eval_points",
+                                          "git_commit", "path"])
     for (env, algo, seed), group in runs_df.groupby(["env", "algo", "seed"]):
         if len(group) > 1:
             notes.append(f"{env}/{algo}: seed {seed} appears in {len(group)} runs ({', '.join(group['run_id'])}); "

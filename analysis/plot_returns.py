@@ -14,7 +14,6 @@ Usage (from the repo root): ``python analysis/plot_returns.py [--env gridworld] 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -29,61 +28,14 @@ from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global fig
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from analysis.load import add_cli_arguments, load_for_cli
-from analysis.stats import aggregate, coverage_notes, format_frames, frames_type, per_episode
+from analysis.references import DEFAULT_REFERENCES, load_references, references_for
+from analysis.stats import ablation_groups, aggregate, coverage_notes, format_frames, frames_type, per_episode
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_REFERENCES = REPO_ROOT / "algorithms" / "references" / "gridworld_references.json"
 REFERENCE_STYLE: dict[str, tuple[str, str, str]] = {  # key -> (color, linestyle, label)
     "optimal": ("black", "--", "optimal (knows the goal)"),
     "bayes_optimal": ("tab:gray", "-.", "Bayes-optimal"),
     "posterior_sampling": ("tab:brown", ":", "posterior sampling"),
 }
-
-
-def load_references(path: Path | None) -> tuple[dict[str, Any] | None, str | None]:
-    """The reference JSON, or ``None`` and a note saying why there are no reference lines."""
-    if path is None:
-        return None, None
-    if not path.exists():
-        return None, f"no reference file {path}: reference lines skipped"
-    try:
-        refs = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return None, f"reference file {path} unreadable ({exc}): reference lines skipped"
-    if not isinstance(refs, dict):
-        return None, f"reference file {path} is not a JSON object: reference lines skipped"
-    return refs, None
-
-
-def references_for(refs: dict[str, Any] | None, env: str, episodes: int) -> tuple[dict[str, list[float]], str | None]:
-    """Per-episode reference values for ``env`` evaluated with ``episodes`` episodes (key ``K<episodes>``).
-
-    The file holds GridWorld references: they apply to envs named ``gridworld*``, or to an env named as a top-level
-    key. Entries that are not a number or a list of numbers (e.g. a description) are ignored.
-    """
-    if refs is None:
-        return {}, None
-    if env in refs and isinstance(refs[env], dict):
-        refs = refs[env]
-    elif not env.startswith("gridworld"):
-        return {}, None
-    # two layouts: {"K": {"4": {...}}} (algorithms/references/gridworld.py writes this) or {"K4": {...}}
-    by_k = refs["K"] if isinstance(refs.get("K"), dict) else {k[1:]: v for k, v in refs.items() if k.startswith("K")}
-    block = by_k.get(str(episodes))
-    if not isinstance(block, dict):
-        have = ", ".join(f"K={k}" for k in by_k) or "none"
-        return {}, f"{env}: no K={episodes} entry in the references (have: {have}): reference lines skipped"
-    methods = refs.get("methods")  # when the file names its reference policies, draw only those
-    names = set(methods) if isinstance(methods, dict | list) else None
-    lines: dict[str, list[float]] = {}
-    for name, values in block.items():
-        if names is not None and name not in names:
-            continue
-        if isinstance(values, int | float) and not isinstance(values, bool):
-            values = [values] * episodes
-        if isinstance(values, list) and values and all(isinstance(v, int | float) for v in values):
-            lines[name] = [float(v) for v in values]
-    return lines, None
 
 
 def _reference_style(name: str, index: int) -> tuple[str, str, str]:
@@ -201,37 +153,52 @@ def main(argv: list[str] | None = None) -> int:
     colors = {algo: f"C{i % 10}" for i, algo in enumerate(algos)}
     ci = {"n_resamples": args.n_resamples, "method": args.ci_method}
     written = 0
-    for env, ev in results.eval.groupby("env", sort=True):
-        n_episodes = int(ev["episode"].max())
-        refs, note = references_for(refs_all, env, n_episodes)
-        if note:
-            print(f"note: {note}", file=sys.stderr)
-        episodes = sorted(args.episode) if args.episode else list(range(1, n_episodes + 1))
-        missing = [e for e in episodes if e not in set(ev["episode"])]
-        if missing:
-            print(f"note: {env}: no meta-test episode(s) {missing} (K={n_episodes}); left out", file=sys.stderr)
-            episodes = [e for e in episodes if e not in missing]
-        if episodes:
-            curves = aggregate(ev[ev["episode"].isin(episodes)], **ci)
-            path = args.out / f"{env}_learning_curves.png"
-            plot_learning_curves(curves, env, episodes, colors, refs, path, args.dpi)
-            print(f"wrote {path}: learning curves, episode(s) {', '.join(map(str, episodes))}, "
-                  f"{curves['frames'].nunique()} evaluation points")
-            written += 1
-        table = per_episode(ev, args.frames, **ci)
-        for line in coverage_notes(ev, table, args.frames):
-            print(f"note: {env}: {line}", file=sys.stderr)
-        if table.empty:
-            print(f"note: {env}: no run has the evaluation point --frames {args.frames}; no per-episode plot",
-                  file=sys.stderr)
-            continue
-        path = args.out / f"{env}_per_episode.png"
-        plot_per_episode(table, env, colors, refs, path, args.dpi)
-        where = "; ".join(f"{a} at {_frames_range(lo, hi)} frames (n={n})" for a, lo, hi, n in
-                          table.groupby("algo")[["frames_min", "frames_max", "n"]].max().itertuples())
-        print(f"wrote {path}: per-episode returns, {where}" + (f", references: {', '.join(refs)}" if refs else ""))
-        written += 1
+    for env, ev_env in results.eval.groupby("env", sort=True):
+        groups = ablation_groups(ev_env["algo"].unique())
+        in_groups = {label for labels in groups.values() for label in labels}
+        sections = [("", ev_env[~ev_env["algo"].isin(in_groups)], env)]
+        sections += [(f"_ablation_{name}", ev_env[ev_env["algo"].isin(labels)], f"{env} ablation {name}")
+                     for name, labels in groups.items()]
+        for suffix, ev, title in sections:
+            if ev.empty:
+                continue
+            written += plot_env(ev, env, suffix, title, args, refs_all if not suffix else None, colors, ci)
     return 0 if written else 1
+
+
+def plot_env(ev: pd.DataFrame, env: str, suffix: str, title: str, args: argparse.Namespace,
+             refs_all: dict[str, Any] | None, colors: dict[str, str], ci: dict[str, Any]) -> int:
+    """The learning curves and the per-episode figure of one env (or one ablation of it); the number written."""
+    written = 0
+    n_episodes = int(ev["episode"].max())
+    refs, note = references_for(refs_all, env, n_episodes)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    episodes = sorted(args.episode) if args.episode else list(range(1, n_episodes + 1))
+    missing = [e for e in episodes if e not in set(ev["episode"])]
+    if missing:
+        print(f"note: {env}: no meta-test episode(s) {missing} (K={n_episodes}); left out", file=sys.stderr)
+        episodes = [e for e in episodes if e not in missing]
+    if episodes:
+        curves = aggregate(ev[ev["episode"].isin(episodes)], **ci)
+        path = args.out / f"{env}{suffix}_learning_curves.png"
+        plot_learning_curves(curves, title, episodes, colors, refs, path, args.dpi)
+        print(f"wrote {path}: learning curves, episode(s) {', '.join(map(str, episodes))}, "
+              f"{curves['frames'].nunique()} evaluation points")
+        written += 1
+    table = per_episode(ev, args.frames, **ci)
+    for line in coverage_notes(ev, table, args.frames):
+        print(f"note: {env}: {line}", file=sys.stderr)
+    if table.empty:
+        print(f"note: {env}: no run has the evaluation point --frames {args.frames}; no per-episode plot",
+              file=sys.stderr)
+        return written
+    path = args.out / f"{env}{suffix}_per_episode.png"
+    plot_per_episode(table, title, colors, refs, path, args.dpi)
+    where = "; ".join(f"{a} at {_frames_range(lo, hi)} frames (n={n})" for a, lo, hi, n in
+                      table.groupby("algo")[["frames_min", "frames_max", "n"]].max().itertuples())
+    print(f"wrote {path}: per-episode returns, {where}" + (f", references: {', '.join(refs)}" if refs else ""))
+    return written + 1
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import re
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
@@ -145,6 +146,20 @@ def per_episode(eval_df: pd.DataFrame, frames: int | str = "common", value: str 
     selected, summary = choose_frames(eval_df, frames)
     table = aggregate(selected, by=("env", "algo", "episode"), value=value, **ci_kwargs)  # type: ignore[arg-type]
     return table.merge(summary.drop(columns="n_used"), on=["env", "algo"], how="left")
+
+
+ABLATION_LABEL = re.compile(r"^(?P<group>[A-Za-z0-9_]+?_[A-Za-z0-9_]+)-(?P<variant>.+)$")
+
+
+def ablation_groups(labels: Iterable[str]) -> dict[str, list[str]]:
+    """Ablation sweeps by their labels ``<algo>_<ablation>-<variant>`` (conf/ablation/*.yaml), e.g.
+    ``varibad_decode-past`` -> group ``varibad_decode``; only groups with at least two variants."""
+    groups: dict[str, list[str]] = {}
+    for label in sorted(set(labels)):
+        match = ABLATION_LABEL.match(label)
+        if match:
+            groups.setdefault(match["group"], []).append(label)
+    return {name: variants for name, variants in groups.items() if len(variants) >= 2}
 
 
 def format_frames(frames: float) -> str:

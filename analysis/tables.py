@@ -1,10 +1,20 @@
-"""Per-episode meta-test return tables per env: rows algorithm, columns episode 1..K, 95% bootstrap CIs over seeds.
+"""Meta-test tables per env: rows algorithm, columns episode 1..K, 95% bootstrap CIs over seeds.
 
 Usage (from the repo root): ``python analysis/tables.py [--env gridworld] [--out results/tables]`` (or
 ``python -m analysis.tables``). Each cell is ``mean [lo, hi] (n=seeds)``; the ``frames`` column is the evaluation
-point used (default: the last one every seed of the algorithm has). Writes per env ``<env>_per_episode.md``,
-``.csv`` (the formatted cells), ``.tex`` and ``<env>_per_episode_values.csv`` (the numbers, long format), and
-prints the Markdown table.
+point used (default: the last one every seed of the algorithm has) and ``wall/run`` the median wall time of a run
+(range over runs). Written per env, each as ``.md``, ``.csv`` (formatted cells), ``.tex`` and ``_values.csv``
+(the numbers, long format):
+
+* ``<env>_per_episode``: every algorithm that is not an ablation variant, with the GridWorld reference values
+  (optimal, Bayes-optimal, posterior sampling; exact) as rows;
+* ``<env>_ablation_<group>``: the variants of one ablation sweep (labels ``<algo>_<ablation>-<variant>``, e.g.
+  ``varibad_decode-past``; paper fig. 6, 8/9, 11, 17);
+* ``<env>_runs``: one row per run: algorithm, seed, status, frames, wall time;
+* ``ml1_success`` (all ``ml1_*`` envs together, paper table 1): success rate per episode per task and algorithm,
+  and how many seeds succeeded at all.
+
+The Markdown tables are also printed.
 """
 
 from __future__ import annotations
@@ -20,7 +30,8 @@ if __package__ in (None, ""):  # run as a script: make `analysis` importable fro
 import pandas as pd
 
 from analysis.load import add_cli_arguments, load_for_cli
-from analysis.stats import coverage_notes, format_frames, frames_type, per_episode
+from analysis.references import DEFAULT_REFERENCES, load_references, references_for
+from analysis.stats import ablation_groups, coverage_notes, format_frames, frames_type, per_episode
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
@@ -35,18 +46,78 @@ def format_cell(mean: float, lo: float, hi: float, n: int, decimals: int = 2) ->
     return f"{mean:.{decimals}f} [{lo:.{decimals}f}, {hi:.{decimals}f}] (n={n})"
 
 
-def episode_table(per_ep: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
-    """The formatted table of one env: columns ``algorithm, frames, ep 1 .. ep K`` (from :func:`per_episode`)."""
+def format_wall_times(seconds: pd.Series) -> str:
+    """Median wall time of the runs in minutes, with the range: ``"54 min (47-58)"``; ``""`` when unknown."""
+    minutes = seconds.dropna().astype(float) / 60.0
+    if minutes.empty:
+        return ""
+    if len(minutes) == 1 or round(minutes.min()) == round(minutes.max()):
+        return f"{minutes.median():.0f} min"
+    return f"{minutes.median():.0f} min ({minutes.min():.0f}-{minutes.max():.0f})"
+
+
+def episode_table(per_ep: pd.DataFrame, decimals: int = 2, wall: dict[str, str] | None = None,
+                  scale: float = 1.0) -> pd.DataFrame:
+    """The formatted table of one env: columns ``algorithm, frames, [wall/run,] ep 1 .. ep K`` (from
+    :func:`per_episode`); ``wall`` maps algorithm -> wall time text; ``scale`` multiplies values (100: percent)."""
     rows = []
     episodes = sorted(per_ep["episode"].unique())
     for algo, group in per_ep.groupby("algo", sort=True):
         lo_f, hi_f = group["frames_min"].iloc[0], group["frames_max"].iloc[0]
         frames = format_frames(lo_f) if lo_f == hi_f else f"{format_frames(lo_f)}-{format_frames(hi_f)}"
         row = {"algorithm": algo, "frames": frames}
-        cells = {r.episode: format_cell(r.mean, r.lo, r.hi, int(r.n), decimals) for r in group.itertuples()}
+        if wall is not None:
+            row["wall/run"] = wall.get(algo, "")
+        cells = {r.episode: format_cell(scale * r.mean, scale * r.lo, scale * r.hi, int(r.n), decimals)
+                 for r in group.itertuples()}
         row.update({f"ep {e}": cells.get(e, "") for e in episodes})
         rows.append(row)
-    return pd.DataFrame(rows, columns=["algorithm", "frames", *(f"ep {e}" for e in episodes)])
+    head = ["algorithm", "frames", *(["wall/run"] if wall is not None else [])]
+    return pd.DataFrame(rows, columns=[*head, *(f"ep {e}" for e in episodes)])
+
+
+def reference_rows(refs: dict[str, list[float]], columns: list[str], decimals: int = 2) -> pd.DataFrame:
+    """Rows ``reference: <name>`` with the exact per-episode values, in the columns of an episode table."""
+    rows = []
+    for name, values in refs.items():
+        row = dict.fromkeys(columns, "")
+        row.update({"algorithm": f"reference: {name}", "frames": "exact"})
+        for k, value in enumerate(values, start=1):
+            if f"ep {k}" in row:
+                row[f"ep {k}"] = f"{value:.{decimals}f}"
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: algorithm, seed, status, frames done, wall time, run id."""
+    out = runs.sort_values(["algo", "seed", "run_id"])
+    return pd.DataFrame({
+        "algorithm": out["algo"], "seed": out["seed"], "status": out["status"],
+        "frames": [format_frames(float(f)) if f is not None and f == f else "" for f in out["frames"]],
+        "wall time": [f"{w / 60:.1f} min" if w is not None and w == w else "" for w in out["wall_time_s"]],
+        "run": out["run_id"],
+    })
+
+
+def ml1_success_table(evals: pd.DataFrame, frames: int | str, decimals: int, **ci: object) -> pd.DataFrame:
+    """Paper table 1: per (ML1 task, algorithm) the success rate in % per meta-test episode (mean over seeds of the
+    fraction of test tasks solved, [CI], n), and ``seeds with success``: how many seeds solved any test task in
+    any episode at that evaluation point (did the seed learn anything)."""
+    parts = []
+    for env, ev in evals.groupby("env", sort=True):
+        per_ep = per_episode(ev, frames, value="success", **ci)  # type: ignore[arg-type]
+        if per_ep.empty:
+            continue
+        table = episode_table(per_ep, decimals, scale=100.0)
+        chosen = ev.merge(per_ep[["algo", "frames_min", "frames_max"]].drop_duplicates(), on="algo")
+        chosen = chosen[(chosen["frames"] >= chosen["frames_min"]) & (chosen["frames"] <= chosen["frames_max"])]
+        per_seed = chosen.groupby(["algo", "run_id"])["success"].any().groupby("algo")
+        learned = {algo: f"{int(s.sum())}/{len(s)}" for algo, s in per_seed}
+        table.insert(0, "task", env.removeprefix("ml1_"))
+        table.insert(3, "seeds with success", table["algorithm"].map(learned))
+        parts.append(table)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def to_markdown(table: pd.DataFrame) -> str:
@@ -89,7 +160,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help="evaluation point: 'common' (the last point every seed of an algorithm has), "
                              "'last' (each seed's last point) or a number of frames (default: common)")
     parser.add_argument("--decimals", type=int, default=2, help="decimals in the cells (default: 2)")
+    parser.add_argument("--references", type=Path, default=DEFAULT_REFERENCES,
+                        help="GridWorld reference JSON (default: algorithms/references/gridworld_references.json)")
     return parser
+
+
+def write_table(table: pd.DataFrame, values: pd.DataFrame | None, out: Path, stem: str, caption: str) -> str:
+    """Write ``<stem>.md/.csv/.tex`` (and ``<stem>_values.csv``); return the Markdown."""
+    markdown = f"{caption}\n\n{to_markdown(table)}"
+    (out / f"{stem}.md").write_text(markdown)
+    (out / f"{stem}.tex").write_text(to_latex(table, caption, f"tab:{stem}"))
+    table.to_csv(out / f"{stem}.csv", index=False)
+    if values is not None:
+        values.to_csv(out / f"{stem}_values.csv", index=False)
+    print(f"\n## {stem}\n\n{markdown}")
+    return markdown
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,28 +183,51 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(results, int):
         return results
     args.out.mkdir(parents=True, exist_ok=True)
+    refs_all, note = load_references(args.references)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    ci = {"n_resamples": args.n_resamples, "method": args.ci_method}
     written = 0
     for env, ev in results.eval.groupby("env", sort=True):
-        per_ep = per_episode(ev, args.frames, n_resamples=args.n_resamples, method=args.ci_method)
-        for line in coverage_notes(ev, per_ep, args.frames):
-            print(f"note: {env}: {line}", file=sys.stderr)
-        if per_ep.empty:
-            continue
-        table = episode_table(per_ep, args.decimals)
-        caption = (f"{env}: mean meta-test return per episode over test tasks, mean over seeds "
-                   "[95% studentized-bootstrap CI] (n = seeds)")
-        running = int(per_ep.groupby("algo")["n_running"].max().sum())
-        if running:
-            caption += f"; {running} run(s) still running"
-        paths = {kind: args.out / f"{env}_per_episode{kind}" for kind in (".md", ".csv", ".tex", "_values.csv")}
-        markdown = f"{caption}\n\n{to_markdown(table)}"
-        paths[".md"].write_text(markdown)
-        paths[".tex"].write_text(to_latex(table, caption, f"tab:{env}_per_episode"))
-        table.to_csv(paths[".csv"], index=False)
-        per_ep.to_csv(paths["_values.csv"], index=False)
-        print(f"\n## {env}\n\n{markdown}")
-        print(f"wrote {', '.join(map(str, paths.values()))}")
-        written += 1
+        runs = results.runs[results.runs["env"] == env]
+        wall = {algo: format_wall_times(group["wall_time_s"]) for algo, group in runs.groupby("algo")}
+        groups = ablation_groups(ev["algo"].unique())
+        in_groups = {label for labels in groups.values() for label in labels}
+        sections = [("per_episode", ev[~ev["algo"].isin(in_groups)], "mean meta-test return per episode")]
+        sections += [(f"ablation_{name}", ev[ev["algo"].isin(labels)], f"ablation {name}: mean meta-test return")
+                     for name, labels in groups.items()]
+        for stem, rows, title in sections:
+            if rows.empty:
+                continue
+            per_ep = per_episode(rows, args.frames, **ci)
+            for line in coverage_notes(rows, per_ep, args.frames):
+                print(f"note: {env}: {line}", file=sys.stderr)
+            if per_ep.empty:
+                continue
+            table = episode_table(per_ep, args.decimals, wall)
+            if stem == "per_episode":
+                refs, ref_note = references_for(refs_all, env, int(per_ep["episode"].max()))
+                if ref_note:
+                    print(f"note: {ref_note}", file=sys.stderr)
+                table = pd.concat([table, reference_rows(refs, list(table.columns), args.decimals)],
+                                  ignore_index=True)
+            caption = (f"{env}: {title} over test tasks, mean over seeds [95% {args.ci_method}-bootstrap CI] "
+                       "(n = seeds); wall/run: median wall time of a run (range)")
+            running = int(per_ep.groupby("algo")["n_running"].max().sum())
+            if running:
+                caption += f"; {running} run(s) still running"
+            write_table(table, per_ep, args.out, f"{env}_{stem}", caption)
+            written += 1
+        write_table(runs_table(runs), None, args.out, f"{env}_runs", f"{env}: runs (frames done, wall time)")
+    ml1 = results.eval[results.eval["env"].str.startswith("ml1_")]
+    if not ml1.empty:
+        table = ml1_success_table(ml1, args.frames, max(args.decimals - 2, 0), **ci)
+        if not table.empty:
+            write_table(table, None, args.out, "ml1_success",
+                        "ML1 meta-test success rate (%) per episode: mean over seeds of the fraction of the 50 test "
+                        f"tasks solved [95% {args.ci_method}-bootstrap CI] (n = seeds); seeds with success: seeds "
+                        "that solved any test task in any episode")
+            written += 1
     return 0 if written else 1
 
 

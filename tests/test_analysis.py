@@ -270,3 +270,66 @@ def test_report_collects_figures_tables_and_belief_pictures(tmp_path):
                  f"{run.name}_goal1_1_latent.png", "gw_per_episode.tex"):
         assert (out / name).exists() and name in index
     assert _run(str(REPO / "analysis" / "report.py"), "--results", str(tmp_path / "none")).returncode == 2
+
+
+def test_ablation_labels_form_groups():
+    from analysis.stats import ablation_groups
+
+    labels = ["varibad", "rl2", "posterior_sampling", "varibad_decode-all", "varibad_decode-past",
+              "varibad_kl-none", "varibad_kl-gauss_prior", "varibad_latent-5"]
+    assert ablation_groups(labels) == {"varibad_decode": ["varibad_decode-all", "varibad_decode-past"],
+                                       "varibad_kl": ["varibad_kl-gauss_prior", "varibad_kl-none"]}
+
+
+def test_tables_split_ablations_add_references_wall_times_and_runs(tmp_path):
+    from analysis import tables
+
+    results, out = tmp_path / "results", tmp_path / "tables"
+    for seed in (0, 1, 2):
+        run = write_run(results, "gridworld", "varibad", seed, {100: [[4.0 + seed, 11.0, 11.0, 11.0, 11.0, 11.0]]})
+        meta = json.loads((run / "metadata.json").read_text())
+        (run / "metadata.json").write_text(json.dumps({**meta, "wall_time_s": 60.0 * (50 + seed)}))
+        for variant, value in (("all", 4.0), ("past", 2.0)):
+            write_run(results, "gridworld", f"varibad_decode-{variant}", seed, {100: [[value] * 6]})
+    assert tables.main(["--results", str(results), "--out", str(out), "--n-resamples", "99"]) == 0
+    main_table = (out / "gridworld_per_episode.md").read_text()
+    assert "varibad_decode" not in main_table  # ablation variants have their own table
+    assert "| varibad " in main_table and "51 min (50-52)" in main_table
+    refs = json.loads((REPO / "algorithms/references/gridworld_references.json").read_text())["K"]["6"]
+    bayes = next(line for line in main_table.splitlines() if "reference: bayes_optimal" in line)
+    assert [c.strip() for c in bayes.split("|")[4:10]] == [f"{v:.2f}" for v in refs["bayes_optimal"]]
+    ablation = pd.read_csv(out / "gridworld_ablation_varibad_decode_values.csv")
+    assert set(ablation["algo"]) == {"varibad_decode-all", "varibad_decode-past"}
+    assert ablation.groupby("algo")["mean"].first().to_dict() == {"varibad_decode-all": 4.0,
+                                                                  "varibad_decode-past": 2.0}
+    runs = pd.read_csv(out / "gridworld_runs.csv")
+    assert len(runs) == 9 and set(runs.loc[runs["algorithm"] == "varibad", "wall time"]) == {
+        "50.0 min", "51.0 min", "52.0 min"}
+
+
+def test_ml1_success_table_counts_success_rates_and_seeds(tmp_path):
+    from analysis import tables
+
+    results, out = tmp_path / "results", tmp_path / "tables"
+    # success = return > 0 in write_run: per seed, 4 test tasks x 2 episodes
+    per_seed = {0: [[1.0, 1.0], [1.0, 1.0], [-1.0, 1.0], [-1.0, 1.0]],    # ep 1: 50%, ep 2: 100%
+                1: [[1.0, 1.0], [-1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]],  # ep 1: 25%, ep 2: 50%
+                2: [[-1.0, -1.0]] * 4}                                     # never: learned nothing
+    for seed, values in per_seed.items():
+        write_run(results, "ml1_push", "varibad", seed, {500: values})
+    assert tables.main(["--results", str(results), "--out", str(out), "--n-resamples", "99"]) == 0
+    table = pd.read_csv(out / "ml1_success.csv")
+    row = table.iloc[0]
+    assert (row["task"], row["algorithm"], row["seeds with success"]) == ("push", "varibad", "2/3")
+    assert row["ep 1"].startswith("25 [") and row["ep 1"].endswith("(n=3)")  # (50 + 25 + 0) / 3
+    assert row["ep 2"].startswith("50 [")  # (100 + 50 + 0) / 3
+
+
+def test_a_preempted_run_is_kept_as_not_finished(tmp_path):
+    write_run(tmp_path, "gw", "alg", 0, GOOD)
+    write_run(tmp_path, "gw", "alg", 1, GOOD, status="preempted")
+    res = load_results(tmp_path)
+    assert res.problems == [] and sorted(res.runs["status"]) == ["completed", "running"]
+    res = load_results(tmp_path, include_running=False)
+    assert [reason for _, reason in res.problems] == ["status 'preempted', not finished (left out: "
+                                                      "include_running=False)"]
