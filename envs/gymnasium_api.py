@@ -49,6 +49,8 @@ def make_vector(name: str, num_envs: int = 1, seed: int = 0, **kwargs: Any) -> M
 
 
 GYMNASIUM_IDS = {"gridworld": "metarl/GridWorld-v0", "pointrobot_sparse": "metarl/PointRobotSparse-v0"}
+GYMNASIUM_IDS.update({"ml1_reach": "metarl/ML1Reach-v0", "ml1_push": "metarl/ML1Push-v0",
+                      "ml1_pick_place": "metarl/ML1PickPlace-v0"})
 GYMNASIUM_IDS.update({"cheetah_dir": "metarl/HalfCheetahDir-v0", "cheetah_vel": "metarl/HalfCheetahVel-v0",
                       "ant_dir": "metarl/AntDir-v0", "ant_goal": "metarl/AntGoal-v0",
                       "humanoid_dir": "metarl/HumanoidDir-v0", "walker_params": "metarl/Walker2DRandParams-v0"})
