@@ -170,7 +170,8 @@ class VariBADAgent(Agent):
         if self.frames >= cfg.precollect_frames:
             metrics.update(self.update_policy())
             t2 = t3 = time.perf_counter()
-            if self.vae_optimizer is not None:
+            # the VAE learns from whole BAMDP trajectories: none yet when pre-collection is shorter than one
+            if self.vae_optimizer is not None and self.buffer is not None and len(self.buffer) > 0:
                 vae_metrics = [self.update_vae() for _ in range(cfg.vae_updates_per_iteration)]
                 metrics.update({k: float(np.mean([m[k] for m in vae_metrics])) for k in vae_metrics[0]})
                 t3 = time.perf_counter()
