@@ -56,11 +56,24 @@ def env_options(cfg: DictConfig) -> dict:
     return options
 
 
+def check_paper_config(cfg: DictConfig) -> None:
+    """Every algo x env pair runs with its paper configuration (``conf/algo_env/<algo>_<env>.yaml``): without one
+    the agent would silently run with another env's hyperparameters. ``allow_default_hyperparameters=true``
+    accepts the defaults knowingly."""
+    algo, env = cfg.algo.name, cfg.env.name
+    if cfg.get("allow_default_hyperparameters") or (Path(CONF_DIR) / "algo_env" / f"{algo}_{env}.yaml").exists():
+        return
+    have = sorted(p.stem.removeprefix(f"{algo}_") for p in (Path(CONF_DIR) / "algo_env").glob(f"{algo}_*.yaml"))
+    raise ConfigError(f"no configuration conf/algo_env/{algo}_{env}.yaml for {algo} on {env} (envs with one: "
+                      f"{', '.join(have) or 'none'}); add it, or run with allow_default_hyperparameters=true")
+
+
 def build(cfg: DictConfig) -> tuple[Agent, MetaVecEnv]:
     """Validate the algo x env choice, then build the training env and the agent (seeded by ``cfg.seed``)."""
     env_spec = get_spec(cfg.env.name)
     algo_spec = get_algo(cfg.algo.name)
     check_compatible(algo_spec, env_spec)  # fail before any work or any results folder
+    check_paper_config(cfg)
     device = resolve_device(str(cfg.device), algo_spec, torch.cuda.is_available())
     configure_process(int(cfg.torch_threads))
     torch.manual_seed(int(cfg.seed))

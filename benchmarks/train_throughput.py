@@ -3,7 +3,7 @@
 Per env: training frames per second over whole training iterations (rollout and all updates), with the breakdown
 rollout / policy update / VAE update, and the raw env throughput with random actions and the *same batching*
 (number of envs and, for simulator envs, worker processes) measured in the same run as the baseline, since this
-machine is shared and noisy. For simulator envs the raw throughput is also measured for 0, 1, 2 and 4 worker
+machine is shared and noisy. For simulator envs the raw throughput is also measured for 0, 1, 2, 4 and 16 worker
 processes (the choice of ``num_workers``). Targets: VariBAD on GridWorld 10,000 frames/s; on cheetah_dir and
 ml1_push training throughput at least 60% of raw env throughput (agent overhead at most 40%). One torch thread.
 Writes ``bench/<algo>_<env>.json`` per env and prints a summary.
@@ -74,7 +74,7 @@ def measure(algo: str, env_name: str, min_frames: int, warmup: int, repeats: int
     by_workers = None
     if "num_workers" in options:  # simulator env: how the batching should be split over processes
         by_workers = {w: raw_env_fps(env_name, num_envs, raw_steps, **{**options, "num_workers": w})
-                      for w in (0, 1, 2, 4)}
+                      for w in (0, 1, 2, 4, 16)}
     target = TARGET_FPS.get((algo, env_name))
     fraction_target = TARGET_FRACTION.get((algo, env_name))
     fraction = best["fps"] / raw

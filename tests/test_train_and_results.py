@@ -8,7 +8,7 @@ import yaml
 
 import train
 from algorithms.registry import IncompatibleError, UnknownAlgorithmError, check_compatible, get_algo
-from envs import EnvSpec, GridWorld, UnknownEnvError
+from envs import REGISTRY, EnvSpec, GridWorld, UnknownEnvError
 from tests.helpers import compose_config
 
 TINY = ["train.num_frames=2880", "train.eval_interval_frames=1920", "train.log_interval_iterations=1",
@@ -53,7 +53,7 @@ def test_runs_are_never_overwritten(tmp_path):
 def test_unknown_names_fail_before_any_work(tmp_path):
     cfg = compose_config(f"results_dir={tmp_path}", *TINY)
     cfg.env.name = "gridwrld"
-    with pytest.raises(UnknownEnvError, match="registered environments: gridworld"):
+    with pytest.raises(UnknownEnvError, match=r"registered environments: ant_dir, .*gridworld, .*walker_params"):
         train.run(cfg)
     cfg = compose_config(f"results_dir={tmp_path}", *TINY)
     cfg.algo.name = "varibda"
@@ -173,3 +173,19 @@ def test_devices_resolve_or_fail_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="unknown device"):
         train.run(cfg)
     assert not any(tmp_path.iterdir())  # no results folder
+
+
+def test_a_pair_without_its_paper_configuration_is_refused():
+    from algorithms.common.errors import ConfigError
+
+    cfg = compose_config("algo=oracle", "env=gridworld")
+    train.check_paper_config(cfg)  # conf/algo_env/oracle_gridworld.yaml exists
+    cfg.algo.name, cfg.env.name = "posterior_sampling_exact", "cheetah_vel"
+    with pytest.raises(ConfigError, match=r"no configuration conf/algo_env/posterior_sampling_exact_cheetah_vel\.yaml"
+                                          r" .*\(envs with one: gridworld\)"):
+        train.check_paper_config(cfg)
+    cfg.allow_default_hyperparameters = True
+    train.check_paper_config(cfg)
+    for algo in ("varibad", "rl2", "posterior_sampling", "oracle"):  # every env has all four
+        for env in sorted(REGISTRY):
+            train.check_paper_config(compose_config(f"algo={algo}", f"env={env}"))

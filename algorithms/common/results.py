@@ -37,7 +37,7 @@ SCHEMA_VERSION = 1
 #: statuses of a run that can be resumed (``running`` only when no live process holds its lock)
 RESUMABLE = ("running", "preempted")
 #: config keys that do not change what a run computes (progress display, resume switch, tracking)
-VOLATILE_CONFIG_KEYS = ("progress", "resume", "tracking")
+VOLATILE_CONFIG_KEYS = ("progress", "resume", "tracking", "allow_default_hyperparameters")
 PACKAGES = ("torch", "numpy", "gymnasium", "hydra-core", "omegaconf", "pandas", "mujoco", "metaworld")
 
 
