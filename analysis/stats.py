@@ -50,11 +50,18 @@ def studentized_bootstrap_ci(x: np.ndarray, confidence: float = 0.95, n_resample
     resamples = x[rng.integers(n, size=(n_resamples, n))]
     mean_b = resamples.mean(axis=1)
     se_b = resamples.std(axis=1, ddof=1) / np.sqrt(n)
-    keep = se_b > 0
+    # a resample whose values are equal up to rounding (per-seed means of equal returns differ in the last bits)
+    # has no t statistic: its "spread" is float noise and would give t ~ 1e15
+    keep = np.ptp(resamples, axis=1) > equality_tolerance(x)
     t = (mean_b[keep] - mean) / se_b[keep]
     alpha = (1.0 - confidence) / 2.0
     q_lo, q_hi = np.quantile(t, [alpha, 1.0 - alpha])
     return float(mean - q_hi * se), float(mean - q_lo * se)
+
+
+def equality_tolerance(x: np.ndarray) -> float:
+    """Values closer than this are equal: far above float noise in a mean of returns, far below any real gap."""
+    return 1e-9 * max(1.0, float(np.abs(x).max()))
 
 
 def mean_ci(values: Iterable[float], confidence: float = 0.95, n_resamples: int = 9999,
@@ -69,7 +76,7 @@ def mean_ci(values: Iterable[float], confidence: float = 0.95, n_resamples: int 
     mean = float(x.mean())
     if x.size == 1:
         return mean, np.nan, np.nan
-    if np.all(x == x[0]):
+    if np.ptp(x) <= equality_tolerance(x):  # equal seeds (up to rounding): no spread
         return mean, mean, mean
     if x.size == 2:
         return mean, float(x.min()), float(x.max())

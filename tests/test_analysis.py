@@ -333,3 +333,11 @@ def test_a_preempted_run_is_kept_as_not_finished(tmp_path):
     res = load_results(tmp_path, include_running=False)
     assert [reason for _, reason in res.problems] == ["status 'preempted', not finished (left out: "
                                                       "include_running=False)"]
+
+
+def test_seeds_equal_up_to_rounding_have_no_spread():
+    """Per-seed means of equal returns can differ in the last bits; that is no spread (and no t ~ 1e15)."""
+    a = 3.6904761904761907
+    assert mean_ci([a, a, a + 4e-16]) == pytest.approx((a, a, a))
+    mean, lo, hi = mean_ci([a, a + 4e-16, 5.0])
+    assert lo < mean < hi < 20.0  # the float-noise resamples are left out, not turned into huge t values
