@@ -64,6 +64,12 @@ def _build_exact_posterior_sampling(cfg: DictConfig, info: EnvInfo, seed: int, d
     return ExactPosteriorSamplingAgent(seed=seed, num_steps=int(cfg.num_steps))
 
 
+def _build_pearl(cfg: DictConfig, info: EnvInfo, seed: int, device: str) -> Agent:
+    from algorithms.pearl import PEARLAgent, load_config
+
+    return PEARLAgent(load_config(cfg), info, seed=seed, device=device)
+
+
 ALGORITHMS: dict[str, AlgoSpec] = {
     "varibad": AlgoSpec("varibad", _build_varibad, frozenset({"discrete", "continuous"}),
                         "VariBAD: recurrent VAE belief + PPO (Zintgraf et al. 2021)"),
@@ -79,6 +85,9 @@ ALGORITHMS: dict[str, AlgoSpec] = {
     "oracle": AlgoSpec("oracle", _build_varibad_variant({"policy_belief": "task", "vae_enabled": False}),
                        frozenset({"discrete", "continuous"}),
                        "multi-task upper bound: PPO conditioned on the true task vector"),
+    "pearl": AlgoSpec("pearl", _build_pearl, frozenset({"continuous"}),
+                      "PEARL: SAC with a permutation-invariant probabilistic context encoder (Rakelly et al. 2019)",
+                      devices=frozenset({"cpu", "cuda"})),
 }
 
 

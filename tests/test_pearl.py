@@ -1,0 +1,492 @@
+"""PEARL: the inference network's maths, the SAC targets, which losses reach the encoder, Algorithm 1's sampling
+scheme (context from recent data only), meta-test posterior sampling (Algorithm 2), exact resume, and whole runs."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from omegaconf.errors import ConfigKeyError
+from torch import nn
+
+import algorithms.pearl.agent as pearl_agent
+import envs
+import train
+from algorithms.common.agent import EnvInfo
+from algorithms.common.evaluator import meta_test
+from algorithms.pearl import PEARLAgent, PEARLConfig, load_config
+from algorithms.pearl.buffers import TaskBuffer
+from algorithms.pearl.networks import (
+    ContextEncoder,
+    TanhGaussianPolicy,
+    kl_to_standard_normal,
+    product_of_gaussians,
+)
+from algorithms.registry import IncompatibleError, check_compatible, get_algo
+from envs import REGISTRY, get_spec
+from tests.helpers import compose_config
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"num_envs": 2, "num_train_tasks": 3, "num_initial_steps": 40, "num_tasks_sample": 2, "num_steps_prior": 20,
+        "num_steps_posterior": 20, "num_extra_rl_steps_posterior": 40, "encoder_layers": [16, 16],
+        "net_layers": [16, 16], "embedding_batch_size": 8, "meta_batch": 3, "batch_size": 8,
+        "num_train_steps_per_itr": 3, "latent_dim": 3}
+
+
+def make_agent(seed=0, env_seed=0, horizon=20, episodes=3, **overrides):
+    """A small PEARL on PointRobot (H = 20, K = 3) with its own 3 training goals."""
+    cfg = PEARLConfig(**{**TINY, **overrides})
+    env = envs.make_meta_env("pointrobot_sparse", num_envs=cfg.num_envs, seed=env_seed, horizon=horizon,
+                             episodes_per_task=episodes)
+    return PEARLAgent(cfg, EnvInfo.from_env(env), seed=seed), env
+
+
+# ---------------------------------------------------------------------------- inference network maths
+def test_product_of_gaussians_matches_closed_form_and_is_permutation_invariant():
+    # two unit factors at 0 and 2: N(1, 1/2)
+    mu, var = product_of_gaussians(torch.tensor([[0.0], [2.0]]), torch.tensor([[1.0], [1.0]]), dim=0)
+    torch.testing.assert_close(mu, torch.tensor([1.0]))
+    torch.testing.assert_close(var, torch.tensor([0.5]))
+    gen = torch.Generator().manual_seed(0)
+    mus = torch.randn(4, 7, 3, generator=gen, dtype=torch.float64)
+    vars_ = torch.rand(4, 7, 3, generator=gen, dtype=torch.float64) + 0.1
+    mu, var = product_of_gaussians(mus, vars_)
+    m, v = mus.numpy(), vars_.numpy()
+    expected_var = 1.0 / (1.0 / v).sum(axis=1)
+    np.testing.assert_allclose(var.numpy(), expected_var, rtol=1e-12)
+    np.testing.assert_allclose(mu.numpy(), expected_var * (m / v).sum(axis=1), rtol=1e-12)
+    perm = torch.randperm(7, generator=gen)
+    mu_p, var_p = product_of_gaussians(mus[:, perm], vars_[:, perm])
+    torch.testing.assert_close(mu_p, mu)
+    torch.testing.assert_close(var_p, var)
+    # the encoder's posterior over a shuffled context is the same distribution
+    torch.manual_seed(0)
+    encoder = ContextEncoder(6, 3, [16, 16])
+    context = torch.randn(2, 9, 6, generator=gen)
+    a, b = encoder.posterior(context), encoder.posterior(context[:, torch.randperm(9, generator=gen)])
+    torch.testing.assert_close(a[0], b[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(a[1], b[1], rtol=1e-5, atol=1e-6)
+    # more context, a narrower posterior
+    assert (encoder.posterior(context[:, :3])[1] > a[1]).all()
+
+
+def test_kl_to_standard_normal_matches_closed_form():
+    mu = torch.tensor([[0.0, 1.0, -2.0], [0.5, 0.0, 3.0]], dtype=torch.float64)
+    var = torch.tensor([[1.0, 0.25, 2.0], [0.1, 1.0, 4.0]], dtype=torch.float64)
+    expected = 0.5 * (var + mu**2 - 1.0 - torch.log(var)).sum(-1)
+    torch.testing.assert_close(kl_to_standard_normal(mu, var), expected)
+    assert kl_to_standard_normal(torch.zeros(1, 5), torch.ones(1, 5)).item() == 0.0
+
+
+def test_tanh_gaussian_log_prob_has_the_change_of_variables():
+    gen = torch.Generator().manual_seed(1)
+    mean = torch.randn(50, 2, dtype=torch.float64, generator=gen)
+    log_std = torch.randn(50, 2, dtype=torch.float64, generator=gen) * 0.3
+    action, log_prob = TanhGaussianPolicy.sample(mean, log_std, torch.Generator().manual_seed(2))
+    u = torch.atanh(action)
+    expected = (torch.distributions.Normal(mean, log_std.exp()).log_prob(u)
+                - torch.log(1.0 - torch.tanh(u) ** 2)).sum(-1)
+    torch.testing.assert_close(log_prob, expected, rtol=1e-6, atol=1e-6)
+    assert action.abs().max() < 1.0
+    torch.testing.assert_close(TanhGaussianPolicy.mode(mean), torch.tanh(mean))
+
+
+# ---------------------------------------------------------------------------- SAC targets by hand
+class StubQ(nn.Module):
+    """Q(s, a, z) = w * (sum s + sum a) + sum z."""
+
+    def __init__(self, w: float) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(w))
+
+    def forward(self, obs, action, z):
+        return self.w * (obs.sum(-1) + action.sum(-1)) + z.sum(-1)
+
+
+class StubV(nn.Module):
+    """V(s, z) = 2 sum s - z_0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.b = nn.Parameter(torch.tensor(0.0))
+
+    def forward(self, obs, z):
+        return 2.0 * obs.sum(-1) - z[:, 0] + self.b
+
+
+def test_sac_targets_and_losses_on_a_hand_made_batch():
+    agent, _ = make_agent(reward_scale=5.0, gamma=0.9, kl_lambda=0.5)
+    agent.qf1, agent.qf2, agent.vf, agent.target_vf = StubQ(1.0), StubQ(-0.5), StubV(), StubV()
+    # 2 tasks x 2 transitions of (s (2), a (2), r, r_context, s' (2), terminal)
+    rows = torch.tensor([[[0.1, 0.2, 0.5, -0.5, -1.0, 0.0, 0.3, 0.1, 0.0],
+                          [1.0, 0.0, 0.0, 0.2, 0.5, 0.0, 1.1, 0.0, 1.0]],
+                         [[0.0, -1.0, 1.0, 1.0, 2.0, 1.0, 0.1, -0.9, 0.0],
+                          [0.5, 0.5, -1.0, 0.0, 0.0, 0.0, 0.4, 0.5, 0.0]]])
+    z = torch.tensor([[0.5, 1.0, -1.0], [2.0, 0.0, 0.0]])
+    mu = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, -1.0]])
+    var = torch.tensor([[1.0, 0.5, 2.0], [0.25, 1.0, 1.0]])
+    b = agent._flat(rows, z)
+    out = agent.critic_loss(mu, var, b)
+    # by hand: target V(s', z) = 2 (s'_0 + s'_1) - z_0; Q target = 5 r + (1 - d) 0.9 V'
+    v_next = [2 * 0.4 - 0.5, 2 * 1.1 - 0.5, 2 * -0.8 - 2.0, 2 * 0.9 - 2.0]
+    r, d = [-1.0, 0.5, 2.0, 0.0], [0.0, 1.0, 0.0, 0.0]
+    q_target = np.array([5 * r[i] + (1 - d[i]) * 0.9 * v_next[i] for i in range(4)])
+    np.testing.assert_allclose(out["q_target"].numpy(), q_target, rtol=1e-6)
+    sa = np.array([0.1 + 0.2 + 0.5 - 0.5, 1.0 + 0.0 + 0.0 + 0.2, 0.0 - 1.0 + 1.0 + 1.0, 0.5 + 0.5 - 1.0 + 0.0])
+    zsum = np.array([0.5, 0.5, 2.0, 2.0])
+    q1, q2 = 1.0 * sa + zsum, -0.5 * sa + zsum
+    kl = sum(0.5 * (v + m**2 - 1 - np.log(v)) for m, v in zip(mu.flatten().tolist(), var.flatten().tolist(),
+                                                                 strict=True))
+    np.testing.assert_allclose(out["kl"].item(), kl, rtol=1e-6)
+    qf_loss = np.mean((q1 - q_target) ** 2) + np.mean((q2 - q_target) ** 2)
+    np.testing.assert_allclose(out["qf_loss"].item(), qf_loss, rtol=1e-6)
+    np.testing.assert_allclose(out["loss"].item(), qf_loss + 0.5 * kl, rtol=1e-6)
+    # V target = min(Q1, Q2)(s, a ~ pi, z) - log pi; policy loss = mean(log pi - min Q) + L2 penalties
+    a_new = torch.tensor([[0.5, 0.5], [-1.0, 0.0], [0.0, 0.2], [0.3, -0.3]])
+    log_pi = torch.tensor([-1.0, 0.5, 0.0, 2.0])
+    pi = {"action": a_new, "log_pi": log_pi, "mean": torch.full((4, 2), 2.0), "log_std": torch.full((4, 2), -1.0)}
+    losses = agent.actor_value_losses(b, pi)
+    s_new = np.array([0.3 + 1.0, 1.0 - 1.0, -1.0 + 0.2, 1.0 + 0.0])
+    min_q = np.minimum(1.0 * s_new + zsum, -0.5 * s_new + zsum)
+    v_target = min_q - log_pi.numpy()
+    np.testing.assert_allclose(losses["v_target"].numpy(), v_target, rtol=1e-6)
+    v_pred = np.array([2 * 0.3 - 0.5, 2 * 1.0 - 0.5, 2 * -1.0 - 2.0, 2 * 1.0 - 2.0])
+    np.testing.assert_allclose(losses["vf_loss"].item(), np.mean((v_pred - v_target) ** 2), rtol=1e-6)
+    policy_loss = np.mean(log_pi.numpy() - min_q) + 1e-3 * 4.0 + 1e-3 * 1.0
+    np.testing.assert_allclose(losses["policy_loss"].item(), policy_loss, rtol=1e-6)
+
+
+def test_target_v_is_polyak_averaged():
+    agent, env = make_agent(tau=0.25)
+    agent.train_iteration(env)  # fills the buffers
+    target_before = [p.detach().clone() for p in agent.target_vf.parameters()]
+    agent.gradient_step(*agent.sample_batches(np.array([0, 1, 2])))
+    for old, new, v in zip(target_before, agent.target_vf.parameters(), agent.vf.parameters(), strict=True):
+        torch.testing.assert_close(new, 0.75 * old + 0.25 * v.detach())
+
+
+# ---------------------------------------------------------------------------- which losses train the encoder
+def _encoder_grads(agent):
+    return [p.grad for p in agent.encoder.parameters()]
+
+
+def _zero_all(agent):
+    for net in agent.networks.values():
+        net.zero_grad(set_to_none=True)
+
+
+def test_critic_gradient_reaches_the_encoder_actor_and_value_do_not():
+    agent, env = make_agent()
+    agent.train_iteration(env)
+    context, batch = agent.sample_batches(np.array([0, 1, 2]))
+
+    def fresh():
+        _zero_all(agent)
+        mu, var, z = agent.infer(context)
+        return mu, var, agent._flat(batch, z)
+
+    mu, var, b = fresh()
+    critic = agent.critic_loss(mu, var, b)
+    critic["qf_loss"].backward()
+    assert all(g is not None and g.abs().sum() > 0 for g in _encoder_grads(agent))
+    assert all(p.grad is None for p in agent.policy.parameters())
+    mu, var, b = fresh()
+    agent.critic_loss(mu, var, b)["kl"].backward()
+    assert all(g is not None for g in _encoder_grads(agent)) and any(g.abs().sum() > 0 for g in _encoder_grads(agent))
+    mu, var, b = fresh()
+    losses = agent.actor_value_losses(b, agent.policy_outputs(b))
+    losses["policy_loss"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.policy.parameters())
+    assert all(g is None for g in _encoder_grads(agent))
+    mu, var, b = fresh()
+    losses = agent.actor_value_losses(b, agent.policy_outputs(b))
+    losses["vf_loss"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.vf.parameters())
+    assert all(g is None for g in _encoder_grads(agent))
+    # the full step: the encoder moves, and an encoder optimiser step alone would not change the policy
+    before = [p.detach().clone() for p in agent.encoder.parameters()]
+    agent.gradient_step(context, batch)
+    assert any(not torch.equal(a, p) for a, p in zip(before, agent.encoder.parameters(), strict=True))
+
+
+# ---------------------------------------------------------------------------- Algorithm 1's data
+def test_collection_counts_buffers_and_dense_reward_for_critic():
+    agent, env = make_agent(dense_rewards_for_critic=True)
+    stats = agent.train_iteration(env)
+    # 3 tasks x 40 initial + 2 sampled x (20 prior + 20 posterior + 40 extra)
+    assert stats.frames == 3 * 40 + 2 * 80
+    assert agent.rl_buffer.sizes().sum() == stats.frames
+    assert agent.obs_dim == 2 and agent.layout.width == 2 + 2 + 1 + 1 + 2 + 1  # the done flag is stripped
+    sampled_rows = agent.enc_buffer.sizes()
+    assert sorted(sampled_rows.tolist()) in ([40, 40, 40], [40, 40, 80])  # 80: a task drawn twice this round
+    lay = agent.layout
+    for t, goal in enumerate(agent.train_tasks):
+        rows = agent.rl_buffer[t].contents()
+        d = np.linalg.norm(rows[:, lay.next_obs] - goal, axis=1)
+        np.testing.assert_allclose(rows[:, lay.reward][:, 0], -d, rtol=1e-5, atol=1e-6)  # dense for the critic
+        np.testing.assert_allclose(rows[:, lay.context_reward][:, 0], np.where(d <= 0.2, 1 - d, 0.0), atol=1e-6)
+        # s' follows from s and a: s' = s + 0.1 clip(a)
+        np.testing.assert_allclose(rows[:, lay.next_obs], rows[:, lay.obs] + 0.1 * rows[:, lay.action], atol=1e-5)
+    assert all(k in stats.metrics for k in ("sac/qf_loss", "sac/kl", "sac/policy_loss", "train/return_prior"))
+
+
+def test_context_is_drawn_only_from_the_latest_round_never_older_or_rl_only_data():
+    # one task per round, one env copy: a round adds prior (1 episode), posterior (1) to both buffers, then the
+    # RL-only extra steps (2 episodes); the initial pool is every task's first round
+    agent, env = make_agent(num_envs=1, num_tasks_sample=1, num_train_steps_per_itr=20)
+    allowed: dict[int, set[bytes]] = {}
+    older_seen = {"rl": 0}
+    recorded: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    original = agent.sample_batches
+
+    def spy(task_ids):
+        context, batch = original(task_ids)
+        recorded.append((task_ids.copy(), context.numpy().copy(), batch.numpy().copy()))
+        return context, batch
+
+    agent.sample_batches = spy
+    for it in range(4):
+        sizes = agent.rl_buffer.sizes() if agent.rl_buffer is not None else None
+        recorded.clear()
+        agent.train_iteration(env)
+        new_sizes = agent.rl_buffer.sizes()
+        for t in range(3):
+            start = 0 if sizes is None else sizes[t]
+            added = agent.rl_buffer[t].contents()[start:new_sizes[t]]
+            if it == 0 and len(added) > 40:  # the initial pool (40 rows) followed by a round on this task
+                allowed[t] = {r.tobytes() for r in added[40:80]}
+            elif it == 0:
+                allowed[t] = {r.tobytes() for r in added}
+            elif len(added):
+                assert len(added) == 80
+                allowed[t] = {r.tobytes() for r in added[:40]}  # prior + posterior; the last 40 are RL-only
+        assert recorded
+        for task_ids, context, batch in recorded:
+            for k, t in enumerate(task_ids):
+                assert all(row.tobytes() in allowed[int(t)] for row in context[k]), "context from outside the window"
+                older_seen["rl"] += sum(row.tobytes() not in allowed[int(t)] for row in batch[k])
+    # the RL batches do use the whole buffer (so the check above could fail if context came from it)
+    assert older_seen["rl"] > 0
+
+
+def test_distinct_training_tasks_are_drawn_from_a_discrete_distribution():
+    class FakeEnv:
+        calls = 0
+
+        def draw_tasks(self, n):
+            FakeEnv.calls += 1
+            return np.array([[1.0]] * n if FakeEnv.calls < 3 else [[-1.0]] * n, np.float32)
+
+    tasks = PEARLAgent._draw_distinct_tasks(FakeEnv(), 2)
+    assert sorted(tasks[:, 0].tolist()) == [-1.0, 1.0]
+
+
+# ---------------------------------------------------------------------------- meta-test (Algorithm 2)
+@pytest.mark.parametrize("exploration", [1, 2])
+def test_meta_test_prior_first_then_posterior_over_all_context_and_reset_on_task_done(monkeypatch, exploration):
+    agent, _ = make_agent(exploration_episodes_eval=exploration)
+    draws: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def mean_sample(mu, var, generator):  # z = the mean, so each z tells which distribution it came from
+        draws.append((mu.detach().numpy().copy(), var.detach().numpy().copy()))
+        return mu.clone()
+
+    monkeypatch.setattr(pearl_agent, "reparameterised_sample", mean_sample)
+    log = []
+    update = agent.update_belief
+
+    def spy(belief, obs, action, reward, next_obs, episode_done, task_done):
+        new = update(belief, obs, action, reward, next_obs, episode_done, task_done)
+        log.append((belief.z.clone(), obs.copy(), action.copy(), reward.copy(), next_obs.copy(), episode_done.copy(),
+                    task_done.copy(), new))
+        return new
+
+    agent.update_belief = spy
+    tasks = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    rows = meta_test(agent, "pointrobot_sparse", tasks, episodes=3, horizon=5)
+    assert len(rows) == 6 and len(log) == 15
+    assert np.allclose(draws[0][0], 0.0) and np.allclose(draws[0][1], 1.0)  # initial belief: the prior
+    seen = []
+    for step, (z_used, obs, action, reward, next_obs, ep_done, task_done, new) in enumerate(log):
+        episode = step // 5  # this transition's episode (0-based)
+        if episode < exploration:
+            assert torch.all(z_used == 0), "z must come from the prior in the exploration episodes"
+        seen.append((obs, action, reward, next_obs))
+        if ep_done.all() and not task_done.any():
+            # the posterior over ALL transitions of the task so far, computed from scratch
+            o, a, r, s2 = (np.stack([t[i] for t in seen], axis=1) for i in range(4))
+            context = torch.as_tensor(np.concatenate([o[..., :2], a, r[..., None], s2[..., :2]], -1),
+                                      dtype=torch.float32)
+            with torch.no_grad():
+                mu, var = agent.encoder.posterior(context)
+            if episode + 1 >= exploration:
+                torch.testing.assert_close(new.z, mu, rtol=1e-4, atol=1e-5)
+                torch.testing.assert_close(new.posterior()[1], var, rtol=1e-4, atol=1e-6)
+            else:
+                assert torch.all(new.z == 0)
+            assert (new.count == len(seen)).all()
+        elif not ep_done.any():
+            assert torch.equal(new.z, z_used)  # held fixed within an episode
+    last = log[-1][-1]
+    assert log[-1][6].all() and (last.count == 0).all() and (last.episodes == 0).all()
+    assert torch.all(last.precision_sum == 0) and torch.all(last.z == 0)
+
+
+def test_deterministic_action_is_tanh_of_the_mean_and_actions_map_back():
+    agent, env = make_agent()
+    obs, _ = env.reset()
+    belief = agent.initial_belief(2)
+    action = agent.act(obs, belief, deterministic=True)
+    with torch.no_grad():
+        mean, _ = agent.policy(torch.as_tensor(obs[:, :2]), belief.z)
+    np.testing.assert_allclose(action, torch.tanh(mean).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(agent._from_env_action(agent._to_env_action(action)), action, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- resume
+def _roundtrip(state):
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=False)
+
+
+def test_exact_resume_gives_the_same_next_iteration():
+    agent, env = make_agent(seed=5, env_seed=7)
+    agent.train_iteration(env)
+    state = _roundtrip(agent.state_dict(resume=True))
+    env_state = copy.deepcopy(env.get_state())
+    expected = [agent.train_iteration(env).metrics for _ in range(2)]
+    fresh, env2 = make_agent(seed=99, env_seed=99)
+    env2.set_state(env_state)
+    fresh.load_state_dict(state)
+    got = [fresh.train_iteration(env2).metrics for _ in range(2)]
+    for e, g in zip(expected, got, strict=True):
+        e = {k: v for k, v in e.items() if not k.startswith("time/")}
+        g = {k: v for k, v in g.items() if not k.startswith("time/")}
+        assert e == g
+    for a, b in zip(agent.policy.parameters(), fresh.policy.parameters(), strict=True):
+        assert torch.equal(a, b)
+    # the small (non-resume) state has no buffers
+    assert "rl_buffer" not in agent.state_dict(resume=False)
+
+
+def test_task_buffer_is_a_ring_with_oldest_first_contents_and_roundtrips():
+    buf = TaskBuffer(capacity=5, width=1, initial=2)
+    buf.add(np.arange(3, dtype=np.float32)[:, None])
+    assert buf.contents()[:, 0].tolist() == [0, 1, 2]
+    buf.add(np.arange(3, 7, dtype=np.float32)[:, None])
+    assert len(buf) == 5 and buf.contents()[:, 0].tolist() == [2, 3, 4, 5, 6]
+    rng = np.random.default_rng(0)
+    assert set(buf.sample(200, rng)[:, 0].tolist()) == {2, 3, 4, 5, 6}
+    other = TaskBuffer(capacity=5, width=1)
+    other.load_state_dict(buf.state_dict())
+    assert other.contents()[:, 0].tolist() == [2, 3, 4, 5, 6]
+    buf.clear()
+    assert len(buf) == 0
+    with pytest.raises(RuntimeError):
+        buf.sample(1, rng)
+
+
+# ---------------------------------------------------------------------------- configuration and registry
+CONTINUOUS = sorted(name for name, spec in REGISTRY.items() if spec.action_type == "continuous")
+FIXED_TRAIN_SETS = {"pointrobot_sparse": 80, "walker_params": 40, "ml1_reach": 50, "ml1_push": 50,
+                    "ml1_pick_place": 50}
+ITERATIONS = 500  # oyster's num_iterations
+
+
+@pytest.mark.parametrize("env", CONTINUOUS)
+def test_every_continuous_env_has_a_pearl_config_whose_budget_is_500_oyster_iterations(env):
+    cfg = compose_config("algo=pearl", f"env={env}")
+    algo = load_config(cfg.algo)
+    assert (ROOT / "conf" / "algo_env" / f"pearl_{env}.yaml").exists()
+    horizon = cfg.env.horizon or get_spec(env).horizon
+
+    def whole(steps):
+        return -(-steps // horizon) * horizon
+
+    tasks = FIXED_TRAIN_SETS.get(env, algo.num_train_tasks)
+    per_iteration = algo.num_tasks_sample * sum(whole(s) for s in (algo.num_steps_prior, algo.num_steps_posterior,
+                                                                    algo.num_extra_rl_steps_posterior))
+    assert cfg.train.num_frames == tasks * whole(algo.num_initial_steps) + ITERATIONS * per_iteration
+    assert cfg.train.log_interval_iterations == 1 and algo.num_envs == algo.num_tasks_sample
+
+
+def test_pointrobot_config_is_the_papers():
+    cfg = compose_config("algo=pearl", "env=pointrobot_sparse")
+    algo = load_config(cfg.algo)
+    assert cfg.env.horizon == 20 and cfg.env.kwargs.task_set == "pearl" and cfg.eval.episodes > 5
+    assert (algo.gamma, algo.reward_scale, algo.kl_lambda, algo.num_steps_prior, algo.num_steps_posterior) == (
+        0.9, 100.0, 1.0, 100, 900)
+    assert algo.dense_rewards_for_critic and algo.exploration_episodes_eval == 5
+    defaults = load_config(compose_config("algo=pearl", "env=cheetah_vel").algo)
+    assert (defaults.latent_dim, defaults.net_layers, defaults.encoder_layers, defaults.batch_size) == (
+        5, [300, 300, 300], [200, 200, 200], 256)
+
+
+def test_pearl_yaml_lists_every_config_field_with_its_default():
+    import dataclasses
+
+    import yaml
+
+    values = yaml.safe_load((ROOT / "conf" / "algo" / "pearl.yaml").read_text())
+    fields = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+              for f in dataclasses.fields(PEARLConfig)}
+    assert values == fields
+
+
+def test_registry_and_config_validation():
+    spec = get_algo("pearl")
+    assert spec.action_types == frozenset({"continuous"}) and spec.devices == frozenset({"cpu", "cuda"})
+    with pytest.raises(IncompatibleError):
+        check_compatible(spec, get_spec("gridworld"))
+    with pytest.raises(ConfigKeyError):
+        load_config({"name": "pearl", "no_such_key": 1})
+    with pytest.raises(ValueError, match="num_steps_prior"):
+        load_config({"num_steps_prior": 0, "num_steps_posterior": 0})
+
+
+# ---------------------------------------------------------------------------- whole runs through train.run
+def _tiny_run(env, tmp_path, *extra):
+    overrides = ["algo=pearl", f"env={env}", f"results_dir={tmp_path}", "progress=false", "algo.num_envs=2",
+                 "algo.num_tasks_sample=2", "algo.net_layers=[16,16]", "algo.encoder_layers=[16,16]",
+                 "algo.batch_size=16", "algo.meta_batch=2", "algo.embedding_batch_size=16",
+                 "algo.num_train_steps_per_itr=2", "train.log_interval_iterations=1", "eval.num_tasks=2",
+                 "eval.episodes=2", *extra]
+    final = train.run(compose_config(*overrides))
+    run = next((tmp_path / env / "pearl").iterdir())
+    meta = json.loads((run / "metadata.json").read_text())
+    metrics = pd.read_csv(run / "train_metrics.csv")
+    evals = pd.read_csv(run / "eval.csv")
+    assert meta["status"] == "completed" and (run / "checkpoints" / "final.pt").exists()
+    assert metrics.filter(like="sac/").notna().all().all() and len(metrics) >= 1
+    assert len(final) == 2 * 2 and final["return"].notna().all()
+    return meta, metrics, evals
+
+
+def test_tiny_pearl_run_on_pointrobot_sparse(tmp_path):
+    # 80 tasks x 20 initial steps, then 2 tasks x (20 + 20) per iteration: two iterations
+    frames = 80 * 20 + 2 * 2 * 40
+    meta, metrics, evals = _tiny_run("pointrobot_sparse", tmp_path, "algo.num_initial_steps=20",
+                                     "algo.num_steps_prior=20", "algo.num_steps_posterior=20",
+                                     f"train.num_frames={frames}", f"train.eval_interval_frames={frames}",
+                                     f"train.checkpoint_interval_frames={frames}")
+    assert meta["frames"] == frames and len(metrics) == 2
+    assert sorted(evals["frames"].unique()) == [0, frames]
+
+
+def test_tiny_pearl_run_on_cheetah_dir(tmp_path):
+    pytest.importorskip("mujoco")
+    # 2 tasks x 1 initial episode of 50, then 2 tasks x (1 prior + 1 RL-only episode): one iteration
+    frames = 2 * 50 + 2 * 100
+    meta, metrics, _ = _tiny_run("cheetah_dir", tmp_path, "env.horizon=50", "env.kwargs.num_workers=0",
+                                 "algo.num_initial_steps=50", "algo.num_steps_prior=50",
+                                 "algo.num_extra_rl_steps_posterior=50", f"train.num_frames={frames}",
+                                 f"train.eval_interval_frames={frames}", f"train.checkpoint_interval_frames={frames}")
+    assert meta["frames"] == frames and "train/return_posterior" in metrics.columns
