@@ -140,7 +140,7 @@ def run(cfg: DictConfig) -> pd.DataFrame:
         num_frames=int(cfg.train.num_frames), eval_interval_frames=int(cfg.train.eval_interval_frames),
         log_interval_iterations=int(cfg.train.log_interval_iterations),
         checkpoint_interval_frames=int(cfg.train.checkpoint_interval_frames),
-        eval_episodes=int(cfg.eval.episodes or env_spec.episodes_eval),
+        eval_episodes=int(cfg.eval.episodes or cfg.env.get("episodes_eval") or env_spec.episodes_eval),
         eval_deterministic=bool(cfg.eval.deterministic), progress=bool(cfg.progress))
     tracker = make_tracker(cfg, run_dir)
     trainer = Trainer(agent, env, env_spec.name, eval_tasks, run_dir, trainer_cfg, int(cfg.seed),

@@ -72,3 +72,14 @@ def test_algo_env_layer_overrides_the_top_level_defaults():
     assert compose_config("algo=posterior_sampling_exact").train.num_frames == 0
     assert compose_config("algo=varibad").train.num_frames == 20_000_000
     assert compose_config("algo=varibad", "train.num_frames=5").train.num_frames == 5  # the command line wins
+
+
+def test_env_episodes_eval_reaches_the_trainer(tmp_path):
+    """``env.episodes_eval`` in conf/env/*.yaml (or on the command line) sets K at meta-test."""
+    import train
+
+    cfg = compose_config(f"results_dir={tmp_path}", "env.episodes_eval=2", "train.num_frames=960",
+                         "train.eval_interval_frames=960", "algo.precollect_frames=0", "eval.num_tasks=2",
+                         "progress=false")
+    final = train.run(cfg)
+    assert sorted(final["episode"].unique()) == [1, 2]

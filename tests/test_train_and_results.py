@@ -57,7 +57,7 @@ def test_unknown_names_fail_before_any_work(tmp_path):
         train.run(cfg)
     cfg = compose_config(f"results_dir={tmp_path}", *TINY)
     cfg.algo.name = "varibda"
-    with pytest.raises(UnknownAlgorithmError, match=r"available algorithms: oracle, posterior_sampling, .*, varibad"):
+    with pytest.raises(UnknownAlgorithmError, match=r"available algorithms: oracle, .*posterior_sampling, .*, varibad"):
         train.run(cfg)
     assert not any(tmp_path.iterdir())  # no results folder was created
 
