@@ -53,14 +53,26 @@ def main(argv: list[str] | None = None) -> int:
 
     lines = ["# metarl-bench report", "", f"Runs under `{args.results}`. Means over seeds with 95% bootstrap CIs; "
              "n = number of seeds. Regenerate with `make report`.", ""]
-    for table in sorted(args.out.glob("*_per_episode.md")):
-        env = table.name.removesuffix("_per_episode.md")
-        lines += [f"## {env}", "", table.read_text().strip(), "",
-                  f"Tables: [{table.name}]({table.name}), [CSV]({env}_per_episode.csv), [LaTeX]({env}_per_episode.tex)",
-                  ""]
-        for png in (f"{env}_per_episode.png", f"{env}_learning_curves.png"):
-            if (args.out / png).exists():
-                lines += [f"![{png}]({png})", ""]
+    envs = sorted({p.stem.split("_per_episode")[0].split("_ablation_")[0].removesuffix("_runs")
+                   for p in args.out.glob("*.md") if p.name != "index.md" and not p.name.startswith("ml1_success")})
+    for env in envs:
+        lines += [f"## {env}", ""]
+        for stem in [f"{env}_per_episode", *sorted(p.stem for p in args.out.glob(f"{env}_ablation_*.md"))]:
+            table = args.out / f"{stem}.md"
+            if not table.exists():
+                continue
+            if stem != f"{env}_per_episode":
+                lines += [f"### {stem.removeprefix(env + '_').replace('_', ' ', 1)}", ""]
+            lines += [table.read_text().strip(), "",
+                      f"Tables: [{table.name}]({table.name}), [CSV]({stem}.csv), [LaTeX]({stem}.tex)", ""]
+            for png in (f"{stem}.png", f"{stem.replace('_per_episode', '')}_learning_curves.png",
+                        f"{stem}_per_episode.png", f"{stem}_learning_curves.png"):
+                if (args.out / png).exists():
+                    lines += [f"![{png}]({png})", ""]
+        if (args.out / f"{env}_runs.md").exists():
+            lines += [f"Runs (frames, wall time): [{env}_runs.md]({env}_runs.md)", ""]
+    if (args.out / "ml1_success.md").exists():
+        lines += ["## ML1 success (paper table 1)", "", (args.out / "ml1_success.md").read_text().strip(), ""]
     beliefs = sorted(args.out.glob("*_cells.png"))
     if beliefs:
         lines += ["## Belief pictures (GridWorld, paper fig. 3)", ""]

@@ -255,7 +255,10 @@ def test_clis_help_and_no_agent_code_imported():
 def test_report_collects_figures_tables_and_belief_pictures(tmp_path):
     results, out = tmp_path / "results", tmp_path / "report"
     _hand_made_results(results)
-    run = next((results / "gw").glob("*/*"))
+    for seed in (0, 1):
+        for variant, value in (("all", 4.0), ("past", 2.0)):
+            write_run(results, "gw", f"varibad_decode-{variant}", seed, {0: [[0.0, 0.0]], 100: [[value, value]]})
+    run = next((results / "gw").glob("a/*"))
     T, H = 4, 2
     np.savez(run / "beliefs_goal1_1.npz", positions=np.zeros((T + 1, 2)), actions=np.zeros(T, int),
              rewards=np.array([-0.1, 1.0, 1.0, -0.1]), episode_index=np.array([0, 0, 1, 1]),
@@ -267,8 +270,10 @@ def test_report_collects_figures_tables_and_belief_pictures(tmp_path):
     index = (out / "index.md").read_text()
     assert "## gw" in index and "(n=3)" in index  # the Markdown table is inlined
     for name in ("gw_per_episode.png", "gw_learning_curves.png", f"{run.name}_goal1_1_cells.png",
-                 f"{run.name}_goal1_1_latent.png", "gw_per_episode.tex"):
-        assert (out / name).exists() and name in index
+                 f"{run.name}_goal1_1_latent.png", "gw_per_episode.tex", "gw_ablation_varibad_decode.md",
+                 "gw_ablation_varibad_decode_per_episode.png", "gw_ablation_varibad_decode_learning_curves.png",
+                 "gw_runs.md"):
+        assert (out / name).exists() and name in index, name
     assert _run(str(REPO / "analysis" / "report.py"), "--results", str(tmp_path / "none")).returncode == 2
 
 
