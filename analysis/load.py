@@ -274,9 +274,9 @@ def add_cli_arguments(parser: Any, default_out: str, out_help: str) -> None:
     parser.add_argument("--algo", nargs="+", help="only these algorithms (default: all)")
     parser.add_argument("--no-running", action="store_true", help="leave out runs that are still running")
     parser.add_argument("--n-resamples", type=int, default=9999, help="bootstrap resamples per CI (default: 9999)")
-    parser.add_argument("--ci-method", choices=("studentized", "percentile", "BCa", "basic"), default="studentized",
-                        help="bootstrap CI over seeds (default: studentized, i.e. bootstrap-t: nominal coverage from "
-                             "about 4 seeds; see analysis/stats.py)")
+    parser.add_argument("--ci-method", choices=("auto", "studentized", "percentile", "BCa", "basic"), default="auto",
+                        help="bootstrap CI over seeds (default: auto = studentized bootstrap-t from 4 seeds, nominal "
+                             "coverage; percentile below; see analysis/stats.py)")
 
 
 def load_for_cli(args: Any) -> Results | int:

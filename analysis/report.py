@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--out", type=Path, default=Path("results/report"))
     parser.add_argument("--n-resamples", type=int, default=9999)
-    parser.add_argument("--ci-method", default="studentized", choices=("studentized", "percentile", "BCa", "basic"))
+    parser.add_argument("--ci-method", default="auto", choices=("auto", "studentized", "percentile", "BCa", "basic"))
     args = parser.parse_args(argv)
     if not args.results.is_dir():
         print(f"error: no results folder {args.results}", file=sys.stderr)

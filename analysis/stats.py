@@ -11,9 +11,12 @@ mean +- 1.96 * sd_plugin / sqrt(n), narrower than even the t interval, so their 
 well below nominal: about 75% at n=3, 85% at n=5, 90% at n=10 (BCa: ~91% at n=10). The bootstrap-t resamples the
 *t statistic* ``(mean* - mean) / se*``, which is nearly pivotal, and so reaches the nominal rate from about 4 seeds
 on (simulated, normal data: 94.8% at n=4, 94.7% at n=5, 94-95% at n=10; skewed exponential data 93-94%). Resamples
-with zero spread (every draw the same seed; 11% of them at n=3) have no t and are left out. At n=3 it covers
-about 85% with very wide intervals: that width is the honest message of three seeds. ``method="percentile"``,
-``"basic"`` and ``"BCa"`` (scipy) remain available.
+with zero spread (every draw the same seed) have no t and are left out. At n=3 it breaks down: 11% of the
+resamples have no t, the rest give intervals about 4x wider than even the t interval (bands far outside the
+possible returns) and still cover only ~85%. So the default, ``method="auto"``, is the studentized interval from 4
+seeds on and the percentile interval (scipy) for 3 seeds, which stays inside the seeds' range and under-covers
+(~75% for normal data): with 3 seeds no bootstrap interval is both honest and useful; read it with its ``n``.
+``method="studentized"``, ``"percentile"``, ``"basic"`` and ``"BCa"`` force one method.
 
 Small ``n``: with no value the mean and bounds are NaN; with one seed the bounds are NaN (nothing to resample);
 with two seeds every bootstrap method degenerates (the studentized one to a point), so the interval is [min, max],
@@ -33,8 +36,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-Method = Literal["studentized", "percentile", "BCa", "basic"]
-METHODS = ("studentized", "percentile", "BCa", "basic")
+Method = Literal["auto", "studentized", "percentile", "BCa", "basic"]
+METHODS = ("auto", "studentized", "percentile", "BCa", "basic")
+#: ``auto``: the studentized interval from this many seeds on, the percentile interval below (see the docstring)
+MIN_SEEDS_STUDENTIZED = 4
 _RNG_KW = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"  # scipy >= 1.15
 CURVE_KEYS = ("env", "algo", "frames", "episode")
 
@@ -65,7 +70,7 @@ def equality_tolerance(x: np.ndarray) -> float:
 
 
 def mean_ci(values: Iterable[float], confidence: float = 0.95, n_resamples: int = 9999,
-            method: Method = "studentized", rng: int | np.random.Generator | None = 0) -> tuple[float, float, float]:
+            method: Method = "auto", rng: int | np.random.Generator | None = 0) -> tuple[float, float, float]:
     """``(mean, lo, hi)``: the mean of ``values`` (NaNs dropped) and its bootstrap CI (see the module docstring)."""
     if method not in METHODS:
         raise ValueError(f"unknown CI method {method!r}; choose one of: {', '.join(METHODS)}")
@@ -80,6 +85,8 @@ def mean_ci(values: Iterable[float], confidence: float = 0.95, n_resamples: int 
         return mean, mean, mean
     if x.size == 2:
         return mean, float(x.min()), float(x.max())
+    if method == "auto":
+        method = "studentized" if x.size >= MIN_SEEDS_STUDENTIZED else "percentile"
     if method == "studentized":
         return (mean, *studentized_bootstrap_ci(x, confidence, n_resamples, rng))
     res = stats.bootstrap((x,), np.mean, n_resamples=n_resamples, confidence_level=confidence, method=method,
@@ -101,7 +108,7 @@ def seed_values(eval_df: pd.DataFrame, by: Sequence[str] = CURVE_KEYS, value: st
 
 
 def aggregate(eval_df: pd.DataFrame, by: Sequence[str] = CURVE_KEYS, value: str = "return",
-              confidence: float = 0.95, n_resamples: int = 9999, method: Method = "studentized",
+              confidence: float = 0.95, n_resamples: int = 9999, method: Method = "auto",
               rng: int | None = 0) -> pd.DataFrame:
     """Per ``by`` group (default env, algo, frames, episode): per-seed means over tasks, then mean, CI, ``n``.
 

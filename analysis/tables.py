@@ -37,6 +37,10 @@ LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", 
                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
 
+CI_NAMES = {"auto": "bootstrap (studentized for n >= 4, percentile for n <= 3)", "studentized": "studentized-bootstrap",
+            "percentile": "percentile-bootstrap", "BCa": "BCa-bootstrap", "basic": "basic-bootstrap"}
+
+
 def format_cell(mean: float, lo: float, hi: float, n: int, decimals: int = 2) -> str:
     """``"9.43 [6.15, 11.07] (n=3)"``; bounds that do not exist (one seed) read ``[n/a]``."""
     if not math.isfinite(mean):
@@ -211,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"note: {ref_note}", file=sys.stderr)
                 table = pd.concat([table, reference_rows(refs, list(table.columns), args.decimals)],
                                   ignore_index=True)
-            caption = (f"{env}: {title} over test tasks, mean over seeds [95% {args.ci_method}-bootstrap CI] "
+            caption = (f"{env}: {title} over test tasks, mean over seeds [95% {CI_NAMES[args.ci_method]} CI] "
                        "(n = seeds); wall/run: median wall time of a run (range)")
             running = int(per_ep.groupby("algo")["n_running"].max().sum())
             if running:
@@ -225,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         if not table.empty:
             write_table(table, None, args.out, "ml1_success",
                         "ML1 meta-test success rate (%) per episode: mean over seeds of the fraction of the 50 test "
-                        f"tasks solved [95% {args.ci_method}-bootstrap CI] (n = seeds); seeds with success: seeds "
+                        f"tasks solved [95% {CI_NAMES[args.ci_method]} CI] (n = seeds); seeds with success: seeds "
                         "that solved any test task in any episode")
             written += 1
     return 0 if written else 1

@@ -118,7 +118,10 @@ def test_small_n_and_degenerate_confidence_intervals():
     mean, lo, hi = mean_ci([1.0, 2.0, 3.0, 4.0, 10.0], method="percentile")
     assert lo < mean < hi and lo >= 1.0 and hi <= 10.0  # percentile intervals stay inside the data's range
     mean, lo, hi = mean_ci([1.0, 2.0, 3.0, 4.0, 10.0])
-    assert lo < mean < hi and hi > 10.0  # the bootstrap-t follows the skew of the data beyond it
+    assert lo < mean < hi and hi > 10.0  # the bootstrap-t (default from 4 seeds) follows the skew beyond the range
+    three = [2.0, 3.0, 7.0]
+    assert mean_ci(three) == mean_ci(three, method="percentile")  # 3 seeds: the bootstrap-t breaks down
+    assert mean_ci(three, method="studentized")[2] > 7.0
     with pytest.raises(ValueError, match="unknown CI method 'bca'"):
         mean_ci([1.0, 2.0, 3.0], method="bca")
 
@@ -139,7 +142,7 @@ def test_bootstrap_ci_contains_the_true_mean_at_its_nominal_rate(n):
     wide (~0.7) or the percentile bootstrap at these n (0.85 / 0.90, checked below) fails the band."""
     draws = 1000
     sd = math.sqrt(0.95 * 0.05 / draws)
-    coverage = _coverage(n, "studentized", draws)
+    coverage = _coverage(n, "auto", draws)  # the default: studentized from 4 seeds
     assert 0.95 - 3 * sd <= coverage <= 0.95 + 3 * sd, (coverage, sd)
     # the check can fail: the percentile bootstrap under-covers at small n (about mean +- z * sd_plugin / sqrt(n)),
     # expected coverage P(|t_{n-1}| < z * sqrt((n-1)/n))
@@ -184,8 +187,9 @@ def test_per_episode_table_has_the_right_means_and_n(tmp_path):
     assert table.loc[("b", 1), "mean"] == pytest.approx(3.0) and table.loc[("b", 2), "mean"] == pytest.approx(3.0)
     assert table["n"].to_dict() == {("a", 1): 3, ("a", 2): 3, ("b", 1): 2, ("b", 2): 2}  # seeds, not tasks
     assert table.loc["a", "frames_max"].eq(100).all() and table.loc["b", "frames_max"].eq(0).all()
-    lo, hi = studentized_bootstrap_ci(np.array([2.0, 3.0, 7.0]), 0.95, 999, rng=0)
-    assert table.loc[("a", 1), "lo"] == pytest.approx(lo) and table.loc[("a", 1), "hi"] == pytest.approx(hi)
+    ci = stats.bootstrap(([2.0, 3.0, 7.0],), np.mean, n_resamples=999, method="percentile", rng=0)  # n=3: percentile
+    assert table.loc[("a", 1), "lo"] == pytest.approx(ci.confidence_interval.low)
+    assert table.loc[("a", 1), "hi"] == pytest.approx(ci.confidence_interval.high)
     assert (table.loc[("b", 1), "lo"], table.loc[("b", 1), "hi"]) == (2.0, 4.0)  # two seeds: their range
 
     at_100 = per_episode(res.eval, frames=100, n_resamples=999).set_index(["algo", "episode"])
@@ -344,5 +348,5 @@ def test_seeds_equal_up_to_rounding_have_no_spread():
     """Per-seed means of equal returns can differ in the last bits; that is no spread (and no t ~ 1e15)."""
     a = 3.6904761904761907
     assert mean_ci([a, a, a + 4e-16]) == pytest.approx((a, a, a))
-    mean, lo, hi = mean_ci([a, a + 4e-16, 5.0])
+    mean, lo, hi = mean_ci([a, a + 4e-16, 5.0], method="studentized")
     assert lo < mean < hi < 20.0  # the float-noise resamples are left out, not turned into huge t values
