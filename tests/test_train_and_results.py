@@ -93,30 +93,43 @@ def test_env_options_reach_training_and_meta_test(tmp_path):
 
 
 def test_nan_loss_stops_the_run_naming_it_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    """A NaN in the ELBO itself (not just in a logged number) reaches the gradients and the parameters; the run
+    stops at that update naming the loss, and the checkpoint written before it is finite and loads."""
     import torch
 
     from algorithms.common.trainer import NonFiniteLossError
-    from algorithms.varibad.agent import VariBADAgent
+    from algorithms.varibad import agent as varibad_agent
 
-    original = VariBADAgent.train_iteration
+    original = varibad_agent.elbo_loss
+    seen: dict = {"calls": 0}
 
-    def poisoned(self, env):
-        stats = original(self, env)
-        if self.iterations == 4:  # after the checkpoint at 1920 frames (iteration 2)
-            stats.metrics["vae/loss"] = float("nan")
-        return stats
+    def poisoned(vae, batch, cfg):
+        out = original(vae, batch, cfg)
+        seen["calls"] += 1
+        seen["vae"] = vae
+        # 3 VAE updates per iteration from iteration 1 on: call 10 is iteration 4's first, after the checkpoint
+        # at 1920 frames (iteration 2)
+        if seen["calls"] == 10:
+            out.loss = out.loss * torch.tensor(float("nan"))
+        return out
 
-    monkeypatch.setattr(VariBADAgent, "train_iteration", poisoned)
+    monkeypatch.setattr(varibad_agent, "elbo_loss", poisoned)
     cfg = compose_config(f"results_dir={tmp_path}", "run_name=poisoned", *TINY, "train.num_frames=9600")
     with pytest.raises(NonFiniteLossError, match=r"vae/loss is nan at iteration 4 \(frame 3840\)"):
         train.run(cfg)
+    assert not all(torch.isfinite(p).all() for p in seen["vae"].parameters())  # the NaN did reach the weights
     run = tmp_path / "gridworld" / "varibad" / "poisoned"
     meta = json.loads((run / "metadata.json").read_text())
     assert meta["status"] == "failed" and "vae/loss is nan" in meta["error"]
     state = torch.load(run / "checkpoints" / "latest.pt", weights_only=False)
     assert state["frames"] == 1920 and state["iteration"] == 2
     assert not (run / "checkpoints" / "final.pt").exists()
-    assert all(torch.isfinite(v).all() for v in state["agent"]["policy"].values())
+    for part in ("vae", "policy"):
+        assert all(torch.isfinite(v).all() for v in state["agent"][part].values()), part
+    fresh, env = train.build(cfg)
+    fresh.load_state_dict(state["agent"])  # loadable into a new agent
+    assert all(torch.isfinite(p).all() for p in fresh.vae.parameters())
+    env.close()
 
 
 @pytest.mark.parametrize(("name", "key", "values"), [
