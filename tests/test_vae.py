@@ -167,3 +167,33 @@ def test_pairwise_decoding_equals_decoding_the_expanded_pairs(prev_state, action
     state = StateDecoder(L, obs, act, 8, 4, [16, 8])
     torch.testing.assert_close(state.forward_pairs(latent, prev_obs, actions),
                                state(lat, expand(prev_obs), expand(actions)))
+
+
+@pytest.mark.parametrize("horizon", ["all", "past"])
+def test_blocked_decoding_gives_the_one_pass_loss_and_gradients(monkeypatch, horizon):
+    """The ELBO decodes its (term, transition) pairs a block of ELBO terms at a time; the loss and every gradient
+    equal those of a single pass over all pairs, also with blocks that do not divide the number of terms."""
+    from algorithms.varibad import vae as vae_module
+
+    cfg, vae = make_vae(reward_decoder="mse", decode_state=True, decode_horizon=horizon)
+    batch = gridworld_batch()
+    batch.lengths = torch.tensor([20, 13, 17])
+
+    def loss_and_grads(block_entries: int):
+        monkeypatch.setattr(vae_module, "PAIR_BLOCK_ENTRIES", block_entries)
+        vae.zero_grad(set_to_none=True)
+        out = elbo_loss(vae, batch, cfg, deterministic_latent=True)
+        out.loss.backward()
+        return out, [p.grad.clone() for p in vae.parameters() if p.grad is not None]
+
+    one_pass, one_pass_grads = loss_and_grads(1 << 30)
+    # reward decoder width 32 (x 20 x 3 per ELBO term): 3 terms per block, 21 terms -> 7 blocks; width-1 blocks too
+    for entries in (3 * 20 * 3 * 32, 1):
+        blocked, blocked_grads = loss_and_grads(entries)
+        torch.testing.assert_close(blocked.loss, one_pass.loss)
+        torch.testing.assert_close(blocked.rec_reward, one_pass.rec_reward)
+        torch.testing.assert_close(blocked.rec_state, one_pass.rec_state)
+        assert len(blocked_grads) == len(one_pass_grads) > 0
+        for got, want in zip(blocked_grads, one_pass_grads, strict=True):  # float32 sums in another order
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6 * float(want.abs().max()))
+    assert one_pass.rec_reward.abs().sum() > 0 and one_pass.rec_state.abs().sum() > 0

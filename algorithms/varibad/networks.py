@@ -24,6 +24,21 @@ class PerStateRewardDecoder(nn.Module):
         return self.net(latent)
 
 
+def transition_part(net: nn.Sequential, features: torch.Tensor, latent_dim: int) -> torch.Tensor:
+    """The transition's share of the first layer, ``W_f f_j + b``: ``features (D, B, F)`` -> ``(D, B, H)``."""
+    first = net[0]
+    assert isinstance(first, nn.Linear)
+    flat = torch.addmm(first.bias, features.reshape(-1, features.shape[-1]), first.weight[:, latent_dim:].T)
+    return flat.reshape(*features.shape[:-1], -1)
+
+
+def latent_pairs(net: nn.Sequential, latent: torch.Tensor, per_transition: torch.Tensor) -> torch.Tensor:
+    """``net(cat[latent_t, f_j])`` for every pair (t, j) from ``latent (n, B, L)`` and
+    ``per_transition = transition_part(net, f) (D, B, H)``: ``(n, D, B, out)``."""
+    per_latent = latent @ net[0].weight[:, :latent.shape[-1]].T  # (n, B, H)
+    return net[1:](per_latent[:, None] + per_transition[None])
+
+
 def decode_pairs(net: nn.Sequential, latent: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
     """``net(cat[latent_t, features_j])`` for every pair (t, j): ``latent (n, B, L)``, ``features (D, B, F)``
     -> ``(n, D, B, out)``.
@@ -32,13 +47,7 @@ def decode_pairs(net: nn.Sequential, latent: torch.Tensor, features: torch.Tenso
     the pairs are formed by a broadcast add. The same function as decoding the concatenated pairs, without
     embedding each transition and multiplying the first layer n times (the ELBO decodes all n x D pairs).
     """
-    first = net[0]
-    assert isinstance(first, nn.Linear)
-    L = latent.shape[-1]
-    per_latent = latent @ first.weight[:, :L].T  # (n, B, H)
-    per_transition = torch.addmm(first.bias, features.reshape(-1, features.shape[-1]), first.weight[:, L:].T)
-    hidden = per_latent[:, None] + per_transition.reshape(*features.shape[:-1], -1)[None]  # (n, D, B, H)
-    return net[1:](hidden)
+    return latent_pairs(net, latent, transition_part(net, features, latent.shape[-1]))
 
 
 class RewardDecoder(nn.Module):
@@ -63,16 +72,21 @@ class RewardDecoder(nn.Module):
             parts.append(self.action_embed(actions))
         return self.net(torch.cat(parts, dim=-1)).squeeze(-1)
 
-    def forward_pairs(self, latent: torch.Tensor, next_obs: torch.Tensor, prev_obs: torch.Tensor,
-                      actions: torch.Tensor) -> torch.Tensor:
-        """Predictions for every (latent_t, transition_j) pair: ``(n, B, L)`` x ``(D, B, .)`` -> ``(n, D, B)``;
-        equal to :meth:`forward` on the expanded pairs (see :func:`decode_pairs`)."""
+    def transition_features(self, next_obs: torch.Tensor, prev_obs: torch.Tensor,
+                            actions: torch.Tensor) -> torch.Tensor:
+        """The decoder's non-latent input of each transition, ``(D, B, F)``."""
         parts = [self.state_embed(next_obs)]
         if self.prev_state_embed is not None:
             parts.append(self.prev_state_embed(prev_obs))
         if self.action_embed is not None:
             parts.append(self.action_embed(actions))
-        return decode_pairs(self.net, latent, torch.cat(parts, dim=-1)).squeeze(-1)
+        return torch.cat(parts, dim=-1)
+
+    def forward_pairs(self, latent: torch.Tensor, next_obs: torch.Tensor, prev_obs: torch.Tensor,
+                      actions: torch.Tensor) -> torch.Tensor:
+        """Predictions for every (latent_t, transition_j) pair: ``(n, B, L)`` x ``(D, B, .)`` -> ``(n, D, B)``;
+        equal to :meth:`forward` on the expanded pairs (see :func:`decode_pairs`)."""
+        return decode_pairs(self.net, latent, self.transition_features(next_obs, prev_obs, actions)).squeeze(-1)
 
 
 class StateDecoder(nn.Module):
@@ -88,10 +102,13 @@ class StateDecoder(nn.Module):
     def forward(self, latent: torch.Tensor, prev_obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([latent, self.state_embed(prev_obs), self.action_embed(actions)], dim=-1))
 
+    def transition_features(self, prev_obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The decoder's non-latent input of each transition, ``(D, B, F)``."""
+        return torch.cat([self.state_embed(prev_obs), self.action_embed(actions)], dim=-1)
+
     def forward_pairs(self, latent: torch.Tensor, prev_obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """``(n, B, L)`` x ``(D, B, .)`` -> ``(n, D, B, obs_dim)``; equal to :meth:`forward` on the expanded pairs."""
-        features = torch.cat([self.state_embed(prev_obs), self.action_embed(actions)], dim=-1)
-        return decode_pairs(self.net, latent, features)
+        return decode_pairs(self.net, latent, self.transition_features(prev_obs, actions))
 
 
 class TaskDecoder(nn.Module):

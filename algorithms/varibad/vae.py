@@ -11,6 +11,7 @@ Ablations (SPEC section 3): the decoding horizon, the KL variant, optional subsa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -21,7 +22,14 @@ from torch.nn import functional as F
 from algorithms.common.recurrent import RecurrentEncoder
 from algorithms.common.storage import TrajectoryBatch
 from algorithms.varibad.config import VariBADConfig
-from algorithms.varibad.networks import PerStateRewardDecoder, RewardDecoder, StateDecoder, TaskDecoder
+from algorithms.varibad.networks import (
+    PerStateRewardDecoder,
+    RewardDecoder,
+    StateDecoder,
+    TaskDecoder,
+    latent_pairs,
+    transition_part,
+)
 
 
 class VAE(nn.Module):
@@ -121,6 +129,12 @@ def _sample_times(upper: torch.Tensor, n: int) -> torch.Tensor:
     return (torch.rand(n, upper.shape[0]) * upper[None].float()).long().clamp(max=upper.max() - 1)
 
 
+#: Entries of the first decoder layer's (ELBO term x decoded transition) activations computed at once. Decoding
+#: every pair makes tensors of n x D x B x width (350 MB on PointRobot); blocks that stay in the CPU cache make
+#: the ELBO forward and backward ~3x faster there than one pass over the whole tensor (benchmarks/vae_elbo.py).
+PAIR_BLOCK_ENTRIES = 1 << 20
+
+
 def elbo_loss(vae: VAE, batch: TrajectoryBatch, cfg: VariBADConfig, deterministic_latent: bool = False) -> ELBOOutput:
     """Negative ELBO summed over t (eq. 10) and averaged over the batch of trajectories.
 
@@ -151,9 +165,19 @@ def elbo_loss(vae: VAE, batch: TrajectoryBatch, cfg: VariBADConfig, deterministi
     def at(x: torch.Tensor) -> torch.Tensor:
         return x if cfg.subsample_decodes is None else _gather_time(x, decode_times)
 
-    def reduce_decodes(per_pair: torch.Tensor) -> torch.Tensor:  # (n, D, B) -> (n, B)
-        total = (per_pair * weights).sum(dim=1)
-        return total / weights.sum(dim=1).clamp(min=1.0) if cfg.avg_reconstruction_terms else total
+    def reduce_decodes(per_pair: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # (n, D, B) -> (n, B)
+        total = (per_pair * w).sum(dim=1)
+        return total / w.sum(dim=1).clamp(min=1.0) if cfg.avg_reconstruction_terms else total
+
+    def per_elbo_term(net: nn.Sequential, features: torch.Tensor,
+                      pair_loss: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Decode every (ELBO term, transition) pair with ``net`` and reduce ``pair_loss(prediction (n, D, B,
+        out)) -> (n, D, B)`` over the decodes, a block of ELBO terms at a time (see PAIR_BLOCK_ENTRIES): the
+        same sums as one pass over all pairs."""
+        per_transition = transition_part(net, features, latent.shape[-1])  # (D, B, H)
+        step = max(1, PAIR_BLOCK_ENTRIES // per_transition.numel())
+        return torch.cat([reduce_decodes(pair_loss(latent_pairs(net, latent[i:i + step], per_transition)),
+                                         weights[i:i + step]) for i in range(0, latent.shape[0], step)])
 
     n = latent.shape[0]
     zeros = latent.new_zeros(n, B)
@@ -172,11 +196,13 @@ def elbo_loss(vae: VAE, batch: TrajectoryBatch, cfg: VariBADConfig, deterministi
         if cfg.avg_reconstruction_terms:
             rec_reward = rec_reward / weights.sum(dim=1).clamp(min=1.0)
     elif vae.reward_decoder is not None:
-        pred = vae.reward_decoder.forward_pairs(latent, next_obs, prev_obs, actions)  # (n, D, B)
-        rec_reward = reduce_decodes((pred - rewards[None, ..., 0]).pow(2))
+        features = vae.reward_decoder.transition_features(next_obs, prev_obs, actions)
+        rec_reward = per_elbo_term(vae.reward_decoder.net, features,
+                                   lambda pred: (pred[..., 0] - rewards[None, ..., 0]).pow(2))
     if vae.state_decoder is not None:
-        pred = vae.state_decoder.forward_pairs(latent, prev_obs, actions)  # (n, D, B, obs)
-        rec_state = reduce_decodes((pred - next_obs[None]).pow(2).mean(dim=-1))
+        features = vae.state_decoder.transition_features(prev_obs, actions)
+        rec_state = per_elbo_term(vae.state_decoder.net, features,
+                                  lambda pred: (pred - next_obs[None]).pow(2).mean(dim=-1))
     if vae.task_decoder is not None:
         rec_task = (vae.task_decoder(latent) - batch.tasks[None]).pow(2).mean(dim=-1)
 
