@@ -58,6 +58,7 @@ test-fast: install
 
 bench: install
 	$(BIN)/python -m benchmarks.train_throughput $(ARGS)
+	$(BIN)/python -m benchmarks.vae_elbo
 	$(BIN)/python -m benchmarks.pearl_throughput
 
 ## Figures and tables from whatever runs are in results/ (analysis/ reads files only).

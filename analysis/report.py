@@ -53,11 +53,12 @@ def main(argv: list[str] | None = None) -> int:
 
     lines = ["# metarl-bench report", "", f"Runs under `{args.results}`. Means over seeds with 95% bootstrap CIs; "
              "n = number of seeds. Regenerate with `make report`.", ""]
-    envs = sorted({p.stem.split("_per_episode")[0].split("_ablation_")[0].removesuffix("_runs")
+    envs = sorted({p.stem.split("_per_episode")[0].split("_ablation_")[0].removesuffix("_runs").removesuffix("_success")
                    for p in args.out.glob("*.md") if p.name != "index.md" and not p.name.startswith("ml1_success")})
     for env in envs:
         lines += [f"## {env}", ""]
-        for stem in [f"{env}_per_episode", *sorted(p.stem for p in args.out.glob(f"{env}_ablation_*.md"))]:
+        for stem in [f"{env}_per_episode", f"{env}_success",
+                     *sorted(p.stem for p in args.out.glob(f"{env}_ablation_*.md"))]:
             table = args.out / f"{stem}.md"
             if not table.exists():
                 continue

@@ -10,6 +10,8 @@ point used (default: the last one every seed of the algorithm has) and ``wall/ru
   (optimal, Bayes-optimal, posterior sampling; exact) as rows;
 * ``<env>_ablation_<group>``: the variants of one ablation sweep (labels ``<algo>_<ablation>-<variant>``, e.g.
   ``varibad_decode-past``; paper fig. 6, 8/9, 11, 17);
+* ``<env>_success``: where the env reports success (PointRobot: within the goal radius; GridWorld: on the goal),
+  the success rate in % per episode of every non-ablation algorithm (ML1: ``ml1_success``);
 * ``<env>_runs``: one row per run: algorithm, seed, status, frames, wall time;
 * ``ml1_success`` (all ``ml1_*`` envs together, paper table 1): success rate per episode per task and algorithm,
   and how many seeds succeeded at all.
@@ -222,6 +224,15 @@ def main(argv: list[str] | None = None) -> int:
                 caption += f"; {running} run(s) still running"
             write_table(table, per_ep, args.out, f"{env}_{stem}", caption)
             written += 1
+        main_rows = ev[~ev["algo"].isin(in_groups)]
+        if not env.startswith("ml1_") and main_rows["success"].astype(bool).any():
+            per_ep = per_episode(main_rows, args.frames, value="success", **ci)  # type: ignore[arg-type]
+            if not per_ep.empty:
+                write_table(episode_table(per_ep, max(args.decimals - 2, 0), wall, scale=100.0), per_ep, args.out,
+                            f"{env}_success", f"{env}: meta-test success rate (%) per episode: mean over seeds of "
+                            f"the fraction of test tasks solved in that episode [95% {CI_NAMES[args.ci_method]} "
+                            "CI] (n = seeds)")
+                written += 1
         write_table(runs_table(runs), None, args.out, f"{env}_runs", f"{env}: runs (frames done, wall time)")
     ml1 = results.eval[results.eval["env"].str.startswith("ml1_")]
     if not ml1.empty:

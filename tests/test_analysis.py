@@ -276,8 +276,9 @@ def test_report_collects_figures_tables_and_belief_pictures(tmp_path):
     for name in ("gw_per_episode.png", "gw_learning_curves.png", f"{run.name}_goal1_1_cells.png",
                  f"{run.name}_goal1_1_latent.png", "gw_per_episode.tex", "gw_ablation_varibad_decode.md",
                  "gw_ablation_varibad_decode_per_episode.png", "gw_ablation_varibad_decode_learning_curves.png",
-                 "gw_runs.md"):
+                 "gw_runs.md", "gw_success.md"):
         assert (out / name).exists() and name in index, name
+    assert "## gw_success" not in index  # a table of the env's section, not an env of its own
     assert _run(str(REPO / "analysis" / "report.py"), "--results", str(tmp_path / "none")).returncode == 2
 
 
@@ -311,6 +312,8 @@ def test_tables_split_ablations_add_references_wall_times_and_runs(tmp_path):
     assert set(ablation["algo"]) == {"varibad_decode-all", "varibad_decode-past"}
     assert ablation.groupby("algo")["mean"].first().to_dict() == {"varibad_decode-all": 4.0,
                                                                   "varibad_decode-past": 2.0}
+    success = pd.read_csv(out / "gridworld_success.csv")  # returns > 0 are successes in write_run
+    assert list(success["algorithm"]) == ["varibad"] and success["ep 1"].iloc[0].startswith("100 [")
     runs = pd.read_csv(out / "gridworld_runs.csv")
     assert len(runs) == 9 and set(runs.loc[runs["algorithm"] == "varibad", "wall time"]) == {
         "50.0 min", "51.0 min", "52.0 min"}
@@ -332,6 +335,21 @@ def test_ml1_success_table_counts_success_rates_and_seeds(tmp_path):
     assert (row["task"], row["algorithm"], row["seeds with success"]) == ("push", "varibad", "2/3")
     assert row["ep 1"].startswith("25 [") and row["ep 1"].endswith("(n=3)")  # (50 + 25 + 0) / 3
     assert row["ep 2"].startswith("50 [")  # (100 + 50 + 0) / 3
+    assert not (out / "ml1_push_success.csv").exists()  # ML1 has its own table
+
+
+def test_success_table_per_env_outside_ml1(tmp_path):
+    from analysis import tables
+
+    results, out = tmp_path / "results", tmp_path / "tables"
+    per_seed = {0: [[1.0, 1.0], [-1.0, 1.0]], 1: [[-1.0, 1.0], [-1.0, -1.0]], 2: [[1.0, 1.0], [1.0, 1.0]]}
+    for seed, values in per_seed.items():
+        write_run(results, "pointrobot_sparse", "varibad", seed, {500: values})
+    assert tables.main(["--results", str(results), "--out", str(out), "--n-resamples", "99"]) == 0
+    values = pd.read_csv(out / "pointrobot_sparse_success_values.csv").set_index("episode")["mean"]
+    assert values.to_dict() == pytest.approx({1: (0.5 + 0.0 + 1.0) / 3, 2: (1.0 + 0.5 + 1.0) / 3})
+    table = pd.read_csv(out / "pointrobot_sparse_success.csv")
+    assert table["ep 1"].iloc[0].startswith("50 [") and table["ep 2"].iloc[0].startswith("83 [")
 
 
 def test_a_preempted_run_is_kept_as_not_finished(tmp_path):
