@@ -10,6 +10,8 @@ has no rows, misses or misnames a column, has a column of the wrong type, rows o
 or its ``train_metrics.csv`` (optional) is unreadable or has no ``frames`` column. Runs that are still
 ``running`` are kept and flagged (column ``status``) unless ``include_running=False``; the row being written when
 the file was read (a last line without its newline) and a last evaluation point not yet complete are dropped.
+Runs pooled as the seeds of one (env, label) whose ``config.yaml`` differ beyond the seed and the keys that do
+not change what a run computes are kept, with a note naming the keys (``Results.notes``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ EVAL_COLUMNS: dict[str, str] = {"run_id": "string", "frames": "integer", "task_i
                                 "steps_to_success": "number"}
 NULLABLE = frozenset({"steps_to_success"})
 RUN_KEYS = ["env", "algo", "seed", "run_id", "status"]
+#: config keys that may differ between the seeds of one comparison: they do not change what a run computes (or,
+#: for ``seed``, are meant to differ)
+PER_RUN_CONFIG_KEYS = frozenset({"seed", "device", "torch_threads", "results_dir", "run_name", "progress", "resume",
+                                 "tracking", "allow_default_hyperparameters"})
 
 
 class RunError(Exception):
@@ -192,6 +198,50 @@ def _guess_env_algo(run: Path) -> tuple[str, str]:
     return run.parent.parent.name, run.parent.name
 
 
+def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(config, dict):
+        return {prefix: config}
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        flat.update(_flatten(value, f"{prefix}{key}."))
+    return {k.removesuffix("."): v for k, v in flat.items()}
+
+
+def read_config(run: Path) -> dict[str, Any] | None:
+    """The run's resolved config as dotted keys (``train.num_frames``) without :data:`PER_RUN_CONFIG_KEYS`;
+    ``None`` when ``config.yaml`` is missing or unreadable (the config is not part of what analysis needs)."""
+    import yaml
+
+    try:
+        config = yaml.safe_load((run / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    return {k: v for k, v in _flatten(config).items() if k.split(".")[0] not in PER_RUN_CONFIG_KEYS}
+
+
+def config_differences(configs: dict[str, dict[str, Any]], max_keys: int = 6) -> str | None:
+    """``"train.num_frames (run a: 5000000; run b: 7000000), ..."`` for the keys on which the runs' configs
+    disagree, or ``None`` when they all agree (runs without a readable config are not compared)."""
+    configs = {run_id: c for run_id, c in configs.items() if c is not None}
+    if len(configs) < 2:
+        return None
+    keys = sorted(set().union(*configs.values()))
+    differing = [k for k in keys if len({json.dumps(c.get(k, "<missing>"), sort_keys=True, default=str)
+                                         for c in configs.values()}) > 1]
+    if not differing:
+        return None
+    parts = []
+    for key in differing[:max_keys]:
+        values: dict[str, list[str]] = {}
+        for run_id, config in configs.items():
+            values.setdefault(json.dumps(config.get(key, "<missing>"), default=str), []).append(run_id)
+        parts.append(f"{key} (" + "; ".join(f"{', '.join(ids)}: {v}" for v, ids in values.items()) + ")")
+    more = f", and {len(differing) - max_keys} more keys" if len(differing) > max_keys else ""
+    return ", ".join(parts) + more
+
+
 def _matches(value: str, wanted: Iterable[str] | None) -> bool:
     return wanted is None or value in set(wanted)
 
@@ -204,6 +254,7 @@ def load_results(root: Path | str = "results", include_running: bool = True, env
     evals: list[pd.DataFrame] = []
     trains: list[pd.DataFrame] = []
     runs: list[dict[str, Any]] = []
+    configs: dict[tuple[str, str], dict[str, Any]] = {}
     problems: list[tuple[Path, str]] = []
     notes: list[str] = []
     for run in discover_runs(root):
@@ -230,6 +281,7 @@ def load_results(root: Path | str = "results", include_running: bool = True, env
         if note:
             notes.append(f"{run}: {note}")
         keys = {"env": env, "algo": algo, "seed": meta["seed"], "run_id": meta["run_id"], "status": status}
+        configs.setdefault((env, algo), {})[meta["run_id"]] = read_config(run)
         evals.append(ev.drop(columns="run_id").assign(**keys)[RUN_KEYS + [c for c in EVAL_COLUMNS if c != "run_id"]])
         if train is not None:
             extra = [c for c in train.columns if c not in RUN_KEYS]
@@ -250,6 +302,11 @@ def load_results(root: Path | str = "results", include_running: bool = True, env
         if len(group) > 1:
             notes.append(f"{env}/{algo}: seed {seed} appears in {len(group)} runs ({', '.join(group['run_id'])}); "
                          "each run counts as one replicate")
+    for (env, algo), per_run in sorted(configs.items()):
+        differences = config_differences(per_run)
+        if differences:
+            notes.append(f"{env}/{algo}: its runs, pooled as seeds of one algorithm, were configured differently: "
+                         f"{differences}; give each configuration its own label= to compare them")
     order = ["env", "algo", "seed", "run_id"]
     eval_df = eval_df.sort_values([*order, "frames", "task_id", "episode"], kind="stable").reset_index(drop=True)
     train_df = train_df.sort_values([*order, "frames"], kind="stable").reset_index(drop=True)

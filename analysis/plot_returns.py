@@ -76,7 +76,8 @@ def plot_learning_curves(curves: pd.DataFrame, env: str, episodes: list[int], co
         for index, (name, values) in enumerate(refs.items()):
             if episode <= len(values):
                 color, ls, label = _reference_style(name, index)
-                handles.setdefault(label, ax.axhline(values[episode - 1], color=color, ls=ls, lw=1.0))
+                handles.setdefault(label, ax.axhline(values[episode - 1], color=color, ls=ls, lw=1.0,
+                                                        zorder=3))  # above an agent that sits on it
         ax.set_title(f"episode {episode}")
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: format_frames(x)))
@@ -114,7 +115,8 @@ def plot_per_episode(table: pd.DataFrame, env: str, colors: dict[str, str], refs
     for index, (name, values) in enumerate(refs.items()):
         color, ls, label = _reference_style(name, index)
         k = min(len(values), len(episodes))
-        ax.plot(episodes[:k], values[:k], color=color, ls=ls, lw=1.2, marker="_", ms=10, label=label)
+        ax.plot(episodes[:k], values[:k], color=color, ls=ls, lw=1.4, marker="_", ms=12, label=label,
+                zorder=3)  # drawn above an agent that reaches it (the oracle on 'optimal')
     ax.set_xlabel("meta-test episode")
     ax.set_ylabel("mean return (over test tasks)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -368,3 +368,18 @@ def test_seeds_equal_up_to_rounding_have_no_spread():
     assert mean_ci([a, a, a + 4e-16]) == pytest.approx((a, a, a))
     mean, lo, hi = mean_ci([a, a + 4e-16, 5.0], method="studentized")
     assert lo < mean < hi < 20.0  # the float-noise resamples are left out, not turned into huge t values
+
+
+def test_runs_pooled_under_one_label_with_different_configs_get_a_note(tmp_path):
+    for seed in (0, 1, 2):
+        run = write_run(tmp_path, "gw", "alg", seed, GOOD)
+        frames = 7000000 if seed == 2 else 5000000
+        (run / "config.yaml").write_text(f"seed: {seed}\nprogress: {seed == 0}\ntrain:\n  num_frames: {frames}\n"
+                                         "algo:\n  lr: 0.001\n")
+    notes = load_results(tmp_path).notes
+    assert len(notes) == 1 and "gw/alg" in notes[0] and "train.num_frames" in notes[0]
+    assert "run_seed2: 7000000" in notes[0] and "run_seed0, run_seed1: 5000000" in notes[0]
+    assert "progress" not in notes[0] and "seed (" not in notes[0] and "algo.lr" not in notes[0]
+    for seed in (0, 1, 2):  # the same configuration apart from the seed: nothing to say
+        (tmp_path / "gw" / "alg" / f"run_seed{seed}" / "config.yaml").write_text(f"seed: {seed}\ntrain:\n  x: 1\n")
+    assert load_results(tmp_path).notes == []
