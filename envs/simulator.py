@@ -89,6 +89,18 @@ class _LocalCopies:
             copy.close()
 
 
+def _worker_context() -> mp.context.BaseContext:
+    """The forkserver context: no fork of a process that holds torch threads.
+
+    A forkserver (or spawn) child re-applies its parent's *global* start method before it runs anything. Inside a
+    joblib worker (Hydra's joblib launcher, ``make sweep``) that is ``"loky"``, which a plain child cannot resolve
+    ("cannot find context for 'loky'"), so the global method is set to a standard one first.
+    """
+    if mp.get_start_method(allow_none=True) not in (None, *mp.get_all_start_methods()):
+        mp.set_start_method("forkserver", force=True)
+    return mp.get_context("forkserver")
+
+
 def _worker(conn: Connection, factory: CopyFactory, seeds: Sequence[int]) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     try:
@@ -140,7 +152,7 @@ class SimulatorBatchedEnv(BatchedTaskEnv):
             self._local = _LocalCopies(factory, seeds)
             obs_space, act_space = self._local.spaces()
         else:
-            ctx = mp.get_context("forkserver")  # no fork of a process that holds torch threads
+            ctx = _worker_context()
             for block in self._blocks:
                 parent, child = ctx.Pipe()
                 proc = ctx.Process(target=_worker, args=(child, factory, seeds[block].tolist()), daemon=True)

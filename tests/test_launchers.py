@@ -153,3 +153,14 @@ def test_ray_sweep_runs_two_seeds_on_a_local_instance(tmp_path):
     proc = run_sweep("ray", tmp_path, "hydra.launcher.ray.init.num_cpus=2")
     assert_two_completed_runs(tmp_path, "ray")
     assert "'num_cpus': 2" in proc.stdout + proc.stderr and "'include_dashboard': False" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_joblib_sweep_runs_a_simulator_env(tmp_path):
+    """``make sweep`` on a MuJoCo env: each job, in a joblib (loky) worker, starts its own env worker processes."""
+    overrides = ["env=cheetah_dir", "train.num_frames=1", "train.eval_interval_frames=1", "eval.num_tasks=1",
+                 "eval.episodes=1"]
+    run_sweep("joblib", tmp_path, *overrides)
+    runs = sorted((tmp_path / "cheetah_dir" / "varibad").iterdir())
+    metadata = [json.loads((run / "metadata.json").read_text()) for run in runs]
+    assert sorted(m["seed"] for m in metadata) == [0, 1] and {m["status"] for m in metadata} == {"completed"}

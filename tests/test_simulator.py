@@ -101,3 +101,17 @@ def test_state_round_trip_through_workers_continues_the_same_stream():
 def test_a_copy_that_fails_to_build_reports_the_workers_traceback():
     with pytest.raises(WorkerError, match="this copy cannot be built"):
         SimulatorBatchedEnv.__init__(ToySimEnv.__new__(ToySimEnv), 2, np.random.default_rng(0), failing_copy, 1)
+
+
+def _first_observations_in_this_process(seed: int) -> np.ndarray:
+    return _rollout(2, steps=3, seed=seed)[-1][0]
+
+
+def test_workers_start_inside_a_joblib_worker():
+    """Hydra's joblib launcher (``make sweep``) runs each job in a loky worker, whose global start method is
+    'loky': the simulator's forkserver workers must still start there, and step as they do anywhere else."""
+    from joblib import Parallel, delayed
+
+    got = Parallel(n_jobs=2, backend="loky")(delayed(_first_observations_in_this_process)(s) for s in (0, 1))
+    for seed, obs in zip((0, 1), got, strict=True):
+        np.testing.assert_array_equal(obs, _rollout(2, steps=3, seed=seed)[-1][0])
