@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import signal
 import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
@@ -89,6 +90,10 @@ class _LocalCopies:
             copy.close()
 
 
+#: what a scheduler or the terminal sends to stop a run (Slurm's --signal is USR2 here, submitit may use USR1)
+WORKER_IGNORED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+
 def _worker_context() -> mp.context.BaseContext:
     """The forkserver context: no fork of a process that holds torch threads.
 
@@ -103,6 +108,11 @@ def _worker_context() -> mp.context.BaseContext:
 
 def _worker(conn: Connection, factory: CopyFactory, seeds: Sequence[int]) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
+    # Stop signals reach the whole process group (Ctrl-C, a scheduler's pre-emption notice). The main process
+    # handles them by checkpointing, which needs the copies' state from here: the worker leaves only on "close"
+    # or when the main process is gone (its end of the pipe closes).
+    for sig in WORKER_IGNORED_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     try:
         local = _LocalCopies(factory, seeds)
         conn.send(("ok", None))
@@ -112,7 +122,7 @@ def _worker(conn: Connection, factory: CopyFactory, seeds: Sequence[int]) -> Non
     while True:
         try:
             command, payload = conn.recv()
-        except (EOFError, KeyboardInterrupt):
+        except EOFError:
             break
         if command == "close":
             local.close()

@@ -288,3 +288,28 @@ def test_preemption_signal_checkpoints_then_hands_over_to_the_launchers_handler(
     seen_by_handler = json.loads(marker.read_text())
     assert seen_by_handler["status"] == "preempted" and seen_by_handler["stop_signal"] == "SIGUSR2"
     assert _checkpoint_frames(run) == seen_by_handler["frames"]  # the checkpoint came before the hand-over
+
+
+@pytest.mark.slow
+def test_a_stop_signal_to_the_process_group_checkpoints_a_simulator_env_run(tmp_path):
+    """Ctrl-C or a scheduler signals the whole process group, env worker processes included: the run still
+    checkpoints the simulator copies' state and ends as pre-empted."""
+    command = [sys.executable, "train.py", "algo=varibad", "env=cheetah_dir", "seed=0", "progress=false",
+               "train.eval_interval_frames=100000000", "train.log_interval_iterations=1", f"results_dir={tmp_path}",
+               "run_name=stopped"]
+    proc = subprocess.Popen(command, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    metrics = tmp_path / "cheetah_dir" / "varibad" / "stopped" / "train_metrics.csv"
+    deadline = time.time() + 300
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) > 1):  # past the first iteration
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() < deadline, "no training iteration within 300 s"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGINT, stderr
+    run = metrics.parent
+    meta = json.loads((run / "metadata.json").read_text())
+    assert meta["status"] == "preempted" and meta["stop_signal"] == "SIGINT", stderr
+    state = torch.load(run / "checkpoints" / "latest.pt", map_location="cpu", weights_only=False)
+    assert state["frames"] == meta["frames"] > 0 and len(state["env"]["inner"]["copies"]) == 16  # all 16 copies

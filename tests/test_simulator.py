@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -115,3 +119,23 @@ def test_workers_start_inside_a_joblib_worker():
     got = Parallel(n_jobs=2, backend="loky")(delayed(_first_observations_in_this_process)(s) for s in (0, 1))
     for seed, obs in zip((0, 1), got, strict=True):
         np.testing.assert_array_equal(obs, _rollout(2, steps=3, seed=seed)[-1][0])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGUSR2])
+def test_workers_outlive_a_stop_signal_so_the_run_can_checkpoint(signum):
+    """Ctrl-C or a pre-emption notice reaches the workers too; the main process then checkpoints the copies'
+    state, so the workers must still answer. They leave when the main process closes their pipe."""
+    inner = ToySimEnv(4, np.random.default_rng(0), num_workers=2)
+    env = MetaVecEnv(inner, horizon=10, episodes_per_task=2, rng=np.random.default_rng(1))
+    env.reset()
+    for proc in inner._procs:
+        os.kill(proc.pid, signum)
+    time.sleep(0.5)
+    assert all(proc.is_alive() for proc in inner._procs)
+    state = env.get_state()
+    env.step(np.zeros((4, 2)))
+    assert len(state["inner"]) == 4
+    env.close()
+    for proc in inner._procs:
+        proc.join(timeout=5)
+    assert not any(proc.is_alive() for proc in inner._procs)
