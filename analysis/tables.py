@@ -199,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         wall = {algo: format_wall_times(group["wall_time_s"]) for algo, group in runs.groupby("algo")}
         groups = ablation_groups(ev["algo"].unique())
         in_groups = {label for labels in groups.values() for label in labels}
-        sections = [("per_episode", ev[~ev["algo"].isin(in_groups)], "mean meta-test return per episode")]
+        main_rows = ev[~ev["algo"].isin(in_groups)]
+        sections = [("per_episode", main_rows, "mean meta-test return per episode")]
         sections += [(f"ablation_{name}", ev[ev["algo"].isin(labels)], f"ablation {name}: mean meta-test return")
                      for name, labels in groups.items()]
         for stem, rows, title in sections:
@@ -224,7 +225,6 @@ def main(argv: list[str] | None = None) -> int:
                 caption += f"; {running} run(s) still running"
             write_table(table, per_ep, args.out, f"{env}_{stem}", caption)
             written += 1
-        main_rows = ev[~ev["algo"].isin(in_groups)]
         if not env.startswith("ml1_") and main_rows["success"].astype(bool).any():
             per_ep = per_episode(main_rows, args.frames, value="success", **ci)  # type: ignore[arg-type]
             if not per_ep.empty:

@@ -42,17 +42,11 @@ def random_batch(agent, seed: int = 0) -> TrajectoryBatch:
 
 def time_update(agent, batch: TrajectoryBatch, repeats: int) -> float:
     """Best-of-``repeats`` seconds of one VAE gradient step on ``batch`` (after one warm-up step)."""
-    def step() -> None:
-        out = vae_module.elbo_loss(agent.vae, batch, agent.cfg)
-        agent.vae_optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        agent.vae_optimizer.step()
-
-    step()
+    agent.vae_step(batch)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        step()
+        agent.vae_step(batch)
         times.append(time.perf_counter() - start)
     return min(times)
 

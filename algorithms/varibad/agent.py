@@ -20,7 +20,7 @@ from algorithms.common.agent import Agent, EnvInfo, IterationStats
 from algorithms.common.normalization import InputNormalizer, RewardNormalizer
 from algorithms.common.policy import BeliefConditionedActorCritic
 from algorithms.common.ppo import PPOConfig, ppo_update
-from algorithms.common.storage import RolloutStorage, TrajectoryBuffer
+from algorithms.common.storage import RolloutStorage, TrajectoryBatch, TrajectoryBuffer
 from algorithms.varibad.config import VariBADConfig
 from algorithms.varibad.vae import VAE, elbo_loss
 from envs.base import MetaVecEnv
@@ -283,8 +283,12 @@ class VariBADAgent(Agent):
 
     def update_vae(self) -> dict[str, float]:
         """One gradient step on the ELBO (eq. 10) with a batch of whole trajectories from the VAE buffer."""
-        assert self.buffer is not None and self.vae_optimizer is not None
-        batch = self.buffer.sample(self.cfg.vae_batch_trajectories, self.rng)
+        assert self.buffer is not None
+        return self.vae_step(self.buffer.sample(self.cfg.vae_batch_trajectories, self.rng))
+
+    def vae_step(self, batch: TrajectoryBatch) -> dict[str, float]:
+        """One gradient step on the ELBO of ``batch``, with the decoders' and encoder's gradient clipping."""
+        assert self.vae_optimizer is not None
         out = elbo_loss(self.vae, batch, self.cfg)
         self.vae_optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
