@@ -5,13 +5,11 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from pathlib import Path
 
 import hydra
-import numpy as np
 import pandas as pd
 import torch
 from hydra import compose, initialize_config_dir
@@ -20,70 +18,21 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from algorithms.common.agent import Agent, EnvInfo
+from algorithms.builder import CONF_DIR, build, env_options
 from algorithms.common.baselines import RandomAgent
 from algorithms.common.errors import ConfigError
 from algorithms.common.evaluator import meta_test, test_task_set
 from algorithms.common.results import RunDirectory, RunLockedError, find_resumable
 from algorithms.common.tracking import NullTracker, Tracker, WandbTracker
 from algorithms.common.trainer import Preempted, Trainer, TrainerConfig
-from algorithms.registry import UnknownAlgorithmError, build_agent, check_compatible, get_algo, resolve_device
-from envs.base import MetaVecEnv
-from envs.registry import UnknownEnvError, get_spec, make_meta_env
-
-CONF_DIR = str(Path(__file__).resolve().parent / "conf")
+from algorithms.registry import UnknownAlgorithmError, get_algo, resolve_device
+from envs.registry import UnknownEnvError, get_spec
 
 
 def compose_config(*overrides: str) -> DictConfig:
     """The config ``train.py`` would run with these command-line overrides (for tests and benchmarks)."""
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides))
-
-
-def configure_process(threads: int) -> None:
-    """One torch thread per process by default (SPEC sec. 6); joblib reuses workers, so set it every job."""
-    torch.set_num_threads(threads)
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    torch.distributions.Distribution.set_default_validate_args(False)
-
-
-def env_options(cfg: DictConfig) -> dict:
-    """Env settings shared by the training env and the meta-test env: horizon override and ``env.kwargs``."""
-    kwargs = cfg.env.get("kwargs")
-    options = dict(OmegaConf.to_container(kwargs, resolve=True)) if kwargs else {}
-    if cfg.env.horizon:
-        options["horizon"] = int(cfg.env.horizon)
-    return options
-
-
-def check_paper_config(cfg: DictConfig) -> None:
-    """Every algo x env pair runs with its paper configuration (``conf/algo_env/<algo>_<env>.yaml``): without one
-    the agent would silently run with another env's hyperparameters. ``allow_default_hyperparameters=true``
-    accepts the defaults knowingly."""
-    algo, env = cfg.algo.name, cfg.env.name
-    if cfg.get("allow_default_hyperparameters") or (Path(CONF_DIR) / "algo_env" / f"{algo}_{env}.yaml").exists():
-        return
-    have = sorted(p.stem.removeprefix(f"{algo}_") for p in (Path(CONF_DIR) / "algo_env").glob(f"{algo}_*.yaml"))
-    raise ConfigError(f"no configuration conf/algo_env/{algo}_{env}.yaml for {algo} on {env} (envs with one: "
-                      f"{', '.join(have) or 'none'}); add it, or run with allow_default_hyperparameters=true")
-
-
-def build(cfg: DictConfig) -> tuple[Agent, MetaVecEnv]:
-    """Validate the algo x env choice, then build the training env and the agent (seeded by ``cfg.seed``)."""
-    env_spec = get_spec(cfg.env.name)
-    algo_spec = get_algo(cfg.algo.name)
-    check_compatible(algo_spec, env_spec)  # fail before any work or any results folder
-    check_paper_config(cfg)
-    device = resolve_device(str(cfg.device), algo_spec, torch.cuda.is_available())
-    configure_process(int(cfg.torch_threads))
-    torch.manual_seed(int(cfg.seed))
-    np.random.seed(int(cfg.seed))  # no project code uses it; third-party code might
-    episodes = cfg.env.episodes_per_task or env_spec.episodes_per_task
-    num_envs = int(cfg.algo[algo_spec.num_envs_key])
-    env = make_meta_env(env_spec.name, num_envs=num_envs, seed=int(cfg.seed), split="train",
-                        episodes_per_task=episodes, **env_options(cfg))
-    agent = build_agent(algo_spec.name, cfg.algo, EnvInfo.from_env(env), int(cfg.seed), device)
-    return agent, env
 
 
 def make_tracker(cfg: DictConfig, run_dir: RunDirectory) -> Tracker:

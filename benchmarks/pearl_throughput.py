@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 import train
+from algorithms import builder
 from algorithms.pearl.agent import _CollectStats, _Phase, _WorkItem
 
 ENV = "cheetah_dir"
@@ -36,7 +37,7 @@ def _synchronise(device: torch.device) -> None:
 def measure(meta_batch: int, steps: int, warmup: int, repeats: int, device: str, pool_steps: int) -> dict:
     cfg = train.compose_config("algo=pearl", f"env={ENV}", "progress=false", f"device={device}",
                                f"algo.meta_batch={meta_batch}", "env.kwargs.num_workers=0")
-    agent, env = train.build(cfg)
+    agent, env = builder.build(cfg)
     agent._setup_tasks(env)
     assert agent.train_tasks is not None
     pool = [_WorkItem(t, [_Phase("prior", pool_steps, True)]) for t in range(len(agent.train_tasks))]
@@ -71,7 +72,7 @@ def main() -> None:
     parser.add_argument("--pool-steps", type=int, default=400, help="env steps collected per training task first")
     parser.add_argument("--out", default="bench")
     args = parser.parse_args()
-    train.configure_process(1)
+    builder.configure_process(1)
     results = [measure(mb, args.steps, args.warmup, args.repeats, args.device, args.pool_steps)
                for mb in args.meta_batch]
     report = {"algo": "pearl", "env": ENV, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),

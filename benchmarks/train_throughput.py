@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 import train
+from algorithms import builder
 from envs.registry import make_meta_env
 
 TARGET_FPS = {("varibad", "gridworld"): 10_000}
@@ -47,8 +48,8 @@ def raw_env_fps(env_name: str, num_envs: int, steps: int, seed: int = 0, **env_k
 
 def measure(algo: str, env_name: str, min_frames: int, warmup: int, repeats: int) -> dict:
     cfg = train.compose_config(f"algo={algo}", f"env={env_name}", "progress=false")
-    options = train.env_options(cfg)
-    agent, env = train.build(cfg)
+    options = builder.env_options(cfg)
+    agent, env = builder.build(cfg)
     frames_per_iteration = int(cfg.algo.num_envs) * int(cfg.algo.num_steps)
     iterations = max(1, -(-min_frames // frames_per_iteration))
     while agent.frames < int(cfg.algo.get("precollect_frames", 0)) or warmup > 0:
@@ -102,7 +103,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (the machine is shared: best counts)")
     parser.add_argument("--out", default="bench")
     args = parser.parse_args()
-    train.configure_process(1)
+    builder.configure_process(1)
     out = Path(args.out)
     out.mkdir(exist_ok=True)
     for env_name in args.env:

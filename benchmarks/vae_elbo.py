@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 import train
+from algorithms import builder
 from algorithms.common.storage import TrajectoryBatch
 from algorithms.varibad import vae as vae_module
 
@@ -53,7 +54,7 @@ def time_update(agent, batch: TrajectoryBatch, repeats: int) -> float:
 
 def measure(env_name: str, repeats: int) -> dict:
     cfg = train.compose_config("algo=varibad", f"env={env_name}", "progress=false")
-    agent, env = train.build(cfg)
+    agent, env = builder.build(cfg)
     env.close()
     batch = random_batch(agent)
     default = vae_module.PAIR_BLOCK_ENTRIES
@@ -79,7 +80,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="bench")
     args = parser.parse_args()
-    train.configure_process(1)
+    builder.configure_process(1)
     results = []
     for env_name in args.env:
         torch.manual_seed(0)

@@ -55,8 +55,8 @@ def test_varibad_yaml_lists_every_documented_field_with_its_default():
 
     import yaml
 
+    from algorithms.builder import CONF_DIR
     from algorithms.varibad.config import VariBADConfig
-    from train import CONF_DIR
 
     with open(f"{CONF_DIR}/algo/varibad.yaml") as f:
         values = yaml.safe_load(f)

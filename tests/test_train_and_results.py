@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 import train
+from algorithms import builder
 from algorithms.registry import IncompatibleError, UnknownAlgorithmError, check_compatible, get_algo
 from envs import REGISTRY, EnvSpec, GridWorld, UnknownEnvError
 from tests.helpers import compose_config
@@ -80,7 +81,7 @@ def test_env_options_reach_training_and_meta_test(tmp_path):
                          "env.horizon=10", "algo.num_steps=30", "algo.num_envs=2", "algo.precollect_frames=0",
                          "algo.vae_batch_trajectories=2", "train.num_frames=120", "train.eval_interval_frames=120",
                          "train.log_interval_iterations=1", "eval.episodes=2", "progress=false")
-    _, env = train.build(cfg)
+    _, env = builder.build(cfg)
     assert env.horizon == 10 and env.inner.task_set == "pearl"
     final = train.run(cfg)
     ev = pd.read_csv(next((tmp_path / "pointrobot_sparse" / "varibad").iterdir()) / "eval.csv")
@@ -126,7 +127,7 @@ def test_nan_loss_stops_the_run_naming_it_and_keeps_the_last_checkpoint(tmp_path
     assert not (run / "checkpoints" / "final.pt").exists()
     for part in ("vae", "policy"):
         assert all(torch.isfinite(v).all() for v in state["agent"][part].values()), part
-    fresh, env = train.build(cfg)
+    fresh, env = builder.build(cfg)
     fresh.load_state_dict(state["agent"])  # loadable into a new agent
     assert all(torch.isfinite(p).all() for p in fresh.vae.parameters())
     env.close()
@@ -141,7 +142,7 @@ def test_nan_loss_stops_the_run_naming_it_and_keeps_the_last_checkpoint(tmp_path
 def test_ablations_are_named_sweeps_with_one_label_per_variant(name, key, values):
     from omegaconf import OmegaConf
 
-    declared = OmegaConf.load(f"{train.CONF_DIR}/ablation/{name}.yaml")
+    declared = OmegaConf.load(f"{builder.CONF_DIR}/ablation/{name}.yaml")
     assert dict(declared.hydra.sweeper.params) == {f"algo.{key}": values}  # what --multirun sweeps
     labels = set()
     for value in values.split(","):
@@ -192,13 +193,13 @@ def test_a_pair_without_its_paper_configuration_is_refused():
     from algorithms.common.errors import ConfigError
 
     cfg = compose_config("algo=oracle", "env=gridworld")
-    train.check_paper_config(cfg)  # conf/algo_env/oracle_gridworld.yaml exists
+    builder.check_paper_config(cfg)  # conf/algo_env/oracle_gridworld.yaml exists
     cfg.algo.name, cfg.env.name = "posterior_sampling_exact", "cheetah_vel"
     with pytest.raises(ConfigError, match=r"no configuration conf/algo_env/posterior_sampling_exact_cheetah_vel\.yaml"
                                           r" .*\(envs with one: gridworld\)"):
-        train.check_paper_config(cfg)
+        builder.check_paper_config(cfg)
     cfg.allow_default_hyperparameters = True
-    train.check_paper_config(cfg)
+    builder.check_paper_config(cfg)
     for algo in ("varibad", "rl2", "posterior_sampling", "oracle"):  # every env has all four
         for env in sorted(REGISTRY):
-            train.check_paper_config(compose_config(f"algo={algo}", f"env={env}"))
+            builder.check_paper_config(compose_config(f"algo={algo}", f"env={env}"))

@@ -19,22 +19,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
-import train
+from algorithms.builder import configure_process, load_run_agent
 from algorithms.varibad.agent import VariBADAgent
 from algorithms.varibad.networks import PerStateRewardDecoder
-from envs.registry import make_meta_env
+from envs.registry import get_spec, make_meta_env
 
 
 def load_agent(run_dir: Path, checkpoint: str = "final") -> tuple[VariBADAgent, dict]:
-    cfg = OmegaConf.load(run_dir / "config.yaml")
-    agent, env = train.build(cfg)
+    agent, cfg, progress = load_run_agent(run_dir, checkpoint)
     if not isinstance(agent, VariBADAgent) or not isinstance(agent.vae.reward_decoder, PerStateRewardDecoder):
         raise ValueError(f"{run_dir} is not a VariBAD run with a per-cell reward decoder")
-    state = torch.load(run_dir / "checkpoints" / f"{checkpoint}.pt", weights_only=False)
-    agent.load_state_dict(state["agent"])
-    return agent, {"frames": state["frames"], "horizon": env.horizon}
+    horizon = int(cfg.env.horizon or get_spec(cfg.env.name).horizon)
+    return agent, {"frames": progress["frames"], "horizon": horizon}
 
 
 @torch.no_grad()
@@ -81,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--episodes", type=int, default=4)
     parser.add_argument("--checkpoint", default="final", help="checkpoint name under checkpoints/ (default: final)")
     args = parser.parse_args(argv)
-    train.configure_process(1)
+    configure_process(1)
     print(f"wrote {export(args.run_dir, tuple(args.goal), args.episodes, args.checkpoint)}")
 
 

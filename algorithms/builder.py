@@ -1,0 +1,88 @@
+"""Build an agent and its training env from a composed config, and load a trained agent from a run folder.
+
+``train.py`` (the entry point) and the tools that need a trained agent (belief export, Meta-World's evaluation)
+share these, so nothing in ``algorithms/`` imports the entry point.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from algorithms.common.agent import Agent, EnvInfo
+from algorithms.common.errors import ConfigError
+from algorithms.registry import build_agent, check_compatible, get_algo, resolve_device
+from envs.base import MetaVecEnv
+from envs.registry import get_spec, make_meta_env
+
+#: the Hydra config folder (``conf/`` at the repository root)
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+def configure_process(threads: int) -> None:
+    """One torch thread per process by default (SPEC sec. 6); joblib reuses workers, so set it every job."""
+    torch.set_num_threads(threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    torch.distributions.Distribution.set_default_validate_args(False)
+
+
+def env_options(cfg: DictConfig) -> dict:
+    """Env settings shared by the training env and the meta-test env: horizon override and ``env.kwargs``."""
+    kwargs = cfg.env.get("kwargs")
+    options = dict(OmegaConf.to_container(kwargs, resolve=True)) if kwargs else {}
+    if cfg.env.horizon:
+        options["horizon"] = int(cfg.env.horizon)
+    return options
+
+
+def check_paper_config(cfg: DictConfig) -> None:
+    """Every algo x env pair runs with its paper configuration (``conf/algo_env/<algo>_<env>.yaml``): without one
+    the agent would silently run with another env's hyperparameters. ``allow_default_hyperparameters=true``
+    accepts the defaults knowingly."""
+    algo, env = cfg.algo.name, cfg.env.name
+    if cfg.get("allow_default_hyperparameters") or (Path(CONF_DIR) / "algo_env" / f"{algo}_{env}.yaml").exists():
+        return
+    have = sorted(p.stem.removeprefix(f"{algo}_") for p in (Path(CONF_DIR) / "algo_env").glob(f"{algo}_*.yaml"))
+    raise ConfigError(f"no configuration conf/algo_env/{algo}_{env}.yaml for {algo} on {env} (envs with one: "
+                      f"{', '.join(have) or 'none'}); add it, or run with allow_default_hyperparameters=true")
+
+
+def build(cfg: DictConfig) -> tuple[Agent, MetaVecEnv]:
+    """Validate the algo x env choice, then build the training env and the agent (seeded by ``cfg.seed``)."""
+    env_spec = get_spec(cfg.env.name)
+    algo_spec = get_algo(cfg.algo.name)
+    check_compatible(algo_spec, env_spec)  # fail before any work or any results folder
+    check_paper_config(cfg)
+    device = resolve_device(str(cfg.device), algo_spec, torch.cuda.is_available())
+    configure_process(int(cfg.torch_threads))
+    torch.manual_seed(int(cfg.seed))
+    np.random.seed(int(cfg.seed))  # no project code uses it; third-party code might
+    episodes = cfg.env.episodes_per_task or env_spec.episodes_per_task
+    num_envs = int(cfg.algo[algo_spec.num_envs_key])
+    env = make_meta_env(env_spec.name, num_envs=num_envs, seed=int(cfg.seed), split="train",
+                        episodes_per_task=episodes, **env_options(cfg))
+    agent = build_agent(algo_spec.name, cfg.algo, EnvInfo.from_env(env), int(cfg.seed), device)
+    return agent, env
+
+
+def load_run_agent(run_dir: Path | str, checkpoint: str = "final") -> tuple[Agent, DictConfig, dict[str, Any]]:
+    """The agent of a run folder with the weights of ``checkpoints/<checkpoint>.pt``, its resolved config and the
+    checkpoint's progress (``frames``). The training env built on the way is closed again."""
+    run_dir = Path(run_dir)
+    config_file = run_dir / "config.yaml"
+    checkpoint_file = run_dir / "checkpoints" / f"{checkpoint}.pt"
+    for needed in (config_file, checkpoint_file):
+        if not needed.is_file():
+            raise FileNotFoundError(f"{run_dir} is not a run folder with a {checkpoint!r} checkpoint: {needed} "
+                                    "is missing")
+    cfg = OmegaConf.load(config_file)
+    agent, env = build(cfg)
+    env.close()
+    state = torch.load(checkpoint_file, map_location="cpu", weights_only=False)
+    agent.load_state_dict(state["agent"])
+    return agent, cfg, {"frames": int(state.get("frames", 0))}
