@@ -15,7 +15,7 @@ export MKL_NUM_THREADS := 1
 export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo train sweep slurm-script test test-fast bench ablation plots tables report beliefs references lint clean-venv
+.PHONY: install demo train sweep slurm-script test test-fast bench ablation plots tables report beliefs references metaworld-eval metaworld-compare lint clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -82,6 +82,17 @@ report: install
 beliefs: install
 	$(BIN)/python -m algorithms.varibad.export_beliefs $(RUN) $(ARGS)
 	$(BIN)/python analysis/belief_pictures.py $(RUN)
+
+## Meta-World's own evaluation (metaworld.evaluation.metalearning_evaluation) of an ML1 run's final checkpoint,
+## written next to its eval.csv: make metaworld-eval RUN=results/ml1_push/varibad/<run-id> [ARGS="--compare"]
+metaworld-eval: install
+	$(BIN)/python -m algorithms.metaworld_eval $(RUN) $(ARGS)
+
+## Our ML1 evaluator vs Meta-World's vs a direct count, with Meta-World's scripted policy (goal visible, action
+## noise NOISE): make metaworld-compare ENV=ml1_reach NOISE=2.0
+NOISE ?= 2.0
+metaworld-compare: install
+	$(BIN)/python -m algorithms.metaworld_eval --scripted $(ENV) --noise $(NOISE) --compare $(ARGS)
 
 ## Recompute the exact GridWorld reference values (optimal, Bayes-optimal, posterior sampling).
 references: install

@@ -490,3 +490,24 @@ def test_tiny_pearl_run_on_cheetah_dir(tmp_path):
                                  "algo.num_extra_rl_steps_posterior=50", f"train.num_frames={frames}",
                                  f"train.eval_interval_frames={frames}", f"train.checkpoint_interval_frames={frames}")
     assert meta["frames"] == frames and "train/return_posterior" in metrics.columns
+
+
+def test_adapted_belief_is_a_posterior_sample_where_there_is_context_and_the_prior_elsewhere(monkeypatch):
+    """Meta-World's ``adapt``: PEARL commits to z ~ q(z | c) over everything seen, even before
+    ``exploration_episodes_eval`` episodes (the protocol, not the agent, ends exploration)."""
+    agent, _ = make_agent(exploration_episodes_eval=5)
+    monkeypatch.setattr(pearl_agent, "reparameterised_sample", lambda mu, var, generator: mu.clone())
+    belief = agent.initial_belief(2)
+    obs = np.zeros((2, 3), np.float32)
+    action = np.full((2, 2), 0.5, np.float32)
+    for _ in range(3):  # context for env 0 only: env 1's rows are then reset by task_done
+        belief = agent.update_belief(belief, obs, action, np.ones(2, np.float32), obs, np.zeros(2, bool),
+                                     np.zeros(2, bool))
+    belief.count[1] = 0
+    belief.precision_sum[1] = 0.0
+    belief.weighted_mean_sum[1] = 0.0
+    adapted = agent.adapted_belief(belief)
+    mu, _ = belief.posterior()
+    torch.testing.assert_close(adapted.z[0], mu[0])
+    assert torch.all(adapted.z[1] == 0)  # no context: the prior (its mean, under the patched sampler)
+    assert (adapted.count == belief.count).all()

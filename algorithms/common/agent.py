@@ -56,6 +56,12 @@ class Agent(abc.ABC):
         """Posterior after observing one transition per env. ``next_obs`` is the true successor (the terminal
         observation where ``episode_done``). Where ``task_done`` the belief returns to the prior."""
 
+    def adapted_belief(self, belief: Any) -> Any:
+        """The belief to act on once an external protocol says adaptation is over (Meta-World's ``adapt``):
+        agents that hold a hypothesis per episode commit to one drawn from what they inferred; an agent whose
+        belief is updated every step keeps it as it is (the default)."""
+        return belief
+
     # ------------------------------------------------------------------ persistence
     @abc.abstractmethod
     def state_dict(self, resume: bool = True) -> dict[str, Any]:

@@ -266,6 +266,18 @@ class PEARLAgent(Agent):
             new.z = z
         return new
 
+    @torch.no_grad()
+    def adapted_belief(self, belief: PEARLBelief) -> PEARLBelief:
+        """z ~ q(z | c) over all the context collected so far (the prior where there is none): PEARL's meta-test
+        acts on a posterior sample once exploration is over (paper sec. 4.2)."""
+        z = self._prior_sample(len(belief.count), self.eval_gen)
+        seen = torch.as_tensor(belief.count > 0, device=self.device)
+        if seen.any():
+            mu, var = belief.posterior()
+            z[seen] = reparameterised_sample(mu[seen], var[seen], self.eval_gen)
+        return PEARLBelief(belief.precision_sum, belief.weighted_mean_sum, belief.count.copy(),
+                           belief.episodes.copy(), z)
+
     # ------------------------------------------------------------------ meta-training (Algorithm 1)
     def _setup_tasks(self, env: MetaVecEnv) -> None:
         if not env.add_done_flag:
