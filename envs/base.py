@@ -206,7 +206,7 @@ class MetaVecEnv(VectorEnv):
                 self.episode_index[new_task_idx] = 0
             next_obs[done_idx] = self._with_flag(self.inner.reset_state(done_idx), 0.0)
         # The BAMDP ends by a time limit after K episodes: report it as truncation (agents decide whether to
-        # bootstrap through it, cf. `use_proper_time_limits` in the VariBAD reference code).
+        # treat it as the end of a finite horizon: VariBAD never bootstraps there, cf. `episode_boundary`).
         truncated = task_done.copy()
         terminated_bamdp = np.zeros(self.num_envs, dtype=bool)
         return next_obs, reward.astype(np.float32), terminated_bamdp, truncated, info

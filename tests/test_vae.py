@@ -95,13 +95,45 @@ def test_future_decoding_is_real(horizon, changes):
     assert torch.allclose(changed.rec_reward[:, 1:], base.rec_reward[:, 1:])
 
 
-def test_loss_sums_elbo_terms_and_averages_trajectories():
+def test_loss_sums_elbo_terms_averages_reconstruction_and_sums_kl_over_trajectories():
+    """The reference's reduction (vae.py: reconstruction ``.mean()`` over trajectories, ``kl_loss.sum(dim=0)
+    .mean()``): kl_weight acts per trajectory of the batch."""
     cfg, vae = make_vae()
+    assert cfg.vae_batch_reduction == "reference"
     batch = gridworld_batch()
     out = elbo_loss(vae, batch, cfg, deterministic_latent=True)
-    expected = (out.rec_reward.sum(0) + cfg.kl_weight * out.kl.sum(0)).mean()
+    expected = out.rec_reward.sum(0).mean() + cfg.kl_weight * out.kl.sum(0).sum()
     assert out.loss.item() == pytest.approx(expected.item(), rel=1e-6)
     assert out.rec_reward.shape == (21, 3) and out.kl.shape == (21, 3)
+    cfg_mean, _ = make_vae(vae_batch_reduction="mean")
+    out_mean = elbo_loss(vae, batch, cfg_mean, deterministic_latent=True)
+    expected_mean = (out.rec_reward.sum(0) + cfg.kl_weight * out.kl.sum(0)).mean()
+    assert out_mean.loss.item() == pytest.approx(expected_mean.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("reduction", ["reference", "mean"])
+def test_kl_term_grows_with_the_batch_and_reconstruction_does_not(reduction):
+    """B copies of one trajectory: the same per-trajectory terms; under ``reference`` the KL part of the loss
+    is B times one trajectory's, the reconstruction part stays one trajectory's."""
+    one = gridworld_batch(B=1)
+
+    def time_major(x):
+        return x.repeat(1, B, *[1] * (x.dim() - 2))
+
+    parts = {}
+    for B in (1, 4):
+        batch = TrajectoryBatch(prev_obs=time_major(one.prev_obs), actions=time_major(one.actions),
+                                rewards=time_major(one.rewards), next_obs=time_major(one.next_obs),
+                                state_index=time_major(one.state_index), tasks=one.tasks.repeat(B, 1),
+                                lengths=one.lengths.repeat(B))
+        for kl_weight, rew_coeff in ((1.0, 0.0), (0.0, 1.0)):
+            cfg, vae = make_vae(vae_batch_reduction=reduction, kl_weight=kl_weight, rew_loss_coeff=rew_coeff)
+            loss = elbo_loss(vae, batch, cfg, deterministic_latent=True).loss.item()
+            parts[(B, "kl" if kl_weight else "rec")] = loss
+    assert parts[(1, "kl")] > 0 and parts[(1, "rec")] > 0
+    assert parts[(4, "rec")] == pytest.approx(parts[(1, "rec")], rel=1e-5)
+    factor = 4 if reduction == "reference" else 1
+    assert parts[(4, "kl")] == pytest.approx(factor * parts[(1, "kl")], rel=1e-5)
 
 
 def test_padding_beyond_length_is_ignored():

@@ -65,14 +65,42 @@ def test_rollout_fills_vae_buffer_with_whole_trajectories():
     assert not torch.allclose(before, agent._hidden, atol=1e-5)
 
 
-def test_gae_is_cut_at_bamdp_end():
-    agent, env = make_agent(num_steps=120)
+def hand_gae(rewards, values, last_value, dones, episode_ends, gamma, lam, cut):
+    """GAE for one env written out step by step (reference: algorithms/online_storage.py)."""
+    T = len(rewards)
+    adv, gae = np.zeros(T), 0.0
+    for t in reversed(range(T)):
+        next_value = 0.0 if dones[t] else (last_value if t == T - 1 else values[t + 1])
+        delta = rewards[t] + gamma * next_value - values[t]
+        gae = delta + gamma * lam * (0.0 if dones[t] else gae)
+        if cut and episode_ends[t]:
+            gae = 0.0
+        adv[t] = gae
+    return adv
+
+
+@pytest.mark.parametrize("boundary", ["reference", "bamdp"])
+def test_gae_never_bootstraps_the_bamdp_end_and_reference_cuts_every_episode_end(boundary):
+    agent, env = make_agent(num_steps=120, episode_boundary=boundary)
     agent._collect(env)
     st = agent.storage
+    # GridWorld: H = 15, K = 4, so episodes end every 15 steps and the BAMDP every 60
     assert st.dones[59].all() and st.dones[119].all() and not st.dones[:59].any()
-    st.compute_gae(0.95, 0.95)
-    # at the last step of a BAMDP (no bootstrap) the advantage is r - V
-    torch.testing.assert_close(st.advantages[59], st.rewards[59] - st.values[59])
+    assert st.episode_ends[14::15].all() and st.episode_ends.sum() == 8 * st.num_envs
+    agent.update_policy()
+    for env_index in range(st.num_envs):
+        expected = hand_gae(st.rewards[:, env_index].numpy(), st.values[:, env_index].numpy(),
+                            float(st.last_values[env_index]), st.dones[:, env_index].numpy(),
+                            st.episode_ends[:, env_index].numpy(), 0.95, 0.95, boundary == "reference")
+        np.testing.assert_allclose(st.advantages[:, env_index].numpy(), expected, rtol=1e-4, atol=1e-5)
+    if boundary == "reference":
+        assert torch.all(st.advantages[st.episode_ends] == 0)  # the end of every episode, the last included
+        torch.testing.assert_close(st.returns[st.episode_ends], st.values[st.episode_ends])
+    else:
+        # the BAMDP's last step: r - V, no bootstrap from the terminal observation
+        torch.testing.assert_close(st.advantages[59], st.rewards[59] - st.values[59])
+        # inside the BAMDP advantages flow through episode ends
+        assert torch.all(st.advantages[14] != 0)
 
 
 def run_short(seed):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from algorithms.common.policy import BeliefConditionedActorCritic
 from algorithms.common.storage import RolloutStorage
@@ -26,6 +27,27 @@ class PPOConfig:
     max_grad_norm: float
     clipped_value_loss: bool = True
     normalise_advantages: bool = True
+    #: huber (smooth L1, the reference's ppo_use_huberloss) | mse
+    value_loss: str = "mse"
+
+
+def value_loss_fn(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, cfg: PPOConfig
+                  ) -> torch.Tensor:
+    """The critic's loss as the VariBAD reference computes it (``algorithms/ppo.py``): with the clipped value loss
+    ``0.5 * max(l(v, R), l(v_clip, R))`` for l = squared error or smooth L1; without it ``0.5 * (v - R)^2`` or
+    plain smooth L1 (no factor 0.5 there, as in the reference)."""
+    if cfg.value_loss not in ("mse", "huber"):
+        raise ValueError(f"unknown value loss {cfg.value_loss!r}; choose mse or huber")
+
+    def per_sample(v: torch.Tensor) -> torch.Tensor:
+        if cfg.value_loss == "huber":
+            return F.smooth_l1_loss(v, returns, reduction="none")
+        return (v - returns).pow(2)
+
+    if cfg.clipped_value_loss:
+        clipped = old_values + (values - old_values).clamp(-cfg.clip, cfg.clip)
+        return 0.5 * torch.max(per_sample(values), per_sample(clipped)).mean()
+    return per_sample(values).mean() if cfg.value_loss == "huber" else 0.5 * per_sample(values).mean()
 
 
 #: given env indices, recompute the (normalised) policy beliefs for the whole rollout, shape (T, n, belief)
@@ -75,11 +97,7 @@ def ppo_update(
             ratio = torch.exp(log_probs - old_log_probs)
             surrogate = torch.min(ratio * adv, ratio.clamp(1.0 - cfg.clip, 1.0 + cfg.clip) * adv)
             policy_loss = -surrogate.mean()
-            if cfg.clipped_value_loss:
-                clipped = old_values + (values - old_values).clamp(-cfg.clip, cfg.clip)
-                value_loss = 0.5 * torch.max((values - returns).pow(2), (clipped - returns).pow(2)).mean()
-            else:
-                value_loss = 0.5 * (values - returns).pow(2).mean()
+            value_loss = value_loss_fn(values, old_values, returns, cfg)
             entropy = dist.entropy().mean()
             loss = policy_loss + cfg.value_loss_coef * value_loss - cfg.entropy_coef * entropy
             optimizer.zero_grad(set_to_none=True)

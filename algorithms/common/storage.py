@@ -26,10 +26,10 @@ class RolloutStorage:
         self.log_probs = torch.zeros(T, N)
         self.values = torch.zeros(T, N)
         self.rewards = torch.zeros(T, N)
-        #: the BAMDP ended after step t: GAE does not run through it
+        #: the BAMDP ended after step t: GAE does not run through it, and nothing is bootstrapped (finite horizon)
         self.dones = torch.zeros(T, N, dtype=torch.bool)
-        #: value used for a done step's successor (0 for a true end, V(s_final) for a bootstrapped time limit)
-        self.bootstrap_values = torch.zeros(T, N)
+        #: an MDP episode (any of the K, the last included) ended after step t
+        self.episode_ends = torch.zeros(T, N, dtype=torch.bool)
         self.last_values = torch.zeros(N)
         self.returns = torch.zeros(T, N)
         self.advantages = torch.zeros(T, N)
@@ -40,14 +40,23 @@ class RolloutStorage:
         self.task_done = torch.zeros(T, N, dtype=torch.bool)
         self.initial_hidden = torch.zeros(N, hidden_size)
 
-    def compute_gae(self, gamma: float, gae_lambda: float) -> None:
-        """Generalised advantage estimation (Schulman et al., 2016), cut where the BAMDP ended."""
+    def compute_gae(self, gamma: float, gae_lambda: float, cut_at_episode_ends: bool = False) -> None:
+        """Generalised advantage estimation (Schulman et al., 2016) over the BAMDP.
+
+        The BAMDP ends after K episodes: a finite horizon, so its last step bootstraps from nothing (the terminal
+        observation, with its done flag, is an input the value net never learns). ``cut_at_episode_ends`` treats
+        every episode end as a time-limit truncation, as the VariBAD reference does with ``use_proper_time_limits``
+        (``algorithms/online_storage.py``: ``gae = gae * bad_masks[step + 1]``): the advantage there is 0 and none
+        flows from one episode into the one before it. Without it one return runs over all K episodes.
+        """
         gae = torch.zeros(self.num_envs)
         for t in reversed(range(self.num_steps)):
             next_values = self.last_values if t == self.num_steps - 1 else self.values[t + 1]
-            next_values = torch.where(self.dones[t], self.bootstrap_values[t], next_values)
-            delta = self.rewards[t] + gamma * next_values - self.values[t]
-            gae = delta + gamma * gae_lambda * (~self.dones[t]).float() * gae
+            live = (~self.dones[t]).float()
+            delta = self.rewards[t] + gamma * live * next_values - self.values[t]
+            gae = delta + gamma * gae_lambda * live * gae
+            if cut_at_episode_ends:
+                gae = gae * (~self.episode_ends[t]).float()
             self.advantages[t] = gae
         self.returns = self.advantages + self.values
 

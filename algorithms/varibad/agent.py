@@ -70,7 +70,7 @@ class VariBADAgent(Agent):
         self.belief_norm = InputNormalizer(belief_dim, cfg.norm_belief_for_policy)
         self.reward_norm = RewardNormalizer(env_info.num_envs, cfg.gamma, cfg.norm_rew_for_policy)
         self.ppo_cfg = PPOConfig(cfg.ppo_epochs, cfg.ppo_minibatches, cfg.ppo_clip, cfg.value_loss_coef,
-                                 cfg.entropy_coef, cfg.max_grad_norm)
+                                 cfg.entropy_coef, cfg.max_grad_norm, value_loss=cfg.value_loss)
         N, T = env_info.num_envs, cfg.num_steps
         action_shape = () if self.discrete else (self.encoder_action_dim,)
         self.storage = RolloutStorage(T, N, env_info.obs_dim, self.policy_obs_dim, belief_dim, action_shape,
@@ -210,16 +210,11 @@ class VariBADAgent(Agent):
             next_hidden = hidden if self.uses_true_task else self.encoder.step(enc_action, reward, final_obs, hidden)
             task_done = info["task_done"]
             task_done_t = torch.from_numpy(task_done)
-            if cfg.use_proper_time_limits and task_done.any():
-                st.bootstrap_values[t] = torch.where(
-                    task_done_t, self.policy.value(self.obs_norm(final_obs[:, :P]), self.belief_norm(
-                        self.belief_input(next_hidden, self._held, tasks))), 0.0)
-            else:
-                st.bootstrap_values[t] = 0.0
             st.policy_obs[t], st.policy_belief[t] = policy_obs, policy_belief
             st.actions[t], st.log_probs[t], st.values[t] = action, dist.log_prob(action), value
             st.rewards[t] = torch.from_numpy(self.reward_norm(reward_np, task_done))
             st.dones[t] = task_done_t
+            st.episode_ends[t] = torch.from_numpy(info["episode_done"])
             st.enc_actions[t], st.enc_rewards[t], st.enc_next_obs[t] = enc_action, reward, final_obs
             st.task_done[t] = task_done_t
             raw_obs[t], raw_beliefs[t] = obs[:, :P], belief
@@ -269,7 +264,7 @@ class VariBADAgent(Agent):
     def update_policy(self) -> dict[str, float]:
         """PPO on the last rollout. The encoder is only trained by it if ``rl_loss_through_encoder``."""
         st = self.storage
-        st.compute_gae(self.cfg.gamma, self.cfg.gae_lambda)
+        st.compute_gae(self.cfg.gamma, self.cfg.gae_lambda, self.cfg.episode_boundary == "reference")
         recompute = self._recompute_beliefs if self.cfg.rl_loss_through_encoder else None
         stats = ppo_update(self.policy, self.policy_optimizer, self.policy_params, st, self.ppo_cfg, recompute)
         return {f"ppo/{k}": v for k, v in stats.items()}

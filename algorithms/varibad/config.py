@@ -18,6 +18,9 @@ DECODE_HORIZONS = ("all", "past", "future", "next")
 POLICY_BELIEF_INPUTS = ("mean_logvar", "mean", "sample", "task")
 SAMPLE_HOLDS = ("step", "episode")
 REWARD_DECODERS = ("per_state_bernoulli", "mse")
+EPISODE_BOUNDARIES = ("reference", "bamdp")
+VAE_BATCH_REDUCTIONS = ("reference", "mean")
+VALUE_LOSSES = ("huber", "mse")
 
 
 @dataclass
@@ -55,7 +58,14 @@ class VariBADConfig:
     max_grad_norm: float = 0.5
     gamma: float = 0.95
     gae_lambda: float = 0.95
-    use_proper_time_limits: bool = False  #: bootstrap V at the BAMDP's time limit instead of treating it as terminal
+    #: how GAE treats the K - 1 episode ends inside the BAMDP (its end is never bootstrapped: a finite horizon).
+    #: reference: each is a time-limit truncation, advantage 0 there, nothing flows into the previous episode (the
+    #: reference code with use_proper_time_limits=True, its PointRobot/MuJoCo configs) | bamdp: one return over all
+    #: K episodes, the paper's objective (the reference with use_proper_time_limits=False, its GridWorld configs)
+    episode_boundary: str = "reference"
+    #: huber: smooth L1 (the reference's ppo_use_huberloss, on in every one of its configs; with the clipped value
+    #: loss 0.5 x max(huber(v), huber(v_clipped))) | mse: 0.5 x squared error
+    value_loss: str = "huber"
     # ----- encoder q(m | tau_:t)
     latent_dim: int = 5
     gru_hidden_size: int = 64
@@ -72,6 +82,11 @@ class VariBADConfig:
     vae_batch_trajectories: int = 25
     vae_updates_per_iteration: int = 3
     kl_weight: float = 0.01
+    #: how a VAE batch of B trajectories is reduced. reference: the reward/state reconstruction terms are averaged
+    #: over the B trajectories but the KL (and task-decoder) terms SUMMED over them (the reference's vae.py:
+    #: kl_loss.sum(dim=0).mean()), so kl_weight acts as kl_weight x B, as in its published results | mean: every
+    #: term averaged over the trajectories (kl_weight is then the weight of one trajectory's KL)
+    vae_batch_reduction: str = "reference"
     #: filtering: KL(q_t || q_t-1), q_-1 = N(0,I) (paper) | gauss_prior: KL(q_t || N(0,I)) |
     #: detached_prev: KL(q_t || stopgrad(q_t-1)) | none
     kl_variant: str = "filtering"
@@ -103,7 +118,8 @@ class VariBADConfig:
     def validate(self) -> None:
         checks = {"kl_variant": KL_VARIANTS, "decode_horizon": DECODE_HORIZONS,
                   "policy_belief": POLICY_BELIEF_INPUTS, "reward_decoder": REWARD_DECODERS,
-                  "belief_sample_hold": SAMPLE_HOLDS}
+                  "belief_sample_hold": SAMPLE_HOLDS, "episode_boundary": EPISODE_BOUNDARIES,
+                  "vae_batch_reduction": VAE_BATCH_REDUCTIONS, "value_loss": VALUE_LOSSES}
         for key, allowed in checks.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"algo.{key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")

@@ -5,7 +5,8 @@ For a trajectory ``tau_:H+`` and every ``t = 0..H+`` (``t = 0`` is the prior), t
 
     ELBO_t = E_q[ sum_j log p(r_j | m, s'_j) + log p(s'_j | m, s_j, a_j) ] - KL(q(m | tau_:t) || q(m | tau_:t-1))
 
-with ``q(m | tau_:-1) = N(0, I)``. The loss sums the negative ELBO_t over t and averages over trajectories.
+with ``q(m | tau_:-1) = N(0, I)``. The loss sums the negative ELBO_t over t; over the trajectories of a batch it
+averages the reconstruction terms and, as the reference code does, sums the KL terms (``vae_batch_reduction``).
 Ablations (SPEC section 3): the decoding horizon, the KL variant, optional subsampling of ELBO and decode terms.
 """
 
@@ -212,7 +213,9 @@ def elbo_loss(vae: VAE, batch: TrajectoryBatch, cfg: VariBADConfig, deterministi
         total = (per_term * ev).sum(dim=0)
         return total / ev.sum(dim=0).clamp(min=1.0) if cfg.avg_elbo_terms else total
 
-    per_trajectory = (cfg.rew_loss_coeff * reduce_elbos(rec_reward) + cfg.state_loss_coeff * reduce_elbos(rec_state)
-                      + cfg.task_loss_coeff * reduce_elbos(rec_task) + cfg.kl_weight * reduce_elbos(kl))
-    return ELBOOutput(loss=per_trajectory.mean(), rec_reward=rec_reward * ev, rec_state=rec_state * ev,
+    reconstruction = cfg.rew_loss_coeff * reduce_elbos(rec_reward) + cfg.state_loss_coeff * reduce_elbos(rec_state)
+    regulariser = cfg.task_loss_coeff * reduce_elbos(rec_task) + cfg.kl_weight * reduce_elbos(kl)
+    # the reference sums the KL and task terms over the batch's trajectories (see VariBADConfig.vae_batch_reduction)
+    loss = reconstruction.mean() + (regulariser.sum() if cfg.vae_batch_reduction == "reference" else regulariser.mean())
+    return ELBOOutput(loss=loss, rec_reward=rec_reward * ev, rec_state=rec_state * ev,
                       rec_task=rec_task * ev, kl=kl * ev, elbo_times=elbo_times)
