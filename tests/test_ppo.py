@@ -57,3 +57,35 @@ def test_varibad_uses_the_configured_value_loss():
         agent = VariBADAgent(VariBADConfig(num_envs=2, value_loss=choice), EnvInfo.from_env(env), seed=0)
         assert agent.ppo_cfg.value_loss == choice
     assert VariBADConfig().value_loss == "huber"  # the reference's ppo_use_huberloss default
+
+
+def test_gaussian_policy_head_follows_the_reference():
+    """normc mean head with gain 1 (rows of norm 1), log-std 0, optional tanh on the mean before sampling."""
+    import gymnasium as gym
+
+    from algorithms.common.policy import BeliefConditionedActorCritic
+
+    space = gym.spaces.Box(-1, 1, (6,))
+    torch.manual_seed(0)
+    plain = BeliefConditionedActorCritic(4, 3, space, [16], init="normc")
+    torch.testing.assert_close(plain.action_head.weight.norm(dim=1), torch.ones(6))
+    assert torch.all(plain.action_head.bias == 0) and torch.all(plain.log_std == 0)
+    torch.manual_seed(0)
+    squashed = BeliefConditionedActorCritic(4, 3, space, [16], init="normc", squash_action_mean=True)
+    obs, belief = 10 * torch.randn(5, 4), 10 * torch.randn(5, 3)
+    raw_mean = plain(obs, belief)[0].mean
+    torch.testing.assert_close(squashed(obs, belief)[0].mean, torch.tanh(raw_mean))
+    assert raw_mean.abs().max() > 1  # the raw mean leaves [-1, 1] here, so the squash is not a no-op
+
+
+def test_policy_inputs_are_not_clipped_by_default():
+    from algorithms.common.normalization import InputNormalizer
+    from algorithms.varibad import VariBADConfig
+
+    assert VariBADConfig().policy_input_clip is None
+    data = torch.cat([torch.zeros(999, 1), torch.full((1, 1), 1000.0)])
+    unclipped, clipped = InputNormalizer(1, clip=None), InputNormalizer(1, clip=10.0)
+    for norm in (unclipped, clipped):
+        norm.update(data)
+    outlier = torch.tensor([[1000.0]])
+    assert unclipped(outlier).item() > 10 and clipped(outlier).item() == 10.0

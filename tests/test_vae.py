@@ -229,3 +229,58 @@ def test_blocked_decoding_gives_the_one_pass_loss_and_gradients(monkeypatch, hor
         for got, want in zip(blocked_grads, one_pass_grads, strict=True):  # float32 sums in another order
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6 * float(want.abs().max()))
     assert one_pass.rec_reward.abs().sum() > 0 and one_pass.rec_state.abs().sum() > 0
+
+
+@pytest.mark.parametrize("horizon", ["all", "past"])
+def test_subsampled_decodes_are_drawn_per_elbo_term_and_decoded_as_drawn(monkeypatch, horizon):
+    """The reference draws the decoded transitions separately for every ELBO term (vae.py, ``indices1``); the
+    loss then decodes exactly those: checked against a loop over (term, draw) with the decoders' forward()."""
+    import algorithms.varibad.vae as vae_module
+
+    cfg, vae = make_vae(reward_decoder="mse", subsample_elbos=4, subsample_decodes=6, decode_state=True,
+                        decode_horizon=horizon)
+    batch = gridworld_batch()
+    batch.rewards = torch.randn_like(batch.rewards)
+    draws = []
+    real = vae_module._sample_times
+
+    def spy(upper, n):
+        times = real(upper, n)
+        draws.append(times)
+        return times
+
+    monkeypatch.setattr(vae_module, "_sample_times", spy)
+    torch.manual_seed(3)
+    out = elbo_loss(vae, batch, cfg, deterministic_latent=True)
+    elbo_times, decode = draws[0], draws[1].reshape(4, 6, 3)
+    assert draws[1].shape == (4 * 6, 3)  # one draw per (ELBO term, decode, trajectory)
+    assert any(not torch.equal(decode[0, :, b], decode[i, :, b]) for i in range(1, 4) for b in range(3))
+    mean, _ = vae.encoder.encode_trajectories(batch.actions, batch.rewards, batch.next_obs, cfg.tbptt)
+    with torch.no_grad():
+        for i in range(4):
+            for b in range(3):
+                t = int(elbo_times[i, b])
+                m = mean[t, b]
+                rew = state = 0.0
+                for j in decode[i, :, b].tolist():
+                    if horizon == "past" and not j < t:
+                        continue
+                    r_hat = vae.reward_decoder(m[None], batch.next_obs[j, b][None], batch.prev_obs[j, b][None],
+                                               batch.actions[j, b][None])
+                    rew += float((r_hat - batch.rewards[j, b, 0]).pow(2))
+                    s_hat = vae.state_decoder(m[None], batch.prev_obs[j, b][None], batch.actions[j, b][None])
+                    state += float((s_hat - batch.next_obs[j, b]).pow(2).mean())
+                assert out.rec_reward[i, b].item() == pytest.approx(rew, rel=1e-5, abs=1e-6)
+                assert out.rec_state[i, b].item() == pytest.approx(state, rel=1e-5, abs=1e-6)
+
+
+def test_reward_decoder_embeds_both_states_with_one_encoder():
+    """The reference's reward decoder has one ``state_encoder`` for s and s' (models/decoder.py)."""
+    from algorithms.varibad.networks import RewardDecoder
+
+    decoder = RewardDecoder(2, 3, 2, 4, 0, [8], input_prev_state=True, input_action=False)
+    embeddings = [m for m in decoder.modules() if isinstance(m, torch.nn.Linear) and m.in_features == 3]
+    assert len(embeddings) == 1
+    s, s2 = torch.randn(5, 3), torch.randn(5, 3)
+    features = decoder.transition_features(s2, s, torch.zeros(5, 2))
+    torch.testing.assert_close(features, torch.cat([decoder.state_embed(s2), decoder.state_embed(s)], -1))

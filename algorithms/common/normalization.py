@@ -32,9 +32,10 @@ class RunningMeanStd:
 
 
 class InputNormalizer:
-    """Normalises inputs with running statistics and clips them; updated from the data it sees in training."""
+    """Normalises inputs with running statistics (and clips them to +-``clip`` unless it is ``None``); updated from
+    the data it sees in training."""
 
-    def __init__(self, dim: int, enabled: bool = True, clip: float = 10.0, epsilon: float = 1e-8) -> None:
+    def __init__(self, dim: int, enabled: bool = True, clip: float | None = 10.0, epsilon: float = 1e-8) -> None:
         self.enabled = enabled
         self.rms = RunningMeanStd((dim,))
         self.clip = clip
@@ -54,7 +55,8 @@ class InputNormalizer:
             std = torch.as_tensor(np.sqrt(self.rms.var + self.epsilon), dtype=x.dtype, device=x.device)
             self._cache = (mean, std)
         mean, std = self._cache
-        return ((x - mean) / std).clamp(-self.clip, self.clip)
+        normalised = (x - mean) / std
+        return normalised if self.clip is None else normalised.clamp(-self.clip, self.clip)
 
     def state_dict(self) -> dict:
         return self.rms.state_dict()

@@ -26,6 +26,7 @@ class BeliefConditionedActorCritic(nn.Module):
         belief_embed_dim: int = 0,
         act: str = "tanh",
         init: str = "normc",
+        squash_action_mean: bool = False,
     ) -> None:
         super().__init__()
         self.state_embed = FeatureExtractor(obs_dim, state_embed_dim, act) if state_embed_dim else None
@@ -39,9 +40,12 @@ class BeliefConditionedActorCritic(nn.Module):
         if self.discrete:
             self.action_head = INITIALISERS["orthogonal"](nn.Linear(last, int(action_space.n)), 0.01)
         else:
+            # the reference's DiagGaussian: mean head normc with gain 1, log-std parameter starting at log 1
             action_dim = int(action_space.shape[0])
-            self.action_head = INITIALISERS["orthogonal"](nn.Linear(last, action_dim), 0.01)
+            self.action_head = INITIALISERS["normc"](nn.Linear(last, action_dim), 1.0)
             self.log_std = nn.Parameter(torch.zeros(action_dim))
+        #: tanh on the Gaussian's mean before sampling (the reference's norm_actions_pre_sampling)
+        self.squash_action_mean = squash_action_mean
 
     def features(self, obs: torch.Tensor, belief: torch.Tensor) -> torch.Tensor:
         s = self.state_embed(obs) if self.state_embed is not None else obs
@@ -54,7 +58,8 @@ class BeliefConditionedActorCritic(nn.Module):
         value = self.value_head(self.critic(x)).squeeze(-1)
         if self.discrete:
             return Categorical(logits=out), value
-        return Independent(Normal(out, self.log_std.exp().expand_as(out)), 1), value
+        mean = torch.tanh(out) if self.squash_action_mean else out
+        return Independent(Normal(mean, self.log_std.exp().expand_as(mean)), 1), value
 
     def value(self, obs: torch.Tensor, belief: torch.Tensor) -> torch.Tensor:
         return self.value_head(self.critic(self.features(obs, belief))).squeeze(-1)

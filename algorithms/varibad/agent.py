@@ -58,7 +58,7 @@ class VariBADAgent(Agent):
         self.policy_obs_dim = env_info.obs_dim if cfg.policy_sees_state else 0
         self.policy = BeliefConditionedActorCritic(
             self.policy_obs_dim, belief_dim, space, cfg.policy_layers, cfg.policy_state_embed_dim,
-            cfg.policy_belief_embed_dim, cfg.policy_activation, cfg.policy_init)
+            cfg.policy_belief_embed_dim, cfg.policy_activation, cfg.policy_init, cfg.norm_actions_pre_sampling)
         policy_params = list(self.policy.parameters())
         if cfg.rl_loss_through_encoder:
             policy_params += list(self.encoder.parameters())
@@ -66,8 +66,8 @@ class VariBADAgent(Agent):
         self.policy_optimizer = torch.optim.Adam(policy_params, lr=cfg.lr_policy, eps=cfg.policy_eps, foreach=True)
         self.vae_optimizer = (torch.optim.Adam([*self.encoder.parameters(), *self.vae.decoder_parameters()],
                                                lr=cfg.lr_vae, foreach=True) if cfg.vae_enabled else None)
-        self.obs_norm = InputNormalizer(self.policy_obs_dim, cfg.norm_state_for_policy)
-        self.belief_norm = InputNormalizer(belief_dim, cfg.norm_belief_for_policy)
+        self.obs_norm = InputNormalizer(self.policy_obs_dim, cfg.norm_state_for_policy, cfg.policy_input_clip)
+        self.belief_norm = InputNormalizer(belief_dim, cfg.norm_belief_for_policy, cfg.policy_input_clip)
         self.reward_norm = RewardNormalizer(env_info.num_envs, cfg.gamma, cfg.norm_rew_for_policy)
         self.ppo_cfg = PPOConfig(cfg.ppo_epochs, cfg.ppo_minibatches, cfg.ppo_clip, cfg.value_loss_coef,
                                  cfg.entropy_coef, cfg.max_grad_norm, value_loss=cfg.value_loss)

@@ -47,6 +47,11 @@ class VariBADConfig:
     norm_state_for_policy: bool = True
     norm_belief_for_policy: bool = True
     norm_rew_for_policy: bool = True
+    #: clip the normalised policy inputs to +-this (None: no clipping, as the reference's policy.py)
+    policy_input_clip: float | None = None
+    #: tanh on the Gaussian policy's mean before sampling (the reference's norm_actions_pre_sampling; its
+    #: cheetah_dir VariBAD config sets it)
+    norm_actions_pre_sampling: bool = False
     # ----- PPO
     lr_policy: float = 7e-4
     policy_eps: float = 1e-8  #: Adam epsilon

@@ -51,13 +51,14 @@ def decode_pairs(net: nn.Sequential, latent: torch.Tensor, features: torch.Tenso
 
 
 class RewardDecoder(nn.Module):
-    """``r_hat(m, s'_j [, s_j, a_j])``, trained by squared error."""
+    """``r_hat(m, s'_j [, s_j, a_j])``, trained by squared error. ``s_j`` and ``s'_j`` go through ONE state
+    embedding, as in the reference's ``models/decoder.py`` (``state_encoder`` for both)."""
 
     def __init__(self, latent_dim: int, obs_dim: int, action_dim: int, state_embed_dim: int,
                  action_embed_dim: int, layers: Sequence[int], input_prev_state: bool, input_action: bool) -> None:
         super().__init__()
         self.state_embed = FeatureExtractor(obs_dim, state_embed_dim, "relu")
-        self.prev_state_embed = FeatureExtractor(obs_dim, state_embed_dim, "relu") if input_prev_state else None
+        self.input_prev_state = input_prev_state
         self.action_embed = FeatureExtractor(action_dim, action_embed_dim, "relu") if input_action else None
         in_dim = latent_dim + state_embed_dim * (2 if input_prev_state else 1)
         in_dim += action_embed_dim if input_action else 0
@@ -66,8 +67,8 @@ class RewardDecoder(nn.Module):
     def forward(self, latent: torch.Tensor, next_obs: torch.Tensor, prev_obs: torch.Tensor,
                 actions: torch.Tensor) -> torch.Tensor:
         parts = [latent, self.state_embed(next_obs)]
-        if self.prev_state_embed is not None:
-            parts.append(self.prev_state_embed(prev_obs))
+        if self.input_prev_state:
+            parts.append(self.state_embed(prev_obs))
         if self.action_embed is not None:
             parts.append(self.action_embed(actions))
         return self.net(torch.cat(parts, dim=-1)).squeeze(-1)
@@ -76,8 +77,8 @@ class RewardDecoder(nn.Module):
                             actions: torch.Tensor) -> torch.Tensor:
         """The decoder's non-latent input of each transition, ``(D, B, F)``."""
         parts = [self.state_embed(next_obs)]
-        if self.prev_state_embed is not None:
-            parts.append(self.prev_state_embed(prev_obs))
+        if self.input_prev_state:
+            parts.append(self.state_embed(prev_obs))
         if self.action_embed is not None:
             parts.append(self.action_embed(actions))
         return torch.cat(parts, dim=-1)

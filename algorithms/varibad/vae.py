@@ -88,10 +88,10 @@ def horizon_mask(elbo_times: torch.Tensor, decode_times: torch.Tensor, horizon: 
     """Which (ELBO term, decoded transition) pairs enter the loss: ``(n, D, B)`` bool.
 
     ``elbo_times (n, B)``: the t of each ELBO term (it has seen transitions ``0..t-1``);
-    ``decode_times (D, B)``: the index j of each decoded transition.
+    ``decode_times (D, B)``: the index j of each decoded transition, or ``(n, D, B)`` when drawn per ELBO term.
     """
     t = elbo_times[:, None, :]
-    j = decode_times[None, :, :]
+    j = decode_times if decode_times.dim() == 3 else decode_times[None, :, :]
     if horizon == "all":
         return torch.ones(t.shape[0], j.shape[1], t.shape[2], dtype=torch.bool)
     if horizon == "past":
@@ -156,15 +156,28 @@ def elbo_loss(vae: VAE, batch: TrajectoryBatch, cfg: VariBADConfig, deterministi
         elbo_times = all_elbo_times
     latent = mean if deterministic_latent else mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
 
-    decode_times = torch.arange(T)[:, None].expand(T, B)
-    decode_valid = decode_times < lengths[None]
-    if cfg.subsample_decodes is not None:
-        decode_times = _sample_times(lengths, cfg.subsample_decodes)
-        decode_valid = torch.ones_like(decode_times, dtype=torch.bool)
-    weights = (horizon_mask(elbo_times, decode_times, cfg.decode_horizon) & decode_valid[None]).float()
+    n = latent.shape[0]
+    # with subsampling the reference draws the decoded transitions separately for every ELBO term (vae.py:
+    # ``indices1`` holds num_elbos x subsample_decodes x batch draws): decode_times is then (n, D, B)
+    per_term = cfg.subsample_decodes is not None
+    if per_term:
+        D = cfg.subsample_decodes
+        decode_times = _sample_times(lengths, n * D).reshape(n, D, B)
+        weights = horizon_mask(elbo_times, decode_times, cfg.decode_horizon).float()
+    else:
+        decode_times = torch.arange(T)[:, None].expand(T, B)
+        decode_valid = decode_times < lengths[None]
+        weights = (horizon_mask(elbo_times, decode_times, cfg.decode_horizon) & decode_valid[None]).float()
 
     def at(x: torch.Tensor) -> torch.Tensor:
-        return x if cfg.subsample_decodes is None else _gather_time(x, decode_times)
+        """The decoded transitions' values: ``(T, B, ...)``, or ``(n, D, B, ...)`` when drawn per ELBO term."""
+        if not per_term:
+            return x
+        return _gather_time(x, decode_times.reshape(n * D, B)).reshape(n, D, B, *x.shape[2:])
+
+    def paired(target: torch.Tensor) -> torch.Tensor:
+        """A decoded transition's target, broadcastable against the (n, D, B, ...) predictions."""
+        return target if per_term else target[None]
 
     def reduce_decodes(per_pair: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # (n, D, B) -> (n, B)
         total = (per_pair * w).sum(dim=1)
@@ -174,13 +187,15 @@ def elbo_loss(vae: VAE, batch: TrajectoryBatch, cfg: VariBADConfig, deterministi
                       pair_loss: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """Decode every (ELBO term, transition) pair with ``net`` and reduce ``pair_loss(prediction (n, D, B,
         out)) -> (n, D, B)`` over the decodes, a block of ELBO terms at a time (see PAIR_BLOCK_ENTRIES): the
-        same sums as one pass over all pairs."""
+        same sums as one pass over all pairs. Per-term draws (``features (n, D, B, F)``) are decoded directly."""
+        if per_term:
+            inputs = torch.cat([latent[:, None].expand(-1, features.shape[1], -1, -1), features], dim=-1)
+            return reduce_decodes(pair_loss(net(inputs)), weights)
         per_transition = transition_part(net, features, latent.shape[-1])  # (D, B, H)
         step = max(1, PAIR_BLOCK_ENTRIES // per_transition.numel())
         return torch.cat([reduce_decodes(pair_loss(latent_pairs(net, latent[i:i + step], per_transition)),
                                          weights[i:i + step]) for i in range(0, latent.shape[0], step)])
 
-    n = latent.shape[0]
     zeros = latent.new_zeros(n, B)
     rec_reward, rec_state, rec_task = zeros, zeros, zeros
     rewards, next_obs, prev_obs, actions = at(batch.rewards), at(batch.next_obs), at(batch.prev_obs), at(batch.actions)
@@ -189,21 +204,22 @@ def elbo_loss(vae: VAE, batch: TrajectoryBatch, cfg: VariBADConfig, deterministi
         # by cell: weighted visit counts (one batched matmul) times per-cell terms, instead of a gather over
         # all (t, j) pairs. Same value, several times cheaper for whole-trajectory decoding.
         logits = vae.reward_decoder(latent)  # (n, B, S)
-        visits = F.one_hot(at(batch.state_index), logits.shape[-1]).float()  # (D, B, S)
+        visits = F.one_hot(at(batch.state_index), logits.shape[-1]).float()  # (D, B, S) or (n, D, B, S)
         hit = (rewards[..., 0] == 1.0).float()[..., None]  # y_j, the Bernoulli target (reward == goal reward)
-        pos = torch.einsum("njb,jbs->nbs", weights, visits * hit)
-        neg = torch.einsum("njb,jbs->nbs", weights, visits * (1.0 - hit))
+        pattern = "njb,njbs->nbs" if per_term else "njb,jbs->nbs"
+        pos = torch.einsum(pattern, weights, visits * hit)
+        neg = torch.einsum(pattern, weights, visits * (1.0 - hit))
         rec_reward = (pos * F.softplus(-logits) + neg * F.softplus(logits)).sum(dim=-1)
         if cfg.avg_reconstruction_terms:
             rec_reward = rec_reward / weights.sum(dim=1).clamp(min=1.0)
     elif vae.reward_decoder is not None:
         features = vae.reward_decoder.transition_features(next_obs, prev_obs, actions)
         rec_reward = per_elbo_term(vae.reward_decoder.net, features,
-                                   lambda pred: (pred[..., 0] - rewards[None, ..., 0]).pow(2))
+                                   lambda pred: (pred[..., 0] - paired(rewards)[..., 0]).pow(2))
     if vae.state_decoder is not None:
         features = vae.state_decoder.transition_features(prev_obs, actions)
         rec_state = per_elbo_term(vae.state_decoder.net, features,
-                                  lambda pred: (pred - next_obs[None]).pow(2).mean(dim=-1))
+                                  lambda pred: (pred - paired(next_obs)).pow(2).mean(dim=-1))
     if vae.task_decoder is not None:
         rec_task = (vae.task_decoder(latent) - batch.tasks[None]).pow(2).mean(dim=-1)
 
