@@ -52,12 +52,26 @@ def check_paper_config(cfg: DictConfig) -> None:
                       f"{', '.join(have) or 'none'}); add it, or run with allow_default_hyperparameters=true")
 
 
+def check_protocol(cfg: DictConfig) -> None:
+    """A meta-test protocol other than the default is defined per algo x env (``conf/protocol_env/``)."""
+    protocol = cfg.get("protocol", {}).get("name", "default")
+    if protocol == "default":
+        return
+    algo, env = cfg.algo.name, cfg.env.name
+    if not (Path(CONF_DIR) / "protocol_env" / f"{protocol}_{algo}_{env}.yaml").exists():
+        have = sorted(p.stem.removeprefix(f"{protocol}_") for p in
+                      (Path(CONF_DIR) / "protocol_env").glob(f"{protocol}_*.yaml"))
+        raise ConfigError(f"protocol={protocol} is not defined for {algo} on {env} (defined for: "
+                          f"{', '.join(have) or 'nothing'}); use protocol=default")
+
+
 def build(cfg: DictConfig) -> tuple[Agent, MetaVecEnv]:
     """Validate the algo x env choice, then build the training env and the agent (seeded by ``cfg.seed``)."""
     env_spec = get_spec(cfg.env.name)
     algo_spec = get_algo(cfg.algo.name)
     check_compatible(algo_spec, env_spec)  # fail before any work or any results folder
     check_paper_config(cfg)
+    check_protocol(cfg)
     device = resolve_device(str(cfg.device), algo_spec, torch.cuda.is_available())
     configure_process(int(cfg.torch_threads))
     torch.manual_seed(int(cfg.seed))

@@ -36,7 +36,8 @@ Choices, stated once:
   AntDir's ``qpos[2:], qvel``; ``contact_forces_in_obs=True`` adds the 78 clipped ``cfrc_ext[1:]`` entries through
   v5's ``include_cfrc_ext_in_observation``), ant_goal keeps them (as the reference AntGoal) and also keeps the
   torso's x, y (``exclude_current_positions_from_observation=False``: the goal reward depends on the position).
-  The rewards always use ``cfrc_ext`` whether or not it is observed.
+  The rewards always use ``cfrc_ext`` whether or not it is observed. Cheetah: ``torso_com_in_obs=True`` appends the
+  torso's position (oyster's 20-d observation, for PEARL's ``protocol=oyster``).
 * **Tasks** (drawn only from the ``rng`` passed in): cheetah_dir ``dir`` in {-1, +1}; cheetah_vel ``v_goal ~ U(0, 3)``;
   ant_dir the angle ``g`` in {0, pi} (forward/backward; ``directions="legacy_radians"`` gives the old code's
   g in {-1, +1} *radians*); ant_goal ``(x, y)`` uniform on the disc of radius 3 (angle ``U(0, 2 pi)``, radius
@@ -126,10 +127,14 @@ class MujocoTaskCopy:
     def set_task(self, task: np.ndarray) -> None:
         self.task = np.asarray(task, dtype=np.float64).copy()
 
+    def observe(self) -> np.ndarray:
+        """The observation of the current state (gymnasium v5's ``_get_obs``)."""
+        return np.asarray(self.env._get_obs(), dtype=np.float32)
+
     def reset(self) -> np.ndarray:
-        obs, _ = self.env.reset()
+        self.env.reset()
         self.position = self.measure()
-        return np.asarray(obs, dtype=np.float32)
+        return self.observe()
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool]:
         action = np.asarray(action, dtype=np.float64).reshape(self.ctrl_scale.shape)
@@ -137,8 +142,7 @@ class MujocoTaskCopy:
         self.env.do_simulation(self.ctrl_scale * action, self.frame_skip)
         self.position = self.measure()
         reward = self.reward(before, self.position, action)
-        obs = np.asarray(self.env._get_obs(), dtype=np.float32)
-        return obs, float(reward), bool(self.terminated()), False
+        return self.observe(), float(reward), bool(self.terminated()), False
 
     def get_state(self) -> dict[str, Any]:
         import mujoco
@@ -163,7 +167,23 @@ class MujocoTaskCopy:
 
 
 class _CheetahCopy(MujocoTaskCopy):
+    """``torso_com_in_obs``: oyster's 20-d HalfCheetah observation (``rlkit/envs/half_cheetah.py``: qpos[1:], qvel,
+    then ``get_body_com("torso")``), so that PEARL's numbers can be put next to oyster's; default v5's 17-d."""
+
     gym_id = "HalfCheetah-v5"
+
+    def __init__(self, seed: int, torso_com_in_obs: bool = False) -> None:
+        super().__init__(seed)
+        self.torso_com_in_obs = bool(torso_com_in_obs)
+        if self.torso_com_in_obs:
+            dim = int(self.observation_space.shape[0]) + 3
+            self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
+
+    def observe(self) -> np.ndarray:
+        obs = super().observe()
+        if self.torso_com_in_obs:
+            obs = np.concatenate([obs, np.asarray(self.env.get_body_com("torso"), dtype=np.float32)])
+        return obs
 
     def measure(self) -> np.ndarray:
         return np.array(self.data.qpos[0])

@@ -6,7 +6,9 @@ and 0 outside (the dense reward ``-d`` is reported in ``info["dense_reward"]``);
 Goals lie on the upper unit semicircle. Two task sets:
 
 * ``semicircle`` (VariBAD): a fresh goal at angle ``U(0, pi)`` for every task; meta-test on a fixed seeded sample;
-* ``pearl``: PEARL's 100 goals at angles ``linspace(0, pi, 100)``, the first 80 for training, the last 20 for test.
+* ``pearl``: PEARL's 100 goals at angles ``linspace(0, pi, 100)``, shuffled as oyster does (``np.random.seed(1337)``
+  then ``np.random.shuffle``, ``rlkit/envs/point_robot.py``), the first 80 of the shuffled list for training and the
+  last 20 for test: test goals lie between training goals, not in one arc of the semicircle.
 """
 
 from __future__ import annotations
@@ -21,10 +23,20 @@ from envs.base import BatchedTaskEnv
 STEP_SIZE = 0.1
 GOAL_RADIUS = 0.2
 PEARL_NUM_GOALS, PEARL_NUM_TRAIN = 100, 80
+#: oyster seeds numpy's global generator with this before shuffling its goals
+PEARL_SHUFFLE_SEED = 1337
 
 
 def semicircle_goals(angles: np.ndarray) -> np.ndarray:
     return np.stack([np.cos(angles), np.sin(angles)], axis=-1).astype(np.float32)
+
+
+def pearl_goals() -> np.ndarray:
+    """Oyster's 100 sparse-PointRobot goals in its order: ``linspace(0, pi, 100)`` on the unit circle, shuffled by a
+    generator seeded 1337 (a ``RandomState``, as numpy's global generator is; the global state is left alone)."""
+    goals = semicircle_goals(np.linspace(0.0, np.pi, PEARL_NUM_GOALS))
+    np.random.RandomState(PEARL_SHUFFLE_SEED).shuffle(goals)
+    return goals
 
 
 class PointRobotSparse(BatchedTaskEnv):
@@ -42,7 +54,7 @@ class PointRobotSparse(BatchedTaskEnv):
         self.single_action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         super().__init__(num_envs, rng)
         self.position = np.zeros((num_envs, 2), dtype=np.float64)
-        self._pearl_goals = semicircle_goals(np.linspace(0.0, np.pi, PEARL_NUM_GOALS))
+        self._pearl_goals = pearl_goals()
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> np.ndarray:
         if self.task_set == "pearl":

@@ -83,3 +83,22 @@ def test_env_episodes_eval_reaches_the_trainer(tmp_path):
                          "progress=false")
     final = train.run(cfg)
     assert sorted(final["episode"].unique()) == [1, 2]
+
+
+def test_oyster_protocol_profile_for_pearl():
+    from algorithms.builder import check_protocol
+    from algorithms.common.errors import ConfigError
+
+    default = compose_config("algo=pearl", "env=cheetah_dir")
+    assert default.protocol.name == "default" and default.algo.exploration_episodes_eval == 1
+    assert "torso_com_in_obs" not in default.env.kwargs
+    oyster = compose_config("algo=pearl", "env=cheetah_dir", "protocol=oyster")
+    assert oyster.protocol.name == "oyster"
+    assert (oyster.algo.exploration_episodes_eval, oyster.eval.episodes) == (2, 3)
+    assert oyster.env.kwargs.torso_com_in_obs is True
+    check_protocol(oyster)
+    point = compose_config("algo=pearl", "env=pointrobot_sparse", "protocol=oyster")
+    assert (point.algo.exploration_episodes_eval, point.eval.episodes, point.env.horizon) == (5, 20, 20)
+    assert point.env.kwargs.task_set == "pearl"
+    with pytest.raises(ConfigError, match="protocol=oyster is not defined for varibad on cheetah_dir"):
+        check_protocol(compose_config("algo=varibad", "env=cheetah_dir", "protocol=oyster"))

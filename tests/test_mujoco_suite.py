@@ -113,6 +113,23 @@ def test_cheetah_dir_reward_changes_sign_with_the_direction():
     np.testing.assert_allclose(rewards[1.0] + ctrl, -(rewards[-1.0] + ctrl), atol=1e-9)  # same physics, opposite v
 
 
+@pytest.mark.parametrize("name", ["cheetah_dir", "cheetah_vel"])
+def test_oysters_cheetah_observation_appends_the_torso_position(name):
+    """oyster's rlkit/envs/half_cheetah.py: qpos[1:], qvel, get_body_com("torso") (20-d); same physics."""
+    plain, _ = make_local(name, seed=5, task=[1.0])
+    oyster, oyster_copy = make_local(name, seed=5, task=[1.0], torso_com_in_obs=True)
+    assert plain.single_observation_space.shape == (17,) and oyster.single_observation_space.shape == (20,)
+    for action in np.random.default_rng(1).uniform(-1, 1, size=(5, 1, 6)):
+        obs, reward, _, _ = plain.step(action)
+        obs20, reward20, _, _ = oyster.step(action)
+        np.testing.assert_array_equal(obs20[:, :17], obs)
+        np.testing.assert_array_equal(reward20, reward)
+        torso = oyster_copy.data.body("torso").xpos
+        np.testing.assert_allclose(obs20[0, 17:], torso, rtol=1e-6)
+    assert not np.allclose(obs20[0, 17:], make_local(name, seed=5, task=[1.0], torso_com_in_obs=True)[0]
+                           .reset_state(np.arange(1))[0, 17:])  # the torso moved: a live reading, not a constant
+
+
 # ---------------------------------------------------------------------------------------------- (2) termination
 ROOT_Z = {"cheetah_dir": 1, "cheetah_vel": 1, "ant_dir": 2, "ant_goal": 2, "humanoid_dir": 2, "walker_params": 1}
 

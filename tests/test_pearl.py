@@ -321,8 +321,8 @@ def test_meta_test_prior_first_then_posterior_over_all_context_and_reset_on_task
         if ep_done.all() and not task_done.any():
             # the posterior over ALL transitions of the task so far, computed from scratch
             o, a, r, s2 = (np.stack([t[i] for t in seen], axis=1) for i in range(4))
-            context = torch.as_tensor(np.concatenate([o[..., :2], a, r[..., None], s2[..., :2]], -1),
-                                      dtype=torch.float32)
+            parts = [o[..., :2], a, r[..., None]] + ([s2[..., :2]] if agent.cfg.context_next_obs else [])
+            context = torch.as_tensor(np.concatenate(parts, -1), dtype=torch.float32)
             with torch.no_grad():
                 mu, var = agent.encoder.posterior(context)
             if episode + 1 >= exploration:
@@ -511,3 +511,64 @@ def test_adapted_belief_is_a_posterior_sample_where_there_is_context_and_the_pri
     torch.testing.assert_close(adapted.z[0], mu[0])
     assert torch.all(adapted.z[1] == 0)  # no context: the prior (its mean, under the patched sampler)
     assert (adapted.count == belief.count).all()
+
+
+def test_context_is_oysters_s_a_r_by_default_and_s_prime_is_an_option():
+    agent, env = make_agent()
+    obs_dim, act_dim = env.obs_dim - 1, 2  # PointRobot: 2-d state (the done flag is stripped), 2-d action
+    assert not PEARLConfig().context_next_obs
+    assert agent.context_dim == obs_dim + act_dim + 1
+    with_next, _ = make_agent(context_next_obs=True)
+    assert with_next.context_dim == 2 * obs_dim + act_dim + 1
+    rows = torch.arange(agent.layout.width, dtype=torch.float32)[None].repeat(4, 1)
+    assert agent.context_from_rows(rows).shape == (4, obs_dim + act_dim + 1)
+
+
+def test_each_collection_phase_starts_from_the_prior_as_oysters_collect_data():
+    from algorithms.pearl.agent import _Phase, _WorkItem
+
+    item = _WorkItem(0, [_Phase("prior", 40, True), _Phase("posterior", 40, True), _Phase("posterior", 40, False)])
+    kinds = []
+    while not item.done:
+        kinds.append(item.latent_kind)
+        item.finish_episode(20)
+    assert kinds == ["prior", "prior", "prior", "posterior", "prior", "posterior"]
+
+
+def test_first_posterior_phase_trajectory_is_collected_with_a_prior_z(monkeypatch):
+    """With posterior phases one trajectory long (H = 20 steps), oyster collects them entirely with prior z: no
+    posterior is ever inferred for collection."""
+    agent, env = make_agent(num_steps_prior=20, num_steps_posterior=20, num_extra_rl_steps_posterior=20)
+    requested = []
+    real = agent._episode_latents
+
+    def spy(tasks, kinds):
+        requested.extend(kinds)
+        return real(tasks, kinds)
+
+    monkeypatch.setattr(agent, "_episode_latents", spy)
+    agent.train_iteration(env)
+    assert requested and set(requested) == {"prior"}
+    # with two trajectories per posterior phase the second one uses the posterior
+    agent2, env2 = make_agent(num_steps_prior=20, num_steps_posterior=40, num_extra_rl_steps_posterior=40)
+    requested.clear()
+    real = agent2._episode_latents
+    monkeypatch.setattr(agent2, "_episode_latents", spy)
+    agent2.train_iteration(env2)
+    assert requested.count("posterior") > 0
+
+
+def test_initialisation_bounds_are_rlkits():
+    from algorithms.pearl.networks import TanhGaussianPolicy, rlkit_mlp
+
+    torch.manual_seed(0)
+    net = rlkit_mlp(7, [300, 50], 1)
+    first, second, out = net[0], net[2], net[4]
+    # fanin_init bounds by 1/sqrt(size[0]) = 1/sqrt(out_features): 1/sqrt(300) for the first layer, not 1/sqrt(7)
+    assert first.weight.abs().max() <= 1 / 300 ** 0.5 and first.weight.abs().max() > 0.9 / 300 ** 0.5
+    assert second.weight.abs().max() <= 1 / 50 ** 0.5 and second.weight.abs().max() > 0.9 / 50 ** 0.5
+    assert torch.all(first.bias == 0.1) and out.weight.abs().max() <= 3e-3
+    policy = TanhGaussianPolicy(5, 2, 3, [64])
+    for head in (policy.mean, policy.log_std):
+        assert head.weight.abs().max() <= 1e-3 and head.bias.abs().max() <= 1e-3
+        assert head.weight.abs().max() > 0.5e-3

@@ -52,12 +52,31 @@ def test_semicircle_goals_and_pearl_sets():
     train, test = pearl.train_tasks(), pearl.test_tasks()
     assert len(train) == 80 and len(test) == 20
     all_angles = np.arctan2(np.concatenate([train, test])[:, 1], np.concatenate([train, test])[:, 0])
-    np.testing.assert_allclose(np.abs(all_angles), np.linspace(0, np.pi, 100), atol=1e-6)
+    np.testing.assert_allclose(np.sort(np.abs(all_angles)), np.linspace(0, np.pi, 100), atol=1e-6)
     assert not {tuple(g) for g in train.round(6)} & {tuple(g) for g in test.round(6)}
     sampled = pearl.sample_tasks(1000, np.random.default_rng(0))
     assert {tuple(g) for g in sampled.round(6)} <= {tuple(g) for g in train.round(6)}
     with pytest.raises(ValueError, match="task_set"):
         make(task_set="circle")
+
+
+def test_pearl_split_is_oysters_seeded_shuffle():
+    """oyster (rlkit/envs/point_robot.py, SparsePointEnv): np.random.seed(1337); goals at linspace(0, pi, 100);
+    np.random.shuffle(goals); train = the first 80, test = the last 20 (launch_experiment.py)."""
+    saved = np.random.get_state()
+    try:
+        np.random.seed(1337)
+        angles = np.linspace(0, np.pi, num=100)
+        goals = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+        np.random.shuffle(goals)
+    finally:
+        np.random.set_state(saved)
+    env = make(task_set="pearl")
+    np.testing.assert_allclose(env.train_tasks(), goals[:80], atol=1e-6)
+    np.testing.assert_allclose(env.test_tasks(), goals[-20:], atol=1e-6)
+    # the test goals are interleaved with the training goals: each lies within the goal radius of a training goal
+    gaps = np.linalg.norm(env.test_tasks()[:, None] - env.train_tasks()[None], axis=-1).min(axis=1)
+    assert gaps.max() < 0.2
 
 
 def test_bamdp_boundaries_every_100_steps_same_task_for_3_episodes():

@@ -111,6 +111,7 @@ class _WorkItem:
     phases: list[_Phase]
     phase: int = 0
     collected: int = 0  # steps collected in the current phase
+    episodes_in_phase: int = 0
 
     @property
     def done(self) -> bool:
@@ -120,11 +121,20 @@ class _WorkItem:
     def current(self) -> _Phase:
         return self.phases[self.phase]
 
+    @property
+    def latent_kind(self) -> str:
+        """Where the z of the next episode comes from. Oyster's ``collect_data`` starts every phase from the prior
+        (``clear_z``) and infers the posterior only after each trajectory, so the first trajectory of a posterior
+        phase is collected with a prior z too."""
+        return "posterior" if self.current.kind == "posterior" and self.episodes_in_phase > 0 else "prior"
+
     def finish_episode(self, length: int) -> None:
         self.collected += length
+        self.episodes_in_phase += 1
         while not self.done and self.collected >= self.current.steps:
             self.phase += 1
             self.collected = 0
+            self.episodes_in_phase = 0
 
 
 @dataclass
@@ -375,7 +385,7 @@ class PEARLAgent(Agent):
             task_ids = [s.task if s is not None else live[0].task for s in slots]
             obs, _ = env.reset(options={"tasks": self.train_tasks[task_ids]})
             active = np.array([s is not None for s in slots])
-            kinds = [s.current.kind if s is not None else "prior" for s in slots]
+            kinds = [s.latent_kind if s is not None else "prior" for s in slots]
             z = self._episode_latents(task_ids, kinds)
             length = np.zeros(N, np.int64)
             ret = np.zeros(N, np.float64)
@@ -413,7 +423,7 @@ class PEARLAgent(Agent):
                     else:
                         new_z_rows.append(int(i))
                         new_z_tasks.append(item.task)
-                        new_z_kinds.append(item.current.kind)
+                        new_z_kinds.append(item.latent_kind)
                 length[~active] = 0
                 if new_z_rows:
                     z[torch.as_tensor(new_z_rows, device=self.device)] = self._episode_latents(new_z_tasks,

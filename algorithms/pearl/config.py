@@ -42,9 +42,9 @@ class PEARLConfig:
     # ----- inference network q(z | c)
     latent_dim: int = 5
     encoder_layers: list[int] = field(default_factory=lambda: [200, 200, 200])
-    #: a context transition is (s, a, r, s') (PEARL sec. 3, SPEC sec. 3); false: (s, a, r) as oyster's default
-    #: ``use_next_obs_in_context=False``
-    context_next_obs: bool = True
+    #: false: a context transition is (s, a, r), as every one of oyster's configs (``use_next_obs_in_context=False``)
+    #: and SPEC sec. 3; true: (s, a, r, s') as PEARL sec. 3 writes it
+    context_next_obs: bool = False
     #: context transitions per task per gradient step, and per posterior during collection ("embedding_batch_size")
     embedding_batch_size: int = 64
     #: beta, the weight of KL(q(z|c) || N(0, I)) (summed over the meta-batch's tasks) in the encoder loss

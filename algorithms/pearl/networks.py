@@ -1,7 +1,9 @@
 """PEARL's networks: the permutation-invariant inference network q(z | c), the tanh-Gaussian policy, Q and V.
 
-Initialisation as rlkit's ``Mlp`` (oyster's networks): hidden weights U(+-1/sqrt(fan_in)) with bias 0.1, ReLU, and
-the output layer U(+-3e-3) (weights and bias).
+Initialisation as rlkit's ``Mlp`` (oyster's networks): hidden weights U(+-1/sqrt(out_features)) with bias 0.1, ReLU,
+and the output layer U(+-3e-3) (weights and bias); the policy's mean and log-std heads U(+-1e-3). rlkit's
+``fanin_init`` takes ``size[0]`` of the weight as its fan-in, which in torch's (out, in) layout is the number of
+OUTPUT features: a quirk of the code that produced PEARL's curves, kept.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ def rlkit_mlp(input_dim: int, hidden: Sequence[int], output_dim: int | None, ini
     last = input_dim
     for width in hidden:
         layer = nn.Linear(last, width)
-        bound = 1.0 / math.sqrt(last)
+        bound = 1.0 / math.sqrt(layer.weight.size(0))  # rlkit fanin_init: size[0] = out_features (see above)
         nn.init.uniform_(layer.weight, -bound, bound)
         nn.init.constant_(layer.bias, bias_init)
         layers += [layer, nn.ReLU()]
@@ -87,7 +89,7 @@ class TanhGaussianPolicy(nn.Module):
     """pi(a | s, z) = tanh(N(mean(s, z), std(s, z))) in [-1, 1]^A."""
 
     def __init__(self, obs_dim: int, latent_dim: int, action_dim: int, hidden: Sequence[int],
-                 init_w: float = 3e-3) -> None:
+                 init_w: float = 1e-3) -> None:
         super().__init__()
         self.trunk = rlkit_mlp(obs_dim + latent_dim, hidden, None)
         last = hidden[-1] if hidden else obs_dim + latent_dim
