@@ -94,9 +94,11 @@ NOISE ?= 2.0
 metaworld-compare: install
 	$(BIN)/python -m algorithms.metaworld_eval --scripted $(ENV) --noise $(NOISE) --compare $(ARGS)
 
-## Recompute the exact GridWorld reference values (optimal, Bayes-optimal, posterior sampling).
+## Recompute the reference values: GridWorld's exact optimal, Bayes-optimal, posterior sampling; PointRobot's
+## known-goal optimum and semicircle searcher (through the meta-test protocol).
 references: install
 	$(BIN)/python -m algorithms.references.gridworld
+	$(BIN)/python -m algorithms.references.pointrobot
 
 lint: install
 	$(BIN)/ruff check .

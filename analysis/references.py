@@ -1,5 +1,7 @@
-"""The GridWorld reference values (optimal, Bayes-optimal, posterior sampling) as analysis reads them: from the
-JSON file ``algorithms/references/gridworld.py`` writes (read as data; no agent code is imported)."""
+"""Reference lines as analysis reads them, from the JSON files ``make references`` writes (read as data; no agent
+code is imported): GridWorld's exact optimal / Bayes-optimal / posterior-sampling values
+(``algorithms/references/gridworld.py``) and sparse PointRobot's known-goal optimum and semicircle searcher
+(``algorithms/references/pointrobot.py``)."""
 
 from __future__ import annotations
 
@@ -8,13 +10,11 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_REFERENCES = REPO_ROOT / "algorithms" / "references" / "gridworld_references.json"
+DEFAULT_REFERENCES = [REPO_ROOT / "algorithms" / "references" / f"{env}_references.json"
+                      for env in ("gridworld", "pointrobot")]
 
 
-def load_references(path: Path | None) -> tuple[dict[str, Any] | None, str | None]:
-    """The reference JSON, or ``None`` and a note saying why there are no reference lines."""
-    if path is None:
-        return None, None
+def _load_one(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     if not path.exists():
         return None, f"no reference file {path}: reference lines skipped"
     try:
@@ -26,8 +26,31 @@ def load_references(path: Path | None) -> tuple[dict[str, Any] | None, str | Non
     return refs, None
 
 
-def references_for(refs: dict[str, Any] | None, env: str, episodes: int) -> tuple[dict[str, list[float]], str | None]:
-    """Per-episode reference values for ``env`` evaluated with ``episodes`` episodes (key ``K<episodes>``).
+def load_references(paths: Path | list[Path] | None) -> tuple[dict[str, Any] | None, str | None]:
+    """The reference JSON files merged into one object, or ``None`` and a note saying why there are no reference
+    lines. A file that names its env (``"env": "pointrobot_sparse"``) goes under that key; a file that does not is
+    merged as it is (its top-level keys, GridWorld's layout)."""
+    if paths is None:
+        return None, None
+    merged: dict[str, Any] = {}
+    notes = []
+    for path in [paths] if isinstance(paths, Path) else list(paths):
+        refs, note = _load_one(Path(path))
+        if note:
+            notes.append(note)
+        if refs is None:
+            continue
+        if isinstance(refs.get("env"), str):
+            merged[refs["env"]] = refs
+        else:
+            merged.update(refs)
+    return (merged or None), ("; ".join(notes) or None)
+
+
+def references_for(refs: dict[str, Any] | None, env: str, episodes: int,
+                   key: str = "K") -> tuple[dict[str, list[float]], str | None]:
+    """Per-episode reference values for ``env`` evaluated with ``episodes`` episodes (key ``K<episodes>``; ``key``
+    names another block of the same layout, e.g. ``success_K`` for success rates).
 
     The file holds GridWorld references: they apply to envs named ``gridworld*``, or to an env named as a top-level
     key. Entries that are not a number or a list of numbers (e.g. a description) are ignored.
@@ -36,11 +59,25 @@ def references_for(refs: dict[str, Any] | None, env: str, episodes: int) -> tupl
         return {}, None
     if env in refs and isinstance(refs[env], dict):
         refs = refs[env]
+    elif env.startswith("gridworld") and isinstance(refs.get("gridworld"), dict):
+        refs = refs["gridworld"]
     elif not env.startswith("gridworld"):
         return {}, None
     # two layouts: {"K": {"4": {...}}} (algorithms/references/gridworld.py writes this) or {"K4": {...}}
-    by_k = refs["K"] if isinstance(refs.get("K"), dict) else {k[1:]: v for k, v in refs.items() if k.startswith("K")}
+    if key != "K":
+        if not isinstance(refs.get(key), dict):
+            return {}, None
+        by_k = refs[key]
+    else:
+        by_k = refs["K"] if isinstance(refs.get("K"), dict) else {k[1:]: v for k, v in refs.items()
+                                                                   if k.startswith("K")}
     block = by_k.get(str(episodes))
+    if not isinstance(block, dict) and refs.get("per_episode_independent_of_K"):
+        # an episode's value does not depend on the episodes after it: a longer curve's prefix is this K's curve
+        longer = [int(k) for k, v in by_k.items() if str(k).isdigit() and int(k) >= episodes and isinstance(v, dict)]
+        if longer:
+            block = {name: values[:episodes] if isinstance(values, list) else values
+                     for name, values in by_k[str(min(longer))].items()}
     if not isinstance(block, dict):
         have = ", ".join(f"K={k}" for k in by_k) or "none"
         return {}, f"{env}: no K={episodes} entry in the references (have: {have}): reference lines skipped"

@@ -82,12 +82,14 @@ def episode_table(per_ep: pd.DataFrame, decimals: int = 2, wall: dict[str, str] 
     return pd.DataFrame(rows, columns=[*head, *(f"ep {e}" for e in episodes)])
 
 
-def reference_rows(refs: dict[str, list[float]], columns: list[str], decimals: int = 2) -> pd.DataFrame:
-    """Rows ``reference: <name>`` with the exact per-episode values, in the columns of an episode table."""
+def reference_rows(refs: dict[str, list[float]], columns: list[str], decimals: int = 2,
+                   frames: str = "exact") -> pd.DataFrame:
+    """Rows ``reference: <name>`` with the reference's per-episode values, in the columns of an episode table
+    (``frames`` says how they were obtained: ``exact`` for GridWorld's, ``computed`` for rollouts)."""
     rows = []
     for name, values in refs.items():
         row = dict.fromkeys(columns, "")
-        row.update({"algorithm": f"reference: {name}", "frames": "exact"})
+        row.update({"algorithm": f"reference: {name}", "frames": frames})
         for k, value in enumerate(values, start=1):
             if f"ep {k}" in row:
                 row[f"ep {k}"] = f"{value:.{decimals}f}"
@@ -166,8 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="evaluation point: 'common' (the last point every seed of an algorithm has), "
                              "'last' (each seed's last point) or a number of frames (default: common)")
     parser.add_argument("--decimals", type=int, default=2, help="decimals in the cells (default: 2)")
-    parser.add_argument("--references", type=Path, default=DEFAULT_REFERENCES,
-                        help="GridWorld reference JSON (default: algorithms/references/gridworld_references.json)")
+    parser.add_argument("--references", type=Path, nargs="+", default=DEFAULT_REFERENCES,
+                        help="reference JSON files (default: "
+                             "algorithms/references/{gridworld,pointrobot}_references.json)")
     return parser
 
 
@@ -216,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
                 refs, ref_note = references_for(refs_all, env, int(per_ep["episode"].max()))
                 if ref_note:
                     print(f"note: {ref_note}", file=sys.stderr)
-                table = pd.concat([table, reference_rows(refs, list(table.columns), args.decimals)],
+                how = "exact" if env.startswith("gridworld") else "computed"
+                table = pd.concat([table, reference_rows(refs, list(table.columns), args.decimals, how)],
                                   ignore_index=True)
             caption = (f"{env}: {title} over test tasks, mean over seeds [95% {CI_NAMES[args.ci_method]} CI] "
                        "(n = seeds); wall/run: median wall time of a run (range)")
@@ -228,7 +232,12 @@ def main(argv: list[str] | None = None) -> int:
         if not env.startswith("ml1_") and main_rows["success"].astype(bool).any():
             per_ep = per_episode(main_rows, args.frames, value="success", **ci)  # type: ignore[arg-type]
             if not per_ep.empty:
-                write_table(episode_table(per_ep, max(args.decimals - 2, 0), wall, scale=100.0), per_ep, args.out,
+                table = episode_table(per_ep, max(args.decimals - 2, 0), wall, scale=100.0)
+                refs, _ = references_for(refs_all, env, int(per_ep["episode"].max()), key="success_K")
+                refs = {name: [100.0 * v for v in values] for name, values in refs.items()}
+                table = pd.concat([table, reference_rows(refs, list(table.columns), max(args.decimals - 2, 0),
+                                                         "computed")], ignore_index=True)
+                write_table(table, per_ep, args.out,
                             f"{env}_success", f"{env}: meta-test success rate (%) per episode: mean over seeds of "
                             f"the fraction of test tasks solved in that episode [95% {CI_NAMES[args.ci_method]} "
                             "CI] (n = seeds)")

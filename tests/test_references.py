@@ -184,3 +184,73 @@ def test_cached_json_equals_fresh_computation(tmp_path, capsys):
         for name, values in refs.items():
             assert len(values) == K
             np.testing.assert_allclose(values, cached["K"][str(K)][name], atol=5e-7)
+
+
+# ---------------------------------------------------------------------------------------------- PointRobot
+def test_known_goal_agent_reaches_every_distance_bound():
+    """Per-axis |x_t - g_x| = max(0, |g_x| - 0.1 t) is the smallest any policy can have at step t, so the known-goal
+    agent's return is the closed form sum over t of (1 - d_t) where d_t <= 0.2."""
+    from algorithms.common.evaluator import meta_test
+    from algorithms.references.pointrobot import KnownGoalAgent
+
+    # no goal at a distance that puts a step exactly on the radius (float rounding would decide it)
+    goals = np.array([[np.cos(0.3), np.sin(0.3)], [np.cos(1.0), np.sin(1.0)], [-0.6, 0.8], [np.cos(3.1), np.sin(3.1)]],
+                     np.float32)
+    rows = meta_test(KnownGoalAgent(), "pointrobot_sparse", goals, episodes=2)
+    t = np.arange(1, 101)[:, None]
+    gaps = np.maximum(0.0, np.abs(goals.astype(np.float64))[None] - 0.1 * t[..., None])
+    distance = np.linalg.norm(gaps, axis=-1)
+    expected = np.where(distance <= 0.2, 1.0 - distance, 0.0).sum(axis=0)
+    np.testing.assert_allclose(rows[rows["episode"] == 1]["return"].to_numpy(), expected, rtol=1e-5)
+    np.testing.assert_allclose(rows[rows["episode"] == 2]["return"].to_numpy(), expected, rtol=1e-5)
+
+
+def test_searcher_finds_the_goal_in_episode_one_and_goes_straight_back():
+    from algorithms.common.evaluator import meta_test
+    from algorithms.references.pointrobot import KnownGoalAgent, SemicircleSearchAgent
+
+    angles = np.linspace(0.0, np.pi, 25)
+    goals = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+    rows = meta_test(SemicircleSearchAgent(), "pointrobot_sparse", goals, episodes=3)
+    optimal = meta_test(KnownGoalAgent(), "pointrobot_sparse", goals, episodes=1)["return"].to_numpy()
+    ep = {k: rows[rows["episode"] == k] for k in (1, 2, 3)}
+    assert ep[1]["success"].all()  # H = 100 covers the whole semicircle
+    # later episodes: straight to the point found, within a few per cent of knowing the goal
+    assert (ep[2]["return"].to_numpy() >= ep[1]["return"].to_numpy()).all()
+    assert (ep[2]["return"].to_numpy() > 0.95 * optimal).all()
+    np.testing.assert_allclose(ep[3]["return"].to_numpy(), ep[2]["return"].to_numpy())
+    # searching costs: episode 1 is below the optimum for goals far along the arc
+    assert ep[1]["return"].to_numpy()[-1] < 0.8 * optimal[-1]
+
+
+def test_searcher_resumes_its_search_across_short_episodes():
+    """PEARL's 20-step episodes: one sweep does not cover the arc, the next episode continues it."""
+    from algorithms.common.evaluator import meta_test
+    from algorithms.references.pointrobot import SemicircleSearchAgent
+
+    goals = np.array([[np.cos(2.5), np.sin(2.5)]], np.float32)
+    rows = meta_test(SemicircleSearchAgent(), "pointrobot_sparse", goals, episodes=5, horizon=20)
+    first = int(rows[rows["success"]]["episode"].min())
+    assert first == 3 and rows[rows["episode"] > first]["success"].all()
+
+
+def test_pointrobot_reference_file_is_what_the_code_computes():
+    import json
+
+    from algorithms.references.pointrobot import OUT, compute_references
+
+    assert json.loads(OUT.read_text()) == json.loads(json.dumps(compute_references()))
+
+
+def test_analysis_draws_the_pointrobot_references_for_any_k():
+    from analysis.references import DEFAULT_REFERENCES, load_references, references_for
+
+    refs, note = load_references(DEFAULT_REFERENCES)
+    assert note is None
+    lines, note = references_for(refs, "pointrobot_sparse", 10)
+    assert note is None and set(lines) == {"optimal", "searcher"} and len(lines["searcher"]) == 10
+    success, _ = references_for(refs, "pointrobot_sparse", 5, key="success_K")
+    assert success["optimal"] == [1.0] * 5
+    gridworld, _ = references_for(refs, "gridworld", 6)
+    assert gridworld["bayes_optimal"][0] == 4.0
+    assert references_for(refs, "cheetah_dir", 5) == ({}, None)
