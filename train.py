@@ -20,9 +20,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 from algorithms.builder import CONF_DIR, build, env_options
 from algorithms.common.baselines import RandomAgent
+from algorithms.common.checkpoints import CheckpointError
 from algorithms.common.errors import ConfigError
 from algorithms.common.evaluator import meta_test, test_task_set
-from algorithms.common.results import RunDirectory, RunLockedError, find_resumable
+from algorithms.common.results import RunDirectory, RunLockedError, _now, find_resumable
 from algorithms.common.tracking import NullTracker, Tracker, WandbTracker
 from algorithms.common.trainer import Preempted, Trainer, TrainerConfig
 from algorithms.registry import UnknownAlgorithmError, get_algo, resolve_device
@@ -95,7 +96,15 @@ def run(cfg: DictConfig) -> pd.DataFrame:
     trainer = Trainer(agent, env, env_spec.name, eval_tasks, run_dir, trainer_cfg, int(cfg.seed),
                       env_options(cfg), tracker)
     if resuming:
-        trainer.restore(run_dir.checkpoints / "latest.pt")
+        try:
+            note = trainer.restore(run_dir.checkpoints / "latest.pt")
+        except CheckpointError as exc:
+            run_dir.write_metadata(status="failed", end_time=_now(), error=f"cannot resume: {exc}")
+            run_dir.close()
+            raise ConfigError(f"cannot resume {run_dir.path}: {exc}. Start a new run with resume=false (this run's "
+                              "folder is kept as it is), or put a good checkpoint at checkpoints/latest.pt") from None
+        if note:
+            print(f"[metarl-bench] warning: {note}", file=sys.stderr, flush=True)
         print(f"[metarl-bench] resuming {run_dir.path} at frame {trainer.frames}", flush=True)
     else:
         print(f"[metarl-bench] run folder: {run_dir.path}", flush=True)

@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from algorithms.common.agent import Agent, EnvInfo
+from algorithms.common.checkpoints import load_checkpoint
 from algorithms.common.errors import ConfigError
 from algorithms.registry import build_agent, check_compatible, get_algo, resolve_device
 from envs.base import MetaVecEnv
@@ -97,6 +98,6 @@ def load_run_agent(run_dir: Path | str, checkpoint: str = "final") -> tuple[Agen
     cfg = OmegaConf.load(config_file)
     agent, env = build(cfg)
     env.close()
-    state = torch.load(checkpoint_file, map_location="cpu", weights_only=False)
+    state = load_checkpoint(checkpoint_file)  # weights-only: a foreign run's checkpoint cannot run code
     agent.load_state_dict(state["agent"])
     return agent, cfg, {"frames": int(state.get("frames", 0))}

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
+from algorithms.common.checkpoints import load_checkpoint
 from algorithms.common.results import RunDirectory, find_resumable
 from envs.registry import make_meta_env
 
@@ -45,7 +46,7 @@ def _checkpoint_frames(run: Path) -> int:
     if not path.exists():
         return 0
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=False)["frames"])
+        return int(load_checkpoint(path)["frames"])
     except (EOFError, RuntimeError, OSError):  # replaced while reading
         return 0
 
@@ -68,7 +69,7 @@ def _records(run: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _final_parameters(run: Path) -> dict[str, torch.Tensor]:
-    agent = torch.load(run / "checkpoints" / "final.pt", map_location="cpu", weights_only=False)["agent"]
+    agent = load_checkpoint(run / "checkpoints" / "final.pt")["agent"]
     return {f"{part}.{k}": v for part in ("vae", "policy") for k, v in agent[part].items()}
 
 
@@ -311,5 +312,5 @@ def test_a_stop_signal_to_the_process_group_checkpoints_a_simulator_env_run(tmp_
     run = metrics.parent
     meta = json.loads((run / "metadata.json").read_text())
     assert meta["status"] == "preempted" and meta["stop_signal"] == "SIGINT", stderr
-    state = torch.load(run / "checkpoints" / "latest.pt", map_location="cpu", weights_only=False)
+    state = load_checkpoint(run / "checkpoints" / "latest.pt")
     assert state["frames"] == meta["frames"] > 0 and len(state["env"]["inner"]["copies"]) == 16  # all 16 copies

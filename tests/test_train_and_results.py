@@ -8,6 +8,7 @@ import yaml
 
 import train
 from algorithms import builder
+from algorithms.common.checkpoints import load_checkpoint
 from algorithms.registry import IncompatibleError, UnknownAlgorithmError, check_compatible, get_algo
 from envs import REGISTRY, EnvSpec, GridWorld, UnknownEnvError
 from tests.helpers import compose_config
@@ -122,7 +123,7 @@ def test_nan_loss_stops_the_run_naming_it_and_keeps_the_last_checkpoint(tmp_path
     run = tmp_path / "gridworld" / "varibad" / "poisoned"
     meta = json.loads((run / "metadata.json").read_text())
     assert meta["status"] == "failed" and "vae/loss is nan" in meta["error"]
-    state = torch.load(run / "checkpoints" / "latest.pt", weights_only=False)
+    state = load_checkpoint(run / "checkpoints" / "latest.pt")
     assert state["frames"] == 1920 and state["iteration"] == 2
     assert not (run / "checkpoints" / "final.pt").exists()
     for part in ("vae", "policy"):

@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from algorithms.common.agent import Agent
+from algorithms.common.checkpoints import CheckpointError, load_checkpoint, previous_path, save_checkpoint
 from algorithms.common.evaluator import meta_test
 from algorithms.common.results import RunDirectory, _now
 from algorithms.common.tracking import NullTracker, Tracker
@@ -93,13 +94,29 @@ class Trainer:
             state.update(env=self.env.get_state(), next_eval=self.next_eval, next_checkpoint=self.next_checkpoint,
                          last_eval_frames=self.last_eval_frames, elapsed=elapsed, rows=self.run.row_counts(),
                          numpy_global_rng=np.random.get_state(), torch_rng=torch.get_rng_state())
-        tmp = self.run.checkpoints / f"{name}.pt.tmp"
-        torch.save(state, tmp)
-        tmp.replace(self.run.checkpoints / f"{name}.pt")  # atomic: a kill mid-write keeps the previous one
+        # atomic; latest.pt keeps its predecessor, the fallback if a file is damaged after it was written
+        save_checkpoint(state, self.run.checkpoints / f"{name}.pt", keep_previous=resume)
 
-    def restore(self, path: Path) -> None:
-        """Continue from a ``latest.pt``: rows written after it are dropped from the results files first."""
-        state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: numpy and RNG states
+    def restore(self, path: Path) -> str | None:
+        """Continue from a ``latest.pt``, or from the checkpoint before it where that one does not load (a node
+        that died mid-copy, a full disk): rows written after the checkpoint are dropped from the results files
+        first. Returns a note when it fell back; :class:`CheckpointError` when no checkpoint loads."""
+        errors = []
+        for candidate in (Path(path), previous_path(path)):
+            try:
+                state = load_checkpoint(candidate)
+            except CheckpointError as exc:
+                errors.append(str(exc))
+                continue
+            self._apply(state)
+            if not errors:
+                return None
+            lost = int(self.run.metadata.get("frames") or 0) - self.frames
+            return (f"{errors[0]}; resumed from the previous checkpoint {candidate} at frame {self.frames} "
+                    f"({max(lost, 0)} frames of training are redone)")
+        raise CheckpointError("no checkpoint of this run loads: " + "; ".join(errors))
+
+    def _apply(self, state: dict[str, Any]) -> None:
         self.run.truncate_rows(state["rows"])
         self.agent.load_state_dict(state["agent"])
         self.env.set_state(state["env"])
