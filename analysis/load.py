@@ -11,11 +11,14 @@ or its ``train_metrics.csv`` (optional) is unreadable or has no ``frames`` colum
 ``running`` are kept and flagged (column ``status``) unless ``include_running=False``; the row being written when
 the file was read (a last line without its newline) and a last evaluation point not yet complete are dropped.
 Runs pooled as the seeds of one (env, label) whose ``config.yaml`` differ beyond the seed and the keys that do
-not change what a run computes are kept, with a note naming the keys (``Results.notes``).
+not change what a run computes are kept, with a note naming the keys (``Results.notes``). A run whose metadata says
+``running`` but that no live process holds (its ``.lock``; the process was killed) is ``stale``: kept like a
+pre-empted run, shown as stale, with a note that the same command resumes it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
@@ -32,7 +35,8 @@ RUN_FILES = ("metadata.json", "eval.csv", "train_metrics.csv", "config.yaml")
 NOT_RUN_FOLDERS = frozenset({"sweeps", "figures", "tables", "multirun", "outputs", "checkpoints"})
 STATUSES = ("running", "preempted", "completed", "failed")
 #: statuses of a run that has not finished (killed or pre-empted runs resume in place): kept, flagged as running
-INCOMPLETE = ("running", "preempted")
+#: (``stale``: marked running, but its process is gone)
+INCOMPLETE = ("running", "preempted", "stale")
 REQUIRED_METADATA: dict[str, type] = {"schema_version": int, "run_id": str, "env": str, "algo": str, "seed": int,
                                       "status": str}
 # eval.csv column -> kind ("string", "integer", "number", "bool"); only steps_to_success may be empty
@@ -80,6 +84,48 @@ def discover_runs(root: Path | str, max_depth: int = 4) -> list[Path]:
             continue
         dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")) and d not in NOT_RUN_FOLDERS)
     return sorted(found)
+
+
+def _held_in_proc_locks(lock: Path) -> bool | None:
+    """Whether ``/proc/locks`` lists a lock on ``lock`` (read-only: nothing is acquired, so a probe can never make a
+    restarting run believe its folder is busy); ``None`` where ``/proc/locks`` cannot be read (not Linux)."""
+    try:
+        table = Path("/proc/locks").read_text()
+        st = lock.stat()
+    except OSError:
+        return None
+    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in table.splitlines():
+        fields = line.split()
+        if "->" in fields:  # a process waiting for the lock, not holding it
+            continue
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == wanted:
+            return True
+    return False
+
+
+def is_live(run: Path) -> bool:
+    """Whether a live process holds the run's lock (``<run>/.lock``, held for the life of the training process and
+    released by the OS even on SIGKILL)."""
+    lock = run / ".lock"
+    if not lock.exists():
+        return False
+    held = _held_in_proc_locks(lock)
+    if held is not None:
+        return held
+    with lock.open("r") as handle:  # elsewhere: try a shared lock, released at once
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def run_state(run: Path, meta: dict[str, Any]) -> str:
+    """The metadata's status, except ``stale`` for a run that says ``running`` but that no process holds."""
+    status = str(meta["status"])
+    return "stale" if status == "running" and not is_live(run) else status
 
 
 def read_metadata(run: Path) -> dict[str, Any]:
@@ -264,14 +310,17 @@ def load_results(root: Path | str = "results", include_running: bool = True, env
             env, algo = meta["env"], meta.get("label") or meta["algo"]  # ablation variants keep their label
             if not (_matches(env, envs) and _matches(algo, algos)):
                 continue
-            status = meta["status"]
+            status = run_state(run, meta)
+            if status == "stale":
+                notes.append(f"{run}: stale (its metadata says running, but no process holds it: killed?); the same "
+                             "command resumes it from its last checkpoint")
             if status == "failed":
                 raise RunError(f"status 'failed': {meta.get('error') or 'no error recorded'}")
             if status in INCOMPLETE and not include_running:
                 raise RunError(f"status {status!r}, not finished (left out: include_running=False)")
             running = status in INCOMPLETE
-            if running:
-                status = "running"  # analysis treats a pre-empted run like a running one
+            if status == "preempted":
+                status = "running"  # analysis treats a pre-empted run like a running one (it resumes in place)
             ev, note = read_eval(run, meta["run_id"], running)
             train = read_train(run, running)
         except RunError as exc:

@@ -25,12 +25,21 @@ REPO = Path(__file__).resolve().parent.parent
 EVAL_HEADER = ["run_id", "frames", "task_id", "task", "episode", "return", "success", "steps_to_success"]
 
 
+#: lock handles of the hand-made "running" runs: a live process holds them, as a training process does
+HELD_LOCKS: list = []
+
+
 def write_run(root: Path, env: str, algo: str, seed: int, returns: dict[int, list[list[float]]] | None = None,
-              status: str = "completed", run_id: str | None = None, train: bool = True) -> Path:
-    """A run folder; ``returns[frames][task][episode - 1]`` are the meta-test returns (``None``: header only)."""
+              status: str = "completed", run_id: str | None = None, train: bool = True, live: bool = True) -> Path:
+    """A run folder; ``returns[frames][task][episode - 1]`` are the meta-test returns (``None``: header only). A
+    ``running`` run's lock is held by this process unless ``live=False`` (then it is stale: its process is gone)."""
     run_id = run_id or f"run_seed{seed}"
     path = root / env / algo / run_id
     path.mkdir(parents=True)
+    if status == "running" and live:
+        from algorithms.common.results import _acquire_lock
+
+        HELD_LOCKS.append(_acquire_lock(path))
     meta = {"schema_version": 1, "run_id": run_id, "env": env, "algo": algo, "seed": seed, "git_commit": "abc",
             "packages": {}, "start_time": "2026-01-01T00:00:00+00:00", "end_time": None, "status": status,
             "frames": max(returns or {0: None})}
