@@ -5,8 +5,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 import hydra
@@ -77,8 +81,67 @@ def open_run_directory(cfg: DictConfig, env_name: str, algo_name: str) -> tuple[
     return run_dir, False
 
 
-def run(cfg: DictConfig) -> pd.DataFrame:
-    """Build env and agent, train (or resume), and return the final meta-test rows."""
+#: environment variable through which a sweep's launching process tells its jobs that the sweep was stopped
+SWEEP_STOP_ENV = "METARL_SWEEP_STOP_FILE"
+STOP_SIGNALS_RECORDED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
+
+
+class EarlyStop:
+    """Records a stop signal that arrives while a run is being built, before the trainer listens for them."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._record) for s in STOP_SIGNALS_RECORDED}
+
+    def _record(self, signum: int, frame: object) -> None:
+        self.signum = signum
+
+    def release(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+
+def _in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _sweep_note(line: str) -> None:
+    """One line for the sweep's end-of-stop summary (printed by the launching process)."""
+    stop_file = os.environ.get(SWEEP_STOP_ENV)
+    if stop_file:
+        with open(f"{stop_file}.summary", "a") as f:
+            f.write(line + "\n")
+
+
+def _sweep_stop_check() -> int | None:
+    """In a sweep's job: the signal that stopped the sweep once its launcher was told to stop, else ``None``."""
+    stop_file = os.environ.get(SWEEP_STOP_ENV)
+    if not (stop_file and _in_multirun()):
+        return None
+    try:
+        return signal.Signals[Path(stop_file).read_text().strip()].value
+    except (OSError, KeyError):
+        return None
+
+
+def run(cfg: DictConfig) -> pd.DataFrame | None:
+    """Build env and agent, train (or resume), and return the final meta-test rows (``None`` when a sweep's job
+    was stopped: the run is checkpointed and marked ``preempted``)."""
+    stop_file = os.environ.get(SWEEP_STOP_ENV)
+    if _in_multirun() and stop_file and Path(stop_file).exists():
+        _sweep_note(f"seed {cfg.seed}: not started (the sweep was stopped before this job began)")
+        return None
+    early = EarlyStop()
+    try:
+        return _run(cfg, early)
+    finally:
+        early.release()
+
+
+def _run(cfg: DictConfig, early: EarlyStop) -> pd.DataFrame | None:
     agent, env = build(cfg)
     env_spec = get_spec(cfg.env.name)
     algo_spec = get_algo(cfg.algo.name)
@@ -91,10 +154,11 @@ def run(cfg: DictConfig) -> pd.DataFrame:
         log_interval_iterations=int(cfg.train.log_interval_iterations),
         checkpoint_interval_frames=int(cfg.train.checkpoint_interval_frames),
         eval_episodes=int(cfg.eval.episodes or cfg.env.get("episodes_eval") or env_spec.episodes_eval),
-        eval_deterministic=bool(cfg.eval.deterministic), progress=bool(cfg.progress))
+        eval_deterministic=bool(cfg.eval.deterministic), progress=bool(cfg.progress),
+        log_interval_seconds=float(cfg.train.get("log_interval_seconds", 60.0)))
     tracker = make_tracker(cfg, run_dir)
     trainer = Trainer(agent, env, env_spec.name, eval_tasks, run_dir, trainer_cfg, int(cfg.seed),
-                      env_options(cfg), tracker)
+                      env_options(cfg), tracker, stop_check=_sweep_stop_check if _in_multirun() else None)
     if resuming:
         try:
             note = trainer.restore(run_dir.checkpoints / "latest.pt")
@@ -108,15 +172,24 @@ def run(cfg: DictConfig) -> pd.DataFrame:
         print(f"[metarl-bench] resuming {run_dir.path} at frame {trainer.frames}", flush=True)
     else:
         print(f"[metarl-bench] run folder: {run_dir.path}", flush=True)
+    if early.signum is not None:  # stopped while it was being built: checkpoint at once, then stop
+        trainer.request_stop(early.signum)
+    early.release()  # the trainer listens from here; the handlers before the run are back for after it
     try:
         final = trainer.train()
     except Preempted as stop:
         tracker.finish(exit_code=128 + stop.signum)
         run_dir.close()
+        env.close()
         print(f"[metarl-bench] {stop} (run {run_dir.path}, frame {trainer.frames})", file=sys.stderr, flush=True)
         handler = signal.getsignal(stop.signum)
         if callable(handler) and handler is not signal.default_int_handler:
             handler(stop.signum, None)  # e.g. submitit's: requeue the job, which then resumes this run
+        elif _in_multirun():
+            # a sweep's job: end normally (no exit, no traceback in the launcher); the sweep prints a summary
+            _sweep_note(f"{run_dir.path}: preempted at frame {trainer.frames:,} (checkpointed; the same command "
+                        "resumes it)")
+            return None
         sys.exit(128 + stop.signum)
     except BaseException:
         tracker.finish(exit_code=1)
@@ -146,5 +219,50 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
 
 
+def launch() -> None:
+    """``python train.py ...``. A sweep (``--multirun``) stops cleanly on Ctrl-C or SIGTERM: its jobs get the signal
+    too (one process group) and each run finishes its iteration, checkpoints and is marked ``preempted``; jobs not
+    yet started are not started; the launching process waits for them and prints one summary instead of
+    tracebacks. A second Ctrl-C stops at once."""
+    if not any(arg in ("-m", "--multirun") for arg in sys.argv[1:]):
+        main()
+        return
+    stop_dir = Path(tempfile.mkdtemp(prefix="metarl-sweep-"))
+    stop_file = stop_dir / "stop"
+    os.environ[SWEEP_STOP_ENV] = str(stop_file)
+
+    def on_stop(signum: int, frame: object) -> None:
+        if stop_file.exists():
+            raise KeyboardInterrupt  # a second stop: do not wait
+        stop_file.write_text(signal.Signals(signum).name)
+        print(f"\n[metarl-bench] {signal.Signals(signum).name}: stopping the sweep; every run finishes its iteration "
+              "(or abandons its meta-test), checkpoints and stops. Press Ctrl-C again to stop at once.",
+              file=sys.stderr, flush=True)
+
+    previous = {s: signal.signal(s, on_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    code = 0
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("[metarl-bench] sweep stopped at once: runs that did not checkpoint resume from their last checkpoint",
+              file=sys.stderr)
+        code = 130
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stop_file.exists():
+        summary = Path(f"{stop_file}.summary")
+        lines = summary.read_text().splitlines() if summary.exists() else []
+        print(f"[metarl-bench] sweep stopped by {stop_file.read_text()}; {len(lines)} job(s):", file=sys.stderr)
+        for line in lines:
+            print(f"  {line}", file=sys.stderr)
+        print("[metarl-bench] run the same command again to resume them", file=sys.stderr, flush=True)
+        code = 128 + signal.Signals[stop_file.read_text()].value
+    shutil.rmtree(stop_dir, ignore_errors=True)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    main()
+    launch()

@@ -62,6 +62,14 @@ class Agent(abc.ABC):
         belief is updated every step keeps it as it is (the default)."""
         return belief
 
+    def evaluation_rng_state(self) -> Any:
+        """State of any random stream of the agent's own that a meta-test draws from (beyond torch's and numpy's
+        global ones); restored when a stop abandons a meta-test, so that the resumed run redoes it exactly."""
+        return None
+
+    def set_evaluation_rng_state(self, state: Any) -> None:  # noqa: B027 - optional, as evaluation_rng_state
+        """Restore what :meth:`evaluation_rng_state` returned."""
+
     # ------------------------------------------------------------------ persistence
     @abc.abstractmethod
     def state_dict(self, resume: bool = True) -> dict[str, Any]:

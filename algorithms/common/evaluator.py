@@ -7,6 +7,9 @@ deterministic actions by default. One row per (task, episode) with the return, s
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -14,6 +17,10 @@ from algorithms.common.agent import Agent
 from envs.registry import get_spec, make_meta_env
 
 EVAL_COLUMNS = ["task_id", "episode", "return", "success", "steps_to_success"]
+
+
+class EvaluationInterrupted(Exception):  # noqa: N818 - a stop, not an error
+    """``should_stop`` said stop: the meta-test was abandoned part way (no rows)."""
 
 
 def test_task_set(env_name: str, num_tasks: int | None, seed: int, **env_options) -> np.ndarray:
@@ -31,8 +38,13 @@ def test_task_set(env_name: str, num_tasks: int | None, seed: int, **env_options
 
 
 def meta_test(agent: Agent, env_name: str, tasks: np.ndarray, episodes: int, deterministic: bool = True,
-              seed: int = 0, **env_kwargs) -> pd.DataFrame:
-    """Roll ``agent`` out online on every task for ``episodes`` episodes; one row per (task, episode)."""
+              seed: int = 0, should_stop: Callable[[], bool] | None = None,
+              on_episode: Callable[[int, int, float], None] | None = None, **env_kwargs) -> pd.DataFrame:
+    """Roll ``agent`` out online on every task for ``episodes`` episodes; one row per (task, episode).
+
+    ``should_stop`` is asked every step: when it says yes the meta-test is abandoned (:class:`EvaluationInterrupted`)
+    instead of run to its end. ``on_episode(k, episodes, seconds)`` is called when every task has finished its
+    k-th episode, with the seconds spent so far (for progress lines)."""
     n = len(tasks)
     env = make_meta_env(env_name, num_envs=n, seed=seed, split="test", episodes_per_task=episodes, **env_kwargs)
     obs, _ = env.reset(options={"tasks": tasks})
@@ -42,7 +54,11 @@ def meta_test(agent: Agent, env_name: str, tasks: np.ndarray, episodes: int, det
     first_success = np.full((n, episodes), np.nan)
     step_in_episode = np.zeros(n, dtype=np.int64)
     finished = np.zeros(n, dtype=bool)
+    started, reported = time.perf_counter(), 0
     while not finished.all():
+        if should_stop is not None and should_stop():
+            env.close()
+            raise EvaluationInterrupted(f"meta-test stopped after {reported} of {episodes} episodes")
         action = agent.act(obs, belief, deterministic)
         next_obs, reward, _, _, info = env.step(action)
         ep = info["episode_index"]
@@ -59,6 +75,11 @@ def meta_test(agent: Agent, env_name: str, tasks: np.ndarray, episodes: int, det
         step_in_episode[info["episode_done"]] = 0
         finished |= info["task_done"]
         obs = next_obs
+        episodes_done = ep + info["episode_done"]  # per task, episodes finished after this step
+        completed = int(episodes if finished.all() else episodes_done[~finished].min())
+        if on_episode is not None and completed > reported:
+            reported = completed
+            on_episode(completed, episodes, time.perf_counter() - started)
     env.close()
     task_ids = np.repeat(np.arange(n), episodes)
     return pd.DataFrame({

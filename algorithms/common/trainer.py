@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from tqdm import tqdm
 
 from algorithms.common.agent import Agent
 from algorithms.common.checkpoints import CheckpointError, load_checkpoint, previous_path, save_checkpoint
-from algorithms.common.evaluator import meta_test
+from algorithms.common.evaluator import EvaluationInterrupted, meta_test
 from algorithms.common.results import RunDirectory, _now
 from algorithms.common.tracking import NullTracker, Tracker
 from envs.base import MetaVecEnv
@@ -33,6 +34,17 @@ class TrainerConfig:
     eval_episodes: int
     eval_deterministic: bool = True
     progress: bool = True
+    #: without the progress bar (sweeps, Slurm logs): one progress line at most this often
+    log_interval_seconds: float = 60.0
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = round(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -62,7 +74,10 @@ class Trainer:
 
     def __init__(self, agent: Agent, env: MetaVecEnv, env_name: str, eval_tasks: np.ndarray,
                  run: RunDirectory, cfg: TrainerConfig, seed: int, env_options: dict | None = None,
-                 tracker: Tracker | None = None) -> None:
+                 tracker: Tracker | None = None, stop_check: Callable[[], int | None] | None = None) -> None:
+        """``stop_check`` is asked every iteration (and every meta-test step) whether the run should stop, for stops
+        that do not arrive as a signal to this process (a sweep's launcher was told to stop): a signal number or
+        ``None``."""
         self.agent, self.env, self.env_name = agent, env, env_name
         self.env_options = env_options or {}
         self.eval_tasks, self.run, self.cfg, self.seed = eval_tasks, run, cfg, seed
@@ -74,16 +89,64 @@ class Trainer:
         self.last_eval_frames = -1
         self.elapsed_before = 0.0  # wall seconds spent before the last resume
         self._stop_signal: int | None = None
+        self._stop_check = stop_check
+        self._eval_rate: float | None = None  # env steps per second of the last meta-test
+        self.last_eval_summary: str | None = None
+
+    def request_stop(self, signum: int) -> None:
+        """Stop at the next safe point (end of the iteration, or abandon a meta-test), checkpointing first; what
+        a stop signal does (:data:`STOP_SIGNALS`)."""
+        self._stop_signal = signum
 
     def evaluate(self) -> pd.DataFrame:
-        rows = meta_test(self.agent, self.env_name, self.eval_tasks, self.cfg.eval_episodes,
-                         self.cfg.eval_deterministic, seed=self.seed + 10_000, **self.env_options)
+        """One meta-test, written to eval.csv. A stop signal abandons it part way (:class:`EvaluationInterrupted`)
+        with the random streams it drew from put back, so that the resumed run redoes it exactly."""
+        cfg = self.cfg
+        if not cfg.progress:
+            steps = len(self.eval_tasks) * cfg.eval_episodes * int(self.env.horizon)
+            estimate = (f", ~{_duration(steps / self._eval_rate)} at the last one's speed" if self._eval_rate
+                        else "; time estimate after its first episode")
+            self._log(f"meta-test at frame {self.frames:,}: {len(self.eval_tasks)} tasks x {cfg.eval_episodes} "
+                      f"episodes x {self.env.horizon} steps ({steps:,} env steps){estimate}")
+        rngs = (torch.get_rng_state(), np.random.get_state(), self.agent.evaluation_rng_state())
+        started = time.perf_counter()
+        try:
+            rows = meta_test(self.agent, self.env_name, self.eval_tasks, cfg.eval_episodes, cfg.eval_deterministic,
+                             seed=self.seed + 10_000, should_stop=self._stopping,
+                             on_episode=None if cfg.progress else self._eval_progress, **self.env_options)
+        except EvaluationInterrupted:
+            torch.set_rng_state(rngs[0])
+            np.random.set_state(rngs[1])
+            self.agent.set_evaluation_rng_state(rngs[2])
+            raise
+        seconds = time.perf_counter() - started
+        self._eval_rate = len(self.eval_tasks) * cfg.eval_episodes * int(self.env.horizon) / max(seconds, 1e-9)
         self.run.append_eval(self.frames, rows, self.eval_tasks)
         per_episode = rows.groupby("episode")[["return", "success"]].mean()
+        self.last_eval_summary = (f"@{self.frames:,}: " + " ".join(f"{v:.2f}" for v in per_episode["return"].iloc[:6])
+                                  + (" ..." if len(per_episode) > 6 else ""))
         self.tracker.log({**{f"eval/return_ep{k}": float(v) for k, v in per_episode["return"].items()},
                           **{f"eval/success_ep{k}": float(v) for k, v in per_episode["success"].items()}},
                          step=self.frames)
+        if not cfg.progress:
+            self._log(f"meta-test at frame {self.frames:,} done in {_duration(seconds)}: mean return per episode "
+                      f"{self.last_eval_summary}")
         return rows
+
+    def _eval_progress(self, done: int, total: int, seconds: float) -> None:
+        if done == 1 and total > 1:
+            self._log(f"meta-test: episode 1 of {total} took {_duration(seconds)}, "
+                      f"~{_duration(seconds * (total - 1))} left")
+
+    def _log(self, message: str) -> None:
+        print(f"[{self.run.run_id}] {message}", flush=True)
+
+    def _progress_line(self, start: float, fps: float) -> None:
+        cfg = self.cfg
+        left = (cfg.num_frames - self.frames) / fps if fps > 0 else float("nan")
+        self._log(f"frames {self.frames:,}/{cfg.num_frames:,} ({100 * self.frames / max(cfg.num_frames, 1):.1f}%), "
+                  f"{fps:,.0f} frames/s, ETA {_duration(left)}, wall {_duration(time.perf_counter() - start)}, "
+                  f"last meta-test {self.last_eval_summary or '-'}")
 
     def checkpoint(self, name: str = "latest", elapsed: float = 0.0) -> None:
         """``latest``: everything :meth:`restore` needs; ``final``: the model for evaluation and analysis."""
@@ -126,8 +189,13 @@ class Trainer:
         np.random.set_state(state["numpy_global_rng"])
         torch.set_rng_state(state["torch_rng"])
 
+    def _stopping(self) -> bool:
+        if self._stop_signal is None and self._stop_check is not None:
+            self._stop_signal = self._stop_check()
+        return self._stop_signal is not None
+
     def _on_stop_signal(self, signum: int, frame: Any) -> None:
-        self._stop_signal = signum  # acted on at the end of the current iteration, with a consistent state
+        self.request_stop(signum)  # acted on at the end of the current iteration, with a consistent state
 
     def train(self) -> pd.DataFrame:
         cfg = self.cfg
@@ -140,16 +208,26 @@ class Trainer:
         if threading.current_thread() is threading.main_thread():  # signals can only be caught there
             previous_handlers = {s: signal.signal(s, self._on_stop_signal) for s in STOP_SIGNALS}
         last_eval: pd.DataFrame | None = None
+        last_line, window_frames, window_start = time.perf_counter(), self.frames, time.perf_counter()
         try:
             while True:
+                if self._stopping():  # a stop came during the last iteration (or before any)
+                    self.checkpoint(elapsed=time.perf_counter() - start)
+                    raise Preempted(self._stop_signal)
                 done = self.frames >= cfg.num_frames
                 if self.frames >= self.next_eval or (done and self.last_eval_frames != self.frames):
-                    last_eval = self.evaluate()
+                    try:
+                        last_eval = self.evaluate()
+                    except EvaluationInterrupted:
+                        self.checkpoint(elapsed=time.perf_counter() - start)
+                        assert self._stop_signal is not None
+                        raise Preempted(self._stop_signal) from None
                     self.last_eval_frames = self.frames
                     per_ep = last_eval.groupby("episode")["return"].mean()
                     bar.set_postfix_str("eval " + " ".join(f"{v:.2f}" for v in per_ep.to_numpy()[:6]))
                     while self.next_eval <= self.frames:
                         self.next_eval += cfg.eval_interval_frames
+                    window_frames, window_start = self.frames, time.perf_counter()  # fps of training only
                 if done:
                     break
                 it_start = time.perf_counter()
@@ -172,9 +250,10 @@ class Trainer:
                     while self.next_checkpoint <= self.frames:
                         self.next_checkpoint += cfg.checkpoint_interval_frames
                     self.checkpoint(elapsed=time.perf_counter() - start)
-                if self._stop_signal is not None:
-                    self.checkpoint(elapsed=time.perf_counter() - start)
-                    raise Preempted(self._stop_signal)
+                now = time.perf_counter()
+                if not cfg.progress and now - last_line >= cfg.log_interval_seconds:
+                    self._progress_line(start, (self.frames - window_frames) / max(now - window_start, 1e-9))
+                    last_line = now
         except Preempted as stop:
             self.run.write_metadata(status="preempted", end_time=_now(), frames=self.frames,
                                     stop_signal=signal.Signals(stop.signum).name)

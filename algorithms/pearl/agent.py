@@ -288,6 +288,12 @@ class PEARLAgent(Agent):
         return PEARLBelief(belief.precision_sum, belief.weighted_mean_sum, belief.count.copy(),
                            belief.episodes.copy(), z)
 
+    def evaluation_rng_state(self) -> torch.Tensor:
+        return self.eval_gen.get_state()
+
+    def set_evaluation_rng_state(self, state: torch.Tensor) -> None:
+        self.eval_gen.set_state(state)
+
     # ------------------------------------------------------------------ meta-training (Algorithm 1)
     def _setup_tasks(self, env: MetaVecEnv) -> None:
         if not env.add_done_flag:
