@@ -15,7 +15,7 @@ export MKL_NUM_THREADS := 1
 export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo train sweep slurm-script test test-fast bench ablation plots tables report beliefs references metaworld-eval metaworld-compare status lint clean-venv
+.PHONY: install demo train sweep slurm-script test test-fast bench ablation plots tables report beliefs references metaworld-eval metaworld-compare status publish lint clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,11 @@ NAME ?= decode_horizon
 ablation: install
 	$(BIN)/python train.py --multirun algo=varibad env=$(ENV) +ablation=$(NAME) seed=$(SEEDS) $(LAUNCH) \
 		progress=false $(ARGS)
+
+## Publish finished runs as shipped reference results (benchmarks/results/, checkpoints left out) and re-index them:
+## make publish RUN="results/gridworld/varibad/<run-id> results/gridworld/varibad/<run-id2>"
+publish: install
+	$(BIN)/python -m analysis.publish $(RUN) $(if $(RUN),,--index)
 
 ## Every run at a glance (state, progress, frames/s, ETA, last meta-test): make status [ARGS="--watch"]
 status: install

@@ -292,9 +292,32 @@ def _matches(value: str, wanted: Iterable[str] | None) -> bool:
     return wanted is None or value in set(wanted)
 
 
+#: where published reference runs live (``make publish``); analysis reads them next to the user's own runs
+#: (``METARL_SHIPPED_RESULTS`` points elsewhere: the tests use it to read only their own hand-made runs)
+SHIPPED_RESULTS = Path(os.environ.get("METARL_SHIPPED_RESULTS",
+                                      Path(__file__).resolve().parents[1] / "benchmarks" / "results"))
+#: appended to the label of a shipped run, so that it is drawn and tabulated apart from the user's runs
+SHIPPED_SUFFIX = " (shipped)"
+
+
+def merge_results(parts: list[Results]) -> Results:
+    """Results loaded from several roots as one (their labels already tell the roots apart)."""
+    if len(parts) == 1:
+        return parts[0]
+
+    def concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+        frames = [f for f in frames if not f.empty] or frames[:1]
+        return pd.concat(frames, ignore_index=True)
+
+    return Results(eval=concat([r.eval for r in parts]), train=concat([r.train for r in parts]),
+                   runs=concat([r.runs for r in parts]), problems=[p for r in parts for p in r.problems],
+                   notes=[n for r in parts for n in r.notes])
+
+
 def load_results(root: Path | str = "results", include_running: bool = True, envs: Iterable[str] | None = None,
-                 algos: Iterable[str] | None = None) -> Results:
-    """Load every valid run under ``root`` (optionally only some envs / algos); invalid runs go to ``problems``."""
+                 algos: Iterable[str] | None = None, label_suffix: str = "") -> Results:
+    """Load every valid run under ``root`` (optionally only some envs / algos); invalid runs go to ``problems``.
+    ``label_suffix`` is appended to every run's label (shipped runs: :data:`SHIPPED_SUFFIX`)."""
     envs = None if envs is None else list(envs)
     algos = None if algos is None else list(algos)
     evals: list[pd.DataFrame] = []
@@ -310,6 +333,7 @@ def load_results(root: Path | str = "results", include_running: bool = True, env
             env, algo = meta["env"], meta.get("label") or meta["algo"]  # ablation variants keep their label
             if not (_matches(env, envs) and _matches(algo, algos)):
                 continue
+            algo += label_suffix
             status = run_state(run, meta)
             if status == "stale":
                 notes.append(f"{run}: stale (its metadata says running, but no process holds it: killed?); the same "
@@ -379,6 +403,10 @@ def add_cli_arguments(parser: Any, default_out: str, out_help: str) -> None:
     parser.add_argument("--env", nargs="+", help="only these envs (default: all)")
     parser.add_argument("--algo", nargs="+", help="only these algorithms (default: all)")
     parser.add_argument("--no-running", action="store_true", help="leave out runs that are still running")
+    parser.add_argument("--shipped", type=Path, default=SHIPPED_RESULTS,
+                        help="published reference runs drawn next to yours, labelled '<label> (shipped)' "
+                             "(default: benchmarks/results)")
+    parser.add_argument("--no-shipped", action="store_true", help="leave out the shipped reference runs")
     parser.add_argument("--n-resamples", type=int, default=9999, help="bootstrap resamples per CI (default: 9999)")
     parser.add_argument("--ci-method", choices=("auto", "studentized", "percentile", "BCa", "basic"), default="auto",
                         help="bootstrap CI over seeds (default: auto = studentized bootstrap-t from 4 seeds, nominal "
@@ -386,17 +414,28 @@ def add_cli_arguments(parser: Any, default_out: str, out_help: str) -> None:
 
 
 def load_for_cli(args: Any) -> Results | int:
-    """The CLIs' common start: load ``args.results`` with the ``--env/--algo/--no-running`` filters and print what
-    was left out and why. Returns the results, or an exit code (2: no results folder, 1: nothing usable)."""
-    try:
-        results = load_results(args.results, include_running=not args.no_running, envs=args.env, algos=args.algo)
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    """The CLIs' common start: load ``args.results`` (and the shipped reference runs, ``args.shipped``) with the
+    ``--env/--algo/--no-running`` filters and print what was left out and why. Returns the results, or an exit code
+    (2: neither folder exists, 1: nothing usable)."""
+    roots = [(Path(args.results), "")]
+    shipped = getattr(args, "shipped", None)
+    if shipped is not None and not getattr(args, "no_shipped", False) and Path(shipped).is_dir():
+        roots.append((Path(shipped), SHIPPED_SUFFIX))
+    parts = []
+    for root, suffix in roots:
+        if not root.is_dir():
+            continue
+        algos = None if args.algo is None else [a.removesuffix(SHIPPED_SUFFIX) for a in args.algo]
+        parts.append(load_results(root, include_running=not args.no_running, envs=args.env, algos=algos,
+                                  label_suffix=suffix))
+    if not parts:
+        print(f"error: results root {args.results} is not a folder (and no shipped results)", file=sys.stderr)
         return 2
+    results = merge_results(parts)
     report(results)
     if results.eval.empty:
-        parts = [f"--{name} {' '.join(v)}" for name, v in (("env", args.env), ("algo", args.algo)) if v]
-        print(f"error: no usable runs under {args.results}" + (f" ({', '.join(parts)})" if parts else ""),
+        parts_desc = [f"--{name} {' '.join(v)}" for name, v in (("env", args.env), ("algo", args.algo)) if v]
+        print(f"error: no usable runs under {args.results}" + (f" ({', '.join(parts_desc)})" if parts_desc else ""),
               file=sys.stderr)
         return 1
     return results

@@ -18,8 +18,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis import belief_pictures, plot_returns, tables
-from analysis.load import discover_runs
+from analysis import belief_pictures, plot_returns, publish, tables
+from analysis.load import SHIPPED_RESULTS, discover_runs
 
 
 def _capture(fn, argv: list[str]) -> tuple[int, str]:
@@ -36,22 +36,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("results/report"))
     parser.add_argument("--n-resamples", type=int, default=9999)
     parser.add_argument("--ci-method", default="auto", choices=("auto", "studentized", "percentile", "BCa", "basic"))
+    parser.add_argument("--shipped", type=Path, default=SHIPPED_RESULTS,
+                        help="published reference runs, drawn next to yours (default: benchmarks/results)")
+    parser.add_argument("--no-shipped", action="store_true", help="leave out the shipped reference runs")
     args = parser.parse_args(argv)
-    if not args.results.is_dir():
-        print(f"error: no results folder {args.results}", file=sys.stderr)
+    shipped = None if args.no_shipped or not args.shipped.is_dir() else args.shipped
+    if not args.results.is_dir() and shipped is None:
+        print(f"error: no results folder {args.results} (and no shipped results)", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     common = ["--results", str(args.results), "--out", str(args.out), "--n-resamples", str(args.n_resamples),
               "--ci-method", args.ci_method]
+    common += ["--no-shipped"] if shipped is None else ["--shipped", str(shipped)]
     plots_code, _ = _capture(plot_returns.main, common)
     tables_code, _ = _capture(tables.main, common)
-    with_traces = [run for run in discover_runs(args.results) if any(run.glob("beliefs_goal*.npz"))]
+    with_traces = ([run for run in discover_runs(args.results) if any(run.glob("beliefs_goal*.npz"))]
+                   if args.results.is_dir() else [])
     if with_traces:
         _capture(belief_pictures.main, [*map(str, with_traces), "--out", str(args.out)])
     if plots_code != 0 and tables_code != 0:
         return plots_code
 
-    lines = ["# metarl-bench report", "", f"Runs under `{args.results}`. Means over seeds with 95% bootstrap CIs; "
+    where = f"`{args.results}`" + (f" and the shipped reference runs in `{shipped}` (labels ending \"(shipped)\")"
+                                    if shipped is not None else "")
+    lines = ["# metarl-bench report", "", f"Runs under {where}. Means over seeds with 95% bootstrap CIs; "
              "n = number of seeds. Regenerate with `make report`.", ""]
     envs = sorted({p.stem.split("_per_episode")[0].split("_ablation_")[0].removesuffix("_runs").removesuffix("_success")
                    for p in args.out.glob("*.md") if p.name != "index.md" and not p.name.startswith("ml1_success")})
@@ -81,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             latent = cells.name.replace("_cells.png", "_latent.png")
             lines += [f"![{cells.name}]({cells.name})", "", f"![{latent}]({latent})", ""]
     (args.out / "index.md").write_text("\n".join(lines))
+    if shipped is not None:  # the shipped runs' own index, next to them
+        print(f"wrote {publish.write_index(shipped, args.n_resamples)}")
     print(f"wrote {args.out / 'index.md'} ({len(list(args.out.glob('*.png')))} figures)")
     return 0
 

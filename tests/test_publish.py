@@ -1,0 +1,63 @@
+"""Publishing finished runs as shipped reference results, and reports that draw them next to the user's runs."""
+
+import json
+
+import pytest
+
+from analysis import report
+from analysis.publish import PublishError, index_table, publish
+from tests.test_analysis import GOOD, write_run
+
+
+def _completed(root, seed, algo="alg", commit="0123456789abcdef"):
+    run = write_run(root, "gw", algo, seed, GOOD)
+    meta = json.loads((run / "metadata.json").read_text())
+    meta.update(git_commit=commit, label=algo, wall_time_s=60.0 * (seed + 1))
+    (run / "metadata.json").write_text(json.dumps(meta))
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "latest.pt").write_bytes(b"x" * 10)
+    return run
+
+
+def test_publish_copies_a_completed_clean_run_without_checkpoints_and_never_overwrites(tmp_path):
+    runs, shipped = tmp_path / "results", tmp_path / "shipped"
+    run = _completed(runs, 0)
+    target = publish(run, shipped)
+    assert target == shipped / "gw" / "alg" / "run_seed0"
+    assert sorted(p.name for p in target.iterdir()) == ["config.yaml", "eval.csv", "metadata.json",
+                                                         "train_metrics.csv"]
+    meta = json.loads((target / "metadata.json").read_text())
+    assert meta["published"]["source"] == str(run) and meta["published"]["machine"]["cpus"] >= 1
+    with pytest.raises(PublishError, match="already published"):
+        publish(run, shipped)
+    with pytest.raises(PublishError, match="only completed runs"):
+        publish(write_run(runs, "gw", "alg", 5, GOOD, status="running"), shipped)
+    with pytest.raises(PublishError, match="uncommitted changes"):
+        publish(_completed(runs, 6, commit="abc-dirty"), shipped)
+    index = index_table(shipped, n_resamples=99)
+    row = next(line for line in index.splitlines() if line.startswith("| alg "))
+    assert "## gw" in index and "01234567" in row and "1 min" in row and "2.00" in row
+
+
+def test_report_draws_shipped_runs_alone_and_next_to_the_users(tmp_path):
+    shipped, users, out = tmp_path / "shipped", tmp_path / "results", tmp_path / "report"
+    for seed in (0, 1):
+        publish(_completed(tmp_path / "produced", seed), shipped)
+    # a fresh clone: no results of the user's own
+    assert report.main(["--results", str(users), "--shipped", str(shipped), "--out", str(out),
+                        "--n-resamples", "99"]) == 0
+    table = (out / "gw_per_episode.md").read_text()
+    assert "alg (shipped)" in table and (out / "gw_per_episode.png").stat().st_size > 10_000
+    assert (shipped / "README.md").read_text().startswith("# Shipped reference results")
+    # with a run of the user's own: both, labelled apart
+    write_run(users, "gw", "alg", 0, {0: [[0.0, 0.0], [0.0, 0.0]], 100: [[9.0, 9.0], [9.0, 9.0]]})
+    assert report.main(["--results", str(users), "--shipped", str(shipped), "--out", str(out),
+                        "--n-resamples", "99"]) == 0
+    table = (out / "gw_per_episode.md").read_text()
+    rows = {line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| alg ")}
+    assert rows == {"alg", "alg (shipped)"}
+    assert "shipped reference runs" in (out / "index.md").read_text()
+    # and without them when asked
+    assert report.main(["--results", str(users), "--no-shipped", "--out", str(tmp_path / "r2"),
+                        "--n-resamples", "99"]) == 0
+    assert "(shipped)" not in (tmp_path / "r2" / "gw_per_episode.md").read_text()
