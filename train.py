@@ -240,6 +240,11 @@ def launch() -> None:
               file=sys.stderr, flush=True)
 
     previous = {s: signal.signal(s, on_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    if "launcher=submitit_local" in sys.argv[1:]:
+        # submitit's local controller processes turn Ctrl-C into a traceback and a SIGKILL of their job one second
+        # later, too soon for a run to checkpoint. Launched with SIGINT ignored (inherited), they leave Ctrl-C to the
+        # jobs, which catch it themselves; the launcher then learns of the stop from the jobs' summary lines.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     code = 0
     try:
         main()
@@ -252,9 +257,11 @@ def launch() -> None:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    summary = Path(f"{stop_file}.summary")
+    lines = summary.read_text().splitlines() if summary.exists() else []
+    if lines and not stop_file.exists():  # the jobs were stopped by a signal of their own (Ctrl-C reaches them all)
+        stop_file.write_text("SIGINT")
     if stop_file.exists():
-        summary = Path(f"{stop_file}.summary")
-        lines = summary.read_text().splitlines() if summary.exists() else []
         print(f"[metarl-bench] sweep stopped by {stop_file.read_text()}; {len(lines)} job(s):", file=sys.stderr)
         for line in lines:
             print(f"  {line}", file=sys.stderr)
