@@ -98,6 +98,10 @@ class EarlyStop:
     def _record(self, signum: int, frame: object) -> None:
         self.signum = signum
 
+    def handler_before(self, signum: int) -> object:
+        """The handler this process had for ``signum`` before the run (e.g. submitit's requeue handler)."""
+        return self._previous.get(signum, signal.getsignal(signum))
+
     def release(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
@@ -174,7 +178,8 @@ def _run(cfg: DictConfig, early: EarlyStop) -> pd.DataFrame | None:
         print(f"[metarl-bench] run folder: {run_dir.path}", flush=True)
     if early.signum is not None:  # stopped while it was being built: checkpoint at once, then stop
         trainer.request_stop(early.signum)
-    early.release()  # the trainer listens from here; the handlers before the run are back for after it
+    # the trainer's handlers replace the early ones while it trains (no moment without one); the handlers from
+    # before the run come back when run() returns
     try:
         final = trainer.train()
     except Preempted as stop:
@@ -182,7 +187,8 @@ def _run(cfg: DictConfig, early: EarlyStop) -> pd.DataFrame | None:
         run_dir.close()
         env.close()
         print(f"[metarl-bench] {stop} (run {run_dir.path}, frame {trainer.frames})", file=sys.stderr, flush=True)
-        handler = signal.getsignal(stop.signum)
+        handler = early.handler_before(stop.signum)
+        early.release()
         if callable(handler) and handler is not signal.default_int_handler:
             handler(stop.signum, None)  # e.g. submitit's: requeue the job, which then resumes this run
         elif _in_multirun():

@@ -13,6 +13,7 @@ pytest.importorskip("metaworld")
 from metaworld.evaluation import metalearning_evaluation
 
 from algorithms import builder
+from algorithms.common.checkpoints import save_checkpoint
 from algorithms.metaworld_eval import MetaWorldAgent, compare, main, make_eval_envs
 from algorithms.references.metaworld_scripted import ScriptedML1Agent
 from tests.helpers import compose_config
@@ -149,7 +150,7 @@ def test_cli_writes_metaworld_results_next_to_a_runs_eval(tmp_path, varibad_reac
     from omegaconf import OmegaConf
 
     (run / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    torch.save({"agent": varibad_reach.state_dict(resume=False), "frames": 123}, run / "checkpoints" / "final.pt")
+    save_checkpoint({"agent": varibad_reach.state_dict(resume=False), "frames": 123}, run / "checkpoints" / "final.pt")
     main([str(run), "--evaluation-episodes", "1"])
     written = json.loads((run / "metaworld_eval.json").read_text())
     assert written["frames"] == 123 and written["env"] == "ml1_reach" and written["horizon"] == 5

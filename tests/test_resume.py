@@ -122,7 +122,9 @@ def test_sigterm_checkpoints_and_exits_then_resumes(uninterrupted, tmp_path):
     run = _run_dir(tmp_path, "stopped")
     meta = json.loads((run / "metadata.json").read_text())
     assert meta["status"] == "preempted" and meta["stop_signal"] == "SIGTERM"
-    assert _checkpoint_frames(run) == meta["frames"] > 9600  # checkpointed at the iteration it stopped in
+    # checkpointed where it stopped: after the iteration in flight, or at 9,600 when the signal came during the
+    # meta-test at 9,600 frames (abandoned, and redone on resume)
+    assert _checkpoint_frames(run) == meta["frames"] >= 9600
     out = subprocess.run(_command(tmp_path, "stopped"), cwd=ROOT, env=_env(), capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     _assert_same_record(run, uninterrupted)
