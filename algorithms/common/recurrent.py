@@ -12,8 +12,10 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-from algorithms.common.networks import FeatureExtractor, mlp
+from algorithms.common.gru import gru_sequence
+from algorithms.common.networks import FeatureExtractor, mlp, run_sequential
 
 
 class RecurrentEncoder(nn.Module):
@@ -40,6 +42,7 @@ class RecurrentEncoder(nn.Module):
         if embed_dim == 0:
             raise ValueError("the encoder needs at least one of action/state/reward embedding dims > 0")
         self.before_gru = mlp(embed_dim, layers_before_gru, act="relu") if layers_before_gru else nn.Identity()
+        self.has_layers_before_gru = bool(layers_before_gru)
         gru_input = layers_before_gru[-1] if layers_before_gru else embed_dim
         self.gru = nn.GRU(gru_input, hidden_size)
         for name, param in self.gru.named_parameters():
@@ -59,13 +62,14 @@ class RecurrentEncoder(nn.Module):
     def embed(self, actions: torch.Tensor, rewards: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """Embed transitions; ``actions`` already one-hot for discrete spaces, ``rewards`` shape ``(..., 1)``."""
         parts = [(self.action_embed, actions), (self.state_embed, next_obs), (self.reward_embed, rewards)]
-        x = torch.cat([embed(v) for embed, v in parts if embed.output_dim > 0], dim=-1)
-        return self.before_gru(x)
+        x = torch.cat([embed.forward(v) for embed, v in parts if embed.output_dim > 0], dim=-1)
+        return self.before_gru(x) if self.has_layers_before_gru else x
 
     def head(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Belief parameters (mean, logvar) from GRU hidden states of any leading shape."""
-        h = self.after_gru(hidden)
-        mean, logvar = self.fc_mean(h), self.fc_logvar(h)
+        h = run_sequential(self.after_gru, hidden) if isinstance(self.after_gru, nn.Sequential) else hidden
+        mean = F.linear(h, self.fc_mean.weight, self.fc_mean.bias)
+        logvar = F.linear(h, self.fc_logvar.weight, self.fc_logvar.bias)
         if self.latent_activation == "relu":
             mean, logvar = torch.relu(mean), torch.relu(logvar)
         return mean, logvar
@@ -96,16 +100,13 @@ class RecurrentEncoder(nn.Module):
         """GRU hidden states ``h_0..h_T`` (``h_0 = 0``) of trajectories starting at a task's start."""
         x = self.embed(actions, rewards, next_obs)
         h0 = self.initial_hidden(x.shape[1])
-        if tbptt is None or tbptt >= x.shape[0]:
-            out, _ = self.gru(x, h0.unsqueeze(0))
-        else:
-            chunks, h = [], h0.unsqueeze(0)
-            for start in range(0, x.shape[0], tbptt):
-                out_chunk, h = self.gru(x[start:start + tbptt], h)
-                chunks.append(out_chunk)
-                h = h.detach()
-            out = torch.cat(chunks, dim=0)
-        return torch.cat([h0.unsqueeze(0), out], dim=0)
+        step = max(1, x.shape[0] if tbptt is None else tbptt)
+        chunks, h = [h0.unsqueeze(0)], h0
+        for start in range(0, x.shape[0], step):
+            out = gru_sequence(self.gru, x[start:start + step], h)
+            chunks.append(out)
+            h = out[-1].detach()
+        return torch.cat(chunks, dim=0)
 
     def encode_with_resets(self, actions: torch.Tensor, rewards: torch.Tensor, next_obs: torch.Tensor,
                            task_done: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
@@ -116,10 +117,5 @@ class RecurrentEncoder(nn.Module):
         the embeddings must be recomputed for every PPO minibatch.
         """
         x = self.embed(actions, rewards, next_obs)
-        keep = (1.0 - task_done.float()).unsqueeze(-1)
-        g = self.gru
-        hs, h = [h0], h0
-        for t in range(x.shape[0] - 1):
-            h = torch.gru_cell(x[t], h, g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0, g.bias_hh_l0) * keep[t]
-            hs.append(h)
-        return torch.stack(hs)
+        keep = (1.0 - task_done.to(x.dtype)).unsqueeze(-1)
+        return torch.cat([h0.unsqueeze(0), gru_sequence(self.gru, x[:-1], h0, keep[:-1])], dim=0)
