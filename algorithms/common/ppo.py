@@ -90,15 +90,15 @@ def ppo_update(
                 def take(x: torch.Tensor, c: torch.Tensor = chunk) -> torch.Tensor:
                     return x[:, c].reshape(T * len(c), *x.shape[2:])
                 belief = recompute_beliefs(chunk).reshape(T * len(chunk), -1)
-            dist, values = policy(take(storage.policy_obs), belief)
-            log_probs = dist.log_prob(take(storage.actions))
+            log_probs, entropies, values = policy.evaluate_actions(take(storage.policy_obs), belief,
+                                                                   take(storage.actions))
             old_log_probs, old_values = take(storage.log_probs), take(storage.values)
             adv, returns = take(advantages), take(storage.returns)
             ratio = torch.exp(log_probs - old_log_probs)
             surrogate = torch.min(ratio * adv, ratio.clamp(1.0 - cfg.clip, 1.0 + cfg.clip) * adv)
             policy_loss = -surrogate.mean()
             value_loss = value_loss_fn(values, old_values, returns, cfg)
-            entropy = dist.entropy().mean()
+            entropy = entropies.mean()
             loss = policy_loss + cfg.value_loss_coef * value_loss - cfg.entropy_coef * entropy
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.distributions import Normal, kl_divergence
 from torch.nn import functional as F
 
 from algorithms.common.recurrent import RecurrentEncoder
@@ -72,7 +71,6 @@ def kl_terms(mean: torch.Tensor, logvar: torch.Tensor, variant: str) -> torch.Te
     """KL term of each ELBO_t, shape ``(T+1, B)``, for beliefs of shape ``(T+1, B, L)``."""
     if variant == "none":
         return mean.new_zeros(mean.shape[:-1])
-    posterior = Normal(mean, torch.exp(0.5 * logvar))
     if variant == "gauss_prior":
         prior_mean, prior_logvar = torch.zeros_like(mean), torch.zeros_like(logvar)
     else:  # filtering / detached_prev: q_{t-1}, with q_{-1} = N(0, I)
@@ -80,8 +78,9 @@ def kl_terms(mean: torch.Tensor, logvar: torch.Tensor, variant: str) -> torch.Te
         prior_logvar = torch.cat([torch.zeros_like(logvar[:1]), logvar[:-1]])
         if variant == "detached_prev":
             prior_mean, prior_logvar = prior_mean.detach(), prior_logvar.detach()
-    prior = Normal(prior_mean, torch.exp(0.5 * prior_logvar))
-    return kl_divergence(posterior, prior).sum(dim=-1)
+    # KL(N(m, e^v) || N(m', e^v')) = 1/2 (v' - v + (e^v + (m - m')^2) / e^v' - 1), summed over the latent dims
+    ratio = torch.exp(logvar - prior_logvar) + (mean - prior_mean).pow(2) * torch.exp(-prior_logvar)
+    return 0.5 * (ratio - (logvar - prior_logvar) - 1.0).sum(dim=-1)
 
 
 def horizon_mask(elbo_times: torch.Tensor, decode_times: torch.Tensor, horizon: str) -> torch.Tensor:
@@ -93,13 +92,36 @@ def horizon_mask(elbo_times: torch.Tensor, decode_times: torch.Tensor, horizon: 
     t = elbo_times[:, None, :]
     j = decode_times if decode_times.dim() == 3 else decode_times[None, :, :]
     if horizon == "all":
-        return torch.ones(t.shape[0], j.shape[1], t.shape[2], dtype=torch.bool)
+        return torch.ones(t.shape[0], j.shape[1], t.shape[2], dtype=torch.bool, device=t.device)
     if horizon == "past":
         return j < t
     if horizon == "future":
         return j >= t
     if horizon == "next":
         return j == t
+    raise ValueError(f"unknown decode horizon {horizon!r}")
+
+
+def _horizon_sums(per_transition: torch.Tensor, elbo_times: torch.Tensor, horizon: str) -> torch.Tensor:
+    """``sum_j horizon_mask[n, j, b] * per_transition[j, b, :]`` for every ELBO term: ``(T, B, S)`` and
+    ``elbo_times (n, B)`` -> ``(n, B, S)``, from one cumulative sum over j instead of an (n x T) weighted sum.
+
+    Each horizon is a contiguous range of j for ELBO term t: all j, ``j < t`` (past), ``j >= t`` (future) or
+    ``j == t`` (next), so each sum is a difference of two prefix sums ``C[t] = sum_{j < t}``.
+    """
+    T = per_transition.shape[0]
+    prefix = torch.cat([torch.zeros_like(per_transition[:1]), per_transition.cumsum(dim=0)])  # (T + 1, B, S)
+    total = prefix[T].expand(elbo_times.shape[0], *prefix.shape[1:])
+    if horizon == "all":
+        return total
+    index = elbo_times[..., None].expand(*elbo_times.shape, prefix.shape[-1])
+    before = prefix.gather(0, index)
+    if horizon == "past":
+        return before
+    if horizon == "future":
+        return total - before
+    if horizon == "next":
+        return prefix.gather(0, (index + 1).clamp(max=T)) - before
     raise ValueError(f"unknown decode horizon {horizon!r}")
 
 
@@ -127,7 +149,7 @@ def _gather_time(x: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
 
 def _sample_times(upper: torch.Tensor, n: int) -> torch.Tensor:
     """``n`` uniform integers in ``[0, upper_b)`` per column b: shape ``(n, B)``."""
-    return (torch.rand(n, upper.shape[0]) * upper[None].float()).long().clamp(max=upper.max() - 1)
+    return (torch.rand(n, upper.shape[0], device=upper.device) * upper[None].float()).long().clamp(max=upper.max() - 1)
 
 
 #: Entries of the first decoder layer's (ELBO term x decoded transition) activations computed at once. Decoding
@@ -144,7 +166,7 @@ def elbo_loss(vae: VAE, batch: TrajectoryBatch, cfg: VariBADConfig, deterministi
     mean, logvar = vae.encoder.encode_trajectories(batch.actions, batch.rewards, batch.next_obs, cfg.tbptt)
     T, B = batch.actions.shape[:2]
     lengths = batch.lengths
-    all_elbo_times = torch.arange(T + 1)[:, None].expand(T + 1, B)
+    all_elbo_times = torch.arange(T + 1, device=lengths.device)[:, None].expand(T + 1, B)
     elbo_valid = all_elbo_times <= lengths[None]
     kl = kl_terms(mean, logvar, cfg.kl_variant)
     if cfg.subsample_elbos is not None:
@@ -165,7 +187,7 @@ def elbo_loss(vae: VAE, batch: TrajectoryBatch, cfg: VariBADConfig, deterministi
         decode_times = _sample_times(lengths, n * D).reshape(n, D, B)
         weights = horizon_mask(elbo_times, decode_times, cfg.decode_horizon).float()
     else:
-        decode_times = torch.arange(T)[:, None].expand(T, B)
+        decode_times = torch.arange(T, device=lengths.device)[:, None].expand(T, B)
         decode_valid = decode_times < lengths[None]
         weights = (horizon_mask(elbo_times, decode_times, cfg.decode_horizon) & decode_valid[None]).float()
 
@@ -206,9 +228,13 @@ def elbo_loss(vae: VAE, batch: TrajectoryBatch, cfg: VariBADConfig, deterministi
         logits = vae.reward_decoder(latent)  # (n, B, S)
         visits = F.one_hot(at(batch.state_index), logits.shape[-1]).float()  # (D, B, S) or (n, D, B, S)
         hit = (rewards[..., 0] == 1.0).float()[..., None]  # y_j, the Bernoulli target (reward == goal reward)
-        pattern = "njb,njbs->nbs" if per_term else "njb,jbs->nbs"
-        pos = torch.einsum(pattern, weights, visits * hit)
-        neg = torch.einsum(pattern, weights, visits * (1.0 - hit))
+        if per_term:
+            pos = torch.einsum("njb,njbs->nbs", weights, visits * hit)
+            neg = torch.einsum("njb,njbs->nbs", weights, visits * (1.0 - hit))
+        else:
+            counts = visits * decode_valid[..., None].float()  # (T, B, S), transitions past a length count 0
+            pos = _horizon_sums(counts * hit, elbo_times, cfg.decode_horizon)
+            neg = _horizon_sums(counts * (1.0 - hit), elbo_times, cfg.decode_horizon)
         rec_reward = (pos * F.softplus(-logits) + neg * F.softplus(logits)).sum(dim=-1)
         if cfg.avg_reconstruction_terms:
             rec_reward = rec_reward / weights.sum(dim=1).clamp(min=1.0)
