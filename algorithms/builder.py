@@ -82,7 +82,33 @@ def build(cfg: DictConfig) -> tuple[Agent, MetaVecEnv]:
     env = make_meta_env(env_spec.name, num_envs=num_envs, seed=int(cfg.seed), split="train",
                         episodes_per_task=episodes, **env_options(cfg))
     agent = build_agent(algo_spec.name, cfg.algo, EnvInfo.from_env(env), int(cfg.seed), device)
+    agent.update_threads = update_threads(cfg.get("update_threads", 1), device)
     return agent, env
+
+
+def update_threads(setting: Any, device: str) -> int:
+    """torch threads for an agent's updates: an int, or ``auto``: 2 on a CPU with two cores or more for a run on
+    its own, 1 inside a sweep (``--multirun``: its jobs run side by side, one core each; SPEC sec. 6) and on a GPU
+    (the host thread only launches kernels)."""
+    if str(setting) != "auto":
+        threads = int(setting)
+        if threads < 1:
+            raise ConfigError(f"update_threads must be >= 1 or 'auto', got {setting!r}")
+        return threads
+    if device != "cpu" or _in_multirun():
+        return 1
+    return max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def _in_multirun() -> bool:
+    """Whether this process runs a job of a Hydra ``--multirun`` sweep."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    except (ImportError, ValueError):
+        return False
 
 
 def load_run_agent(run_dir: Path | str, checkpoint: str = "final") -> tuple[Agent, DictConfig, dict[str, Any]]:

@@ -11,10 +11,13 @@ their hypothesis there).
 from __future__ import annotations
 
 import abc
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from envs.base import MetaVecEnv
 
@@ -31,6 +34,29 @@ class Agent(abc.ABC):
     """A meta-RL agent. ``Belief`` objects are opaque to the trainer and evaluator."""
 
     name: str = "agent"
+    #: torch intra-op threads for the gradient updates (:meth:`updating`); the rollout keeps the process's setting.
+    #: Set by the builder from the ``update_threads`` config.
+    update_threads: int = 1
+
+    @contextlib.contextmanager
+    def updating(self) -> Iterator[None]:
+        """Run the block (an agent's gradient updates) with :attr:`update_threads` torch threads.
+
+        While an agent updates, its env waits: simulator workers sleep on their pipes, so a second core that the
+        rollout leaves to them is free for the update's matrix products. Thread count changes only how a product
+        is split, not the random streams; CPU results can still differ in the last bits between 1 and 2 threads
+        (a reduction split in two sums in another order), so a run is bit-for-bit reproducible for a fixed
+        ``update_threads``.
+        """
+        previous = torch.get_num_threads()
+        if self.update_threads == previous:
+            yield
+            return
+        torch.set_num_threads(self.update_threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
 
     # ------------------------------------------------------------------ meta-training
     @abc.abstractmethod

@@ -43,7 +43,10 @@ def to_safe(obj: Any, where: str = "state") -> Any:
     if isinstance(obj, list | tuple):
         converted = [to_safe(value, f"{where}[{i}]") for i, value in enumerate(obj)]
         return converted if isinstance(obj, list) else tuple(converted)
-    if obj is None or isinstance(obj, bool | int | float | str | bytes | torch.Tensor):
+    if isinstance(obj, torch.Tensor):
+        # every tensor is stored on the CPU, so that a checkpoint resumes on any device (the loader moves it)
+        return obj if obj.device.type == "cpu" else obj.detach().cpu()
+    if obj is None or isinstance(obj, bool | int | float | str | bytes):
         return obj
     raise TypeError(f"{where}: a {type(obj).__name__} cannot be stored in a weights-only checkpoint")
 

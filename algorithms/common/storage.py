@@ -17,9 +17,17 @@ class RolloutStorage:
     """
 
     def __init__(self, num_steps: int, num_envs: int, obs_dim: int, policy_obs_dim: int, belief_dim: int,
-                 action_shape: tuple, encoder_action_dim: int, hidden_size: int, discrete: bool) -> None:
+                 action_shape: tuple, encoder_action_dim: int, hidden_size: int, discrete: bool,
+                 device: str | torch.device = "cpu") -> None:
         T, N = num_steps, num_envs
         self.num_steps, self.num_envs = T, N
+        self.device = device = torch.device(device)
+        with torch.device(device):
+            self._allocate(T, N, obs_dim, policy_obs_dim, belief_dim, action_shape, encoder_action_dim, hidden_size,
+                           discrete)
+
+    def _allocate(self, T: int, N: int, obs_dim: int, policy_obs_dim: int, belief_dim: int, action_shape: tuple,
+                  encoder_action_dim: int, hidden_size: int, discrete: bool) -> None:
         self.policy_obs = torch.zeros(T, N, policy_obs_dim)
         self.policy_belief = torch.zeros(T, N, belief_dim)
         self.actions = torch.zeros(T, N, *action_shape, dtype=torch.long if discrete else torch.float32)
@@ -49,14 +57,17 @@ class RolloutStorage:
         (``algorithms/online_storage.py``: ``gae = gae * bad_masks[step + 1]``): the advantage there is 0 and none
         flows from one episode into the one before it. Without it one return runs over all K episodes.
         """
-        gae = torch.zeros(self.num_envs)
+        # the parts that do not depend on the recursion, for all t at once
+        live = (~self.dones).float()
+        next_values = torch.cat([self.values[1:], self.last_values.unsqueeze(0)])
+        deltas = self.rewards + gamma * live * next_values - self.values
+        carry = gamma * gae_lambda * live
+        if cut_at_episode_ends:
+            cut = (~self.episode_ends).float()
+            deltas, carry = deltas * cut, carry * cut
+        gae = torch.zeros_like(self.last_values)
         for t in reversed(range(self.num_steps)):
-            next_values = self.last_values if t == self.num_steps - 1 else self.values[t + 1]
-            live = (~self.dones[t]).float()
-            delta = self.rewards[t] + gamma * live * next_values - self.values[t]
-            gae = delta + gamma * gae_lambda * live * gae
-            if cut_at_episode_ends:
-                gae = gae * (~self.episode_ends[t]).float()
+            gae = torch.addcmul(deltas[t], carry[t], gae)
             self.advantages[t] = gae
         self.returns = self.advantages + self.values
 
@@ -72,6 +83,13 @@ class TrajectoryBatch:
     state_index: torch.Tensor | None
     tasks: torch.Tensor
     lengths: torch.Tensor
+
+    def to(self, device: torch.device) -> TrajectoryBatch:
+        """The batch on ``device`` (one copy per field; the same object where it is there already)."""
+        if self.tasks.device == device:
+            return self
+        return TrajectoryBatch(*(None if v is None else v.to(device, non_blocking=True) for v in (
+            self.prev_obs, self.actions, self.rewards, self.next_obs, self.state_index, self.tasks, self.lengths)))
 
 
 class TrajectoryBuffer:

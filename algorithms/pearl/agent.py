@@ -344,7 +344,8 @@ class PEARLAgent(Agent):
         items = [_WorkItem(int(t), [p for p in phases if p.steps > 0]) for t in sampled]
         self._collect(env, items, stats)
         t1 = time.perf_counter()
-        metrics = self._train(cfg.num_train_steps_per_itr)
+        with self.updating():
+            metrics = self._train(cfg.num_train_steps_per_itr)
         t2 = time.perf_counter()
         self.frames += stats.frames
         self.iterations += 1

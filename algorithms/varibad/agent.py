@@ -14,7 +14,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from algorithms.common.agent import Agent, EnvInfo, IterationStats
 from algorithms.common.normalization import InputNormalizer, RewardNormalizer
@@ -34,6 +33,49 @@ class RecurrentBelief:
     hidden: torch.Tensor
     sample: torch.Tensor | None = None
     task: torch.Tensor | None = None
+
+
+class _StepIO:
+    """The env's per-step output as one ``(T, N, W)`` device array: ``[final_obs, next_obs, reward, task_done,
+    episode_done]`` along the last axis. Each step is packed on the host and copied in one transfer; on the CPU the
+    copy is the only cost."""
+
+    def __init__(self, num_steps: int, num_envs: int, obs_dim: int, device: torch.device) -> None:
+        self.obs_dim = obs_dim
+        self.width = 2 * obs_dim + 3
+        self.data = torch.empty(num_steps, num_envs, self.width, device=device)
+        self.host = np.empty((num_envs, self.width), np.float32)
+        self._obs_np: np.ndarray | None = None
+
+    def put(self, t: int, final_obs: np.ndarray, next_obs: np.ndarray, reward: np.ndarray, task_done: np.ndarray,
+            episode_done: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Store step ``t``; returns its ``final_obs (N, obs)``, ``next_obs (N, obs)`` and ``reward (N, 1)`` on the
+        device."""
+        D, h = self.obs_dim, self.host
+        h[:, :D], h[:, D:2 * D], h[:, 2 * D] = final_obs, next_obs, reward
+        h[:, 2 * D + 1], h[:, 2 * D + 2] = task_done, episode_done
+        row = self.data[t]
+        row.copy_(torch.from_numpy(h), non_blocking=False)
+        self._obs_np = next_obs
+        return row[:, :D], row[:, D:2 * D], row[:, 2 * D:2 * D + 1]
+
+    def host_obs(self, t: int, obs: torch.Tensor) -> np.ndarray:
+        """The observation step ``t`` acted on, on the host (the previous step's ``next_obs``; no transfer)."""
+        if t > 0 and self._obs_np is not None:
+            return self._obs_np
+        return obs.cpu().numpy()
+
+    def live(self, t: int) -> torch.Tensor:
+        """``(N, 1)``: 0 where the task ended at step ``t`` (the belief returns to the prior), else 1."""
+        return 1.0 - self.data[t, :, 2 * self.obs_dim + 1:2 * self.obs_dim + 2]
+
+    def fill_storage(self, st: RolloutStorage) -> None:
+        D = self.obs_dim
+        st.enc_next_obs.copy_(self.data[..., :D])
+        st.enc_rewards.copy_(self.data[..., 2 * D:2 * D + 1])
+        st.task_done.copy_(self.data[..., 2 * D + 1] > 0.5)
+        st.dones.copy_(st.task_done)
+        st.episode_ends.copy_(self.data[..., 2 * D + 2] > 0.5)
 
 
 class VariBADAgent(Agent):
@@ -59,13 +101,20 @@ class VariBADAgent(Agent):
         self.policy = BeliefConditionedActorCritic(
             self.policy_obs_dim, belief_dim, space, cfg.policy_layers, cfg.policy_state_embed_dim,
             cfg.policy_belief_embed_dim, cfg.policy_activation, cfg.policy_init, cfg.norm_actions_pre_sampling)
+        self.vae.to(self.device)
+        self.policy.to(self.device)
         policy_params = list(self.policy.parameters())
         if cfg.rl_loss_through_encoder:
             policy_params += list(self.encoder.parameters())
         self.policy_params = policy_params
-        self.policy_optimizer = torch.optim.Adam(policy_params, lr=cfg.lr_policy, eps=cfg.policy_eps, foreach=True)
+        #: one-hot rows of the discrete actions, for the encoder's input (on the device and on the host)
+        self._eye = torch.eye(self.encoder_action_dim, device=self.device)
+        self._eye_np = np.eye(self.encoder_action_dim, dtype=np.float32)
+        # fused: one kernel for the whole parameter list (the same update as the per-tensor loop, ~3x less overhead
+        # on these small networks)
+        self.policy_optimizer = torch.optim.Adam(policy_params, lr=cfg.lr_policy, eps=cfg.policy_eps, fused=True)
         self.vae_optimizer = (torch.optim.Adam([*self.encoder.parameters(), *self.vae.decoder_parameters()],
-                                               lr=cfg.lr_vae, foreach=True) if cfg.vae_enabled else None)
+                                               lr=cfg.lr_vae, fused=True) if cfg.vae_enabled else None)
         self.obs_norm = InputNormalizer(self.policy_obs_dim, cfg.norm_state_for_policy, cfg.policy_input_clip)
         self.belief_norm = InputNormalizer(belief_dim, cfg.norm_belief_for_policy, cfg.policy_input_clip)
         self.reward_norm = RewardNormalizer(env_info.num_envs, cfg.gamma, cfg.norm_rew_for_policy)
@@ -74,7 +123,7 @@ class VariBADAgent(Agent):
         N, T = env_info.num_envs, cfg.num_steps
         action_shape = () if self.discrete else (self.encoder_action_dim,)
         self.storage = RolloutStorage(T, N, env_info.obs_dim, self.policy_obs_dim, belief_dim, action_shape,
-                                      self.encoder_action_dim, cfg.gru_hidden_size, self.discrete)
+                                      self.encoder_action_dim, cfg.gru_hidden_size, self.discrete, self.device)
         L = env_info.max_trajectory_len
         self.per_state = cfg.vae_enabled and cfg.decode_reward and cfg.reward_decoder == "per_state_bernoulli"
         self.buffer = (TrajectoryBuffer(cfg.vae_buffer_size, L, env_info.obs_dim, self.encoder_action_dim,
@@ -98,7 +147,7 @@ class VariBADAgent(Agent):
     # ------------------------------------------------------------------ belief helpers
     def _encode_action(self, action: torch.Tensor) -> torch.Tensor:
         if self.discrete:
-            return F.one_hot(action.long(), self.encoder_action_dim).float()
+            return self._eye[action.long()]
         return action.float()
 
     def draw_latent(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -125,29 +174,32 @@ class VariBADAgent(Agent):
         if self.uses_true_task and tasks is None:
             raise ValueError("the oracle agent must be given the true tasks")
         return RecurrentBelief(hidden, self.draw_latent(hidden) if self.hold_sample else None,
-                               torch.as_tensor(tasks, dtype=torch.float32) if self.uses_true_task else None)
+                               self._tensor(tasks) if self.uses_true_task else None)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, belief: RecurrentBelief, deterministic: bool) -> np.ndarray:
-        obs_t = torch.as_tensor(obs, dtype=torch.float32)[:, :self.policy_obs_dim]
+        obs_t = self._tensor(obs)[:, :self.policy_obs_dim]
         features = self.belief_input(belief.hidden, belief.sample, belief.task)
-        dist, _ = self.policy(self.obs_norm(obs_t), self.belief_norm(features))
-        action = self.policy.mode(dist) if deterministic else dist.sample()
-        return action.numpy()
+        action, _, _ = self.policy.act(self.obs_norm(obs_t), self.belief_norm(features), deterministic)
+        return action.cpu().numpy()
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        """A host array as a float32 tensor on the agent's device."""
+        return torch.as_tensor(np.asarray(array, dtype=np.float32), device=self.device)
 
     @torch.no_grad()
     def update_belief(self, belief: RecurrentBelief, obs: np.ndarray, action: np.ndarray, reward: np.ndarray,
                       next_obs: np.ndarray, episode_done: np.ndarray, task_done: np.ndarray) -> RecurrentBelief:
         if self.uses_true_task:
             return belief
-        hidden = self.encoder.step(self._encode_action(torch.as_tensor(action)),
-                                   torch.as_tensor(reward, dtype=torch.float32)[:, None],
-                                   torch.as_tensor(next_obs, dtype=torch.float32), belief.hidden)
-        hidden = hidden * torch.as_tensor(~task_done, dtype=torch.float32)[:, None]
+        action_t = torch.as_tensor(action, device=self.device)
+        hidden = self.encoder.step(self._encode_action(action_t), self._tensor(reward)[:, None],
+                                   self._tensor(next_obs), belief.hidden)
+        hidden = hidden * self._tensor(~task_done)[:, None]
         sample = belief.sample
         if self.hold_sample and episode_done.any():  # a new hypothesis at every episode boundary
             sample = sample.clone()
-            done = torch.as_tensor(episode_done)
+            done = torch.as_tensor(episode_done, device=self.device)
             sample[done] = self.draw_latent(hidden[done])
         return RecurrentBelief(hidden, sample, belief.task)
 
@@ -168,23 +220,31 @@ class VariBADAgent(Agent):
                 metrics[f"train/return_ep{k + 1}"] = float(np.nanmean(finished[:, k]))
         t2 = t3 = t1
         if self.frames >= cfg.precollect_frames:
-            metrics.update(self.update_policy())
-            t2 = t3 = time.perf_counter()
-            # the VAE learns from whole BAMDP trajectories: none yet when pre-collection is shorter than one
-            if self.vae_optimizer is not None and self.buffer is not None and len(self.buffer) > 0:
-                vae_metrics = [self.update_vae() for _ in range(cfg.vae_updates_per_iteration)]
-                metrics.update({k: float(np.mean([m[k] for m in vae_metrics])) for k in vae_metrics[0]})
-                t3 = time.perf_counter()
+            with self.updating():
+                metrics.update(self.update_policy())
+                t2 = t3 = time.perf_counter()
+                # the VAE learns from whole BAMDP trajectories: none yet when pre-collection is shorter than one
+                if self.vae_optimizer is not None and self.buffer is not None and len(self.buffer) > 0:
+                    vae_metrics = [self.update_vae() for _ in range(cfg.vae_updates_per_iteration)]
+                    metrics.update({k: float(np.mean([m[k] for m in vae_metrics])) for k in vae_metrics[0]})
+                    t3 = time.perf_counter()
         metrics.update({"time/rollout_s": t1 - t0, "time/policy_update_s": t2 - t1, "time/vae_update_s": t3 - t2})
         return IterationStats(frames=frames, metrics=metrics)
 
     @torch.no_grad()
     def _collect(self, env: MetaVecEnv) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        """Roll the policy out for ``num_steps``; returns raw policy inputs and finished per-episode returns."""
-        cfg, st, N = self.cfg, self.storage, self.info.num_envs
+        """Roll the policy out for ``num_steps``; returns raw policy inputs and finished per-episode returns.
+
+        Per env step the host and the device exchange one array each way: the actions go to the env, and the env's
+        observation, successor, reward and flags come back packed in one array (``_StepIO``). Everything PPO needs
+        that is elementwise in what was observed (normalised observations and beliefs, normalised rewards, flags)
+        is written to the storage once, after the loop.
+        """
+        cfg, st, N, dev = self.cfg, self.storage, self.info.num_envs, self.device
+        T, P = cfg.num_steps, self.policy_obs_dim
         if self._obs is None:
             obs_np, _ = env.reset()
-            self._obs = torch.from_numpy(obs_np)
+            self._obs = torch.as_tensor(obs_np, device=dev)
             self._episode_returns = np.zeros((N, env.episodes_per_task), np.float64)
         elif self._cursor.any():
             self._refresh_hidden()  # the encoder changed since these hidden states were computed
@@ -192,37 +252,33 @@ class VariBADAgent(Agent):
         obs, hidden = self._obs, self._hidden
         if self.hold_sample and self._held is None:
             self._held = self.draw_latent(hidden)
-        raw_obs = torch.zeros(cfg.num_steps, N, self.policy_obs_dim)
-        P = self.policy_obs_dim
-        raw_beliefs = torch.zeros(cfg.num_steps, N, st.policy_belief.shape[-1])
+        io = _StepIO(T, N, self.info.obs_dim, dev)
+        raw_obs = torch.empty(T, N, P, device=dev)
+        raw_beliefs = torch.empty(T, N, st.policy_belief.shape[-1], device=dev)
+        normalised_rewards = np.empty((T, N), np.float32)
         finished_returns: list[np.ndarray] = []
         arange = np.arange(N)
-        for t in range(cfg.num_steps):
-            tasks = torch.from_numpy(env.tasks.copy()) if self.uses_true_task else None
+        tr = self._traj
+        for t in range(T):
+            tasks = self._tasks_tensor(env) if self.uses_true_task else None
             belief = self.belief_input(hidden, self._held, tasks)
-            policy_obs, policy_belief = self.obs_norm(obs[:, :P]), self.belief_norm(belief)
-            dist, value = self.policy(policy_obs, policy_belief)
-            action = dist.sample()
-            next_obs_np, reward_np, _, _, info = env.step(action.numpy())
-            final_obs = torch.from_numpy(info["final_obs"])
-            reward = torch.from_numpy(reward_np)[:, None]
-            enc_action = self._encode_action(action)
-            next_hidden = hidden if self.uses_true_task else self.encoder.step(enc_action, reward, final_obs, hidden)
-            task_done = info["task_done"]
-            task_done_t = torch.from_numpy(task_done)
-            st.policy_obs[t], st.policy_belief[t] = policy_obs, policy_belief
-            st.actions[t], st.log_probs[t], st.values[t] = action, dist.log_prob(action), value
-            st.rewards[t] = torch.from_numpy(self.reward_norm(reward_np, task_done))
-            st.dones[t] = task_done_t
-            st.episode_ends[t] = torch.from_numpy(info["episode_done"])
-            st.enc_actions[t], st.enc_rewards[t], st.enc_next_obs[t] = enc_action, reward, final_obs
-            st.task_done[t] = task_done_t
             raw_obs[t], raw_beliefs[t] = obs[:, :P], belief
+            action, log_prob, value = self.policy.act(self.obs_norm(obs[:, :P]), self.belief_norm(belief))
+            st.actions[t], st.log_probs[t], st.values[t] = action, log_prob, value
+            action_np = action.cpu().numpy()
+            next_obs_np, reward_np, _, _, info = env.step(action_np)
+            task_done, episode_done = info["task_done"], info["episode_done"]
+            final_obs, next_obs, reward = io.put(t, info["final_obs"], next_obs_np, reward_np, task_done,
+                                                 episode_done)
+            enc_action = self._encode_action(action)
+            st.enc_actions[t] = enc_action
+            if not self.uses_true_task:
+                hidden = self.encoder.step(enc_action, reward, final_obs, hidden)
+            normalised_rewards[t] = self.reward_norm(reward_np, task_done)
             # running trajectories (VAE buffer, re-encoding) and per-episode training returns
             c = self._cursor
-            tr = self._traj
-            tr["prev_obs"][arange, c] = obs.numpy()
-            tr["actions"][arange, c] = enc_action.numpy()
+            tr["prev_obs"][arange, c] = io.host_obs(t, obs)
+            tr["actions"][arange, c] = self._encoded_action_np(action_np)
             tr["rewards"][arange, c, 0] = reward_np
             tr["next_obs"][arange, c] = info["final_obs"]
             if self.per_state:
@@ -238,28 +294,43 @@ class VariBADAgent(Agent):
                 finished_returns.append(self._episode_returns[done_idx].copy())
                 self._episode_returns[done_idx] = 0.0
                 self._cursor[done_idx] = 0
-            hidden = next_hidden * (~task_done_t).float()[:, None]
-            if self.hold_sample and info["episode_done"].any():
-                ep_done = torch.from_numpy(info["episode_done"])
+                hidden = hidden * io.live(t)
+            if self.hold_sample and episode_done.any():
+                ep_done = torch.as_tensor(episode_done, device=dev)
                 self._held[ep_done] = self.draw_latent(hidden[ep_done])
-            obs = torch.from_numpy(next_obs_np)
-        tasks = torch.from_numpy(env.tasks.copy()) if self.uses_true_task else None
+            obs = next_obs
+        # elementwise in what the loop saw: the same values as computing them step by step
+        st.policy_obs.copy_(self.obs_norm(raw_obs))
+        st.policy_belief.copy_(self.belief_norm(raw_beliefs))
+        st.rewards.copy_(torch.as_tensor(normalised_rewards, device=dev))
+        io.fill_storage(st)
+        tasks = self._tasks_tensor(env) if self.uses_true_task else None
         st.last_values = self.policy.value(self.obs_norm(obs[:, :P]),
                                            self.belief_norm(self.belief_input(hidden, self._held, tasks)))
-        self._obs, self._hidden = obs, hidden
+        self._obs, self._hidden = obs.clone(), hidden
         K = env.episodes_per_task
         finished = np.concatenate(finished_returns) if finished_returns else np.full((1, K), np.nan)
         return raw_obs, raw_beliefs, finished
+
+    def _tasks_tensor(self, env: MetaVecEnv) -> torch.Tensor:
+        return torch.as_tensor(env.tasks, dtype=torch.float32, device=self.device)
+
+    def _encoded_action_np(self, action_np: np.ndarray) -> np.ndarray:
+        """The encoder's action input on the host (one-hot for discrete actions), for the VAE's trajectories."""
+        if self.discrete:
+            return self._eye_np[action_np]
+        return action_np
 
     @torch.no_grad()
     def _refresh_hidden(self) -> None:
         """Re-encode unfinished trajectories with the updated encoder (as the reference code does)."""
         T = int(self._cursor.max())
         tr = self._traj
-        seq = [torch.from_numpy(np.ascontiguousarray(tr[k][:, :T].swapaxes(0, 1)))
+        seq = [self._tensor(np.ascontiguousarray(tr[k][:, :T].swapaxes(0, 1)))
                for k in ("actions", "rewards", "next_obs")]
         hidden = self.encoder.hidden_sequence(*seq)  # (T + 1, N, H)
-        self._hidden = hidden[torch.from_numpy(self._cursor), torch.arange(self.info.num_envs)]
+        rows = torch.as_tensor(self._cursor, device=self.device)
+        self._hidden = hidden[rows, torch.arange(self.info.num_envs, device=self.device)]
 
     def update_policy(self) -> dict[str, float]:
         """PPO on the last rollout. The encoder is only trained by it if ``rl_loss_through_encoder``."""
@@ -284,7 +355,7 @@ class VariBADAgent(Agent):
     def vae_step(self, batch: TrajectoryBatch) -> dict[str, float]:
         """One gradient step on the ELBO of ``batch``, with the decoders' and encoder's gradient clipping."""
         assert self.vae_optimizer is not None
-        out = elbo_loss(self.vae, batch, self.cfg)
+        out = elbo_loss(self.vae, batch.to(self.device), self.cfg)
         self.vae_optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         if self.cfg.encoder_max_grad_norm is not None:
@@ -303,6 +374,8 @@ class VariBADAgent(Agent):
             "obs_norm": self.obs_norm.state_dict(), "belief_norm": self.belief_norm.state_dict(),
             "reward_norm": self.reward_norm.state_dict(), "frames": self.frames, "iterations": self.iterations,
             "numpy_rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            # on a GPU the samples come from its generator: without it a resumed run would diverge there
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
         }
         if resume:
             # the rollout in flight and the VAE buffer: without them a resumed run would diverge from an
@@ -327,9 +400,15 @@ class VariBADAgent(Agent):
         self.frames, self.iterations = state["frames"], state["iterations"]
         self.rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"])
+        if self.device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         if "rollout" in state:
             rollout = state["rollout"]
-            self._obs, self._hidden, self._held = rollout["obs"], rollout["hidden"], rollout["held"]
+
+            def here(x: torch.Tensor | None) -> torch.Tensor | None:  # checkpoints hold CPU tensors
+                return None if x is None else x.to(self.device)
+
+            self._obs, self._hidden, self._held = here(rollout["obs"]), here(rollout["hidden"]), here(rollout["held"])
             self._cursor = rollout["cursor"].copy()
             returns = rollout["episode_returns"]
             self._episode_returns = None if returns is None else returns.copy()
