@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import gymnasium as gym
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torch.distributions import Categorical, Distribution, Independent, Normal
+from torch.nn import functional as F
 
 from algorithms.common.networks import INITIALISERS, FeatureExtractor, mlp, run_sequential
 
