@@ -26,9 +26,8 @@ class AlgoSpec:
     num_envs_key: str = "num_envs"
     #: envs the agent is defined for (None: any env with a supported action type)
     envs: frozenset[str] | None = None
-    #: torch devices the agent runs on. VariBAD's family is CPU-only for now: its networks are small and recurrent
-    #: (the CPU is faster for them on GridWorld) and its rollout code has not been made device-aware yet.
-    devices: frozenset[str] = frozenset({"cpu"})
+    #: torch devices the agent runs on (``device=auto`` picks the GPU where one exists and is listed here)
+    devices: frozenset[str] = frozenset({"cpu", "cuda"})
 
 
 def _build_varibad(cfg: DictConfig, info: EnvInfo, seed: int, device: str) -> Agent:
@@ -81,13 +80,13 @@ ALGORITHMS: dict[str, AlgoSpec] = {
         "learned posterior sampling: VariBAD's inference, one latent sample held per episode"),
     "posterior_sampling_exact": AlgoSpec(
         "posterior_sampling_exact", _build_exact_posterior_sampling, frozenset({"discrete"}),
-        "exact posterior sampling with the true GridWorld belief (no learning)", envs=frozenset({"gridworld"})),
+        "exact posterior sampling with the true GridWorld belief (no learning)", envs=frozenset({"gridworld"}),
+        devices=frozenset({"cpu"})),
     "oracle": AlgoSpec("oracle", _build_varibad_variant({"policy_belief": "task", "vae_enabled": False}),
                        frozenset({"discrete", "continuous"}),
                        "multi-task upper bound: PPO conditioned on the true task vector"),
     "pearl": AlgoSpec("pearl", _build_pearl, frozenset({"continuous"}),
-                      "PEARL: SAC with a permutation-invariant probabilistic context encoder (Rakelly et al. 2019)",
-                      devices=frozenset({"cpu", "cuda"})),
+                      "PEARL: SAC with a permutation-invariant probabilistic context encoder (Rakelly et al. 2019)"),
 }
 
 

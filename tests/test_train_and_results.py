@@ -173,15 +173,17 @@ def test_devices_resolve_or_fail_before_any_work(tmp_path):
     from algorithms.registry import AlgoSpec, resolve_device
 
     varibad = get_algo("varibad")
-    assert resolve_device("auto", varibad, cuda_available=True) == "cpu"  # CPU-only agent
-    assert resolve_device("auto", varibad, cuda_available=False) == "cpu"
-    gpu_agent = AlgoSpec("g", varibad.build, varibad.action_types, devices=frozenset({"cpu", "cuda"}))
-    assert resolve_device("auto", gpu_agent, cuda_available=True) == "cuda"
-    assert resolve_device("cuda", gpu_agent, cuda_available=True) == "cuda"
+    for name in ("varibad", "rl2", "posterior_sampling", "oracle", "pearl"):  # every learning agent: GPU or CPU
+        assert resolve_device("auto", get_algo(name), cuda_available=True) == "cuda"
+        assert resolve_device("auto", get_algo(name), cuda_available=False) == "cpu"
+    exact = get_algo("posterior_sampling_exact")  # a CPU-only agent
+    assert resolve_device("auto", exact, cuda_available=True) == "cpu"
+    cpu_agent = AlgoSpec("c", varibad.build, varibad.action_types, devices=frozenset({"cpu"}))
+    assert resolve_device("cuda", varibad, cuda_available=True) == "cuda"
     with pytest.raises(ConfigError, match="torch sees no GPU"):
-        resolve_device("cuda", gpu_agent, cuda_available=False)
+        resolve_device("cuda", varibad, cuda_available=False)
     with pytest.raises(IncompatibleError, match="runs on cpu only"):
-        resolve_device("cuda", varibad, cuda_available=True)
+        resolve_device("cuda", cpu_agent, cuda_available=True)
     with pytest.raises(ConfigError, match="unknown device 'tpu'; choose one of: auto, cpu, cuda"):
         resolve_device("tpu", varibad, cuda_available=False)
     cfg = compose_config(f"results_dir={tmp_path}", "device=tpu", *TINY)
