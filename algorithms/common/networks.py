@@ -8,7 +8,46 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU}
+#: below this many elements torch's own tanh is as fast (a few microseconds of fixed cost either way)
+FAST_TANH_MIN_ELEMENTS = 4096
+
+
+class _SigmoidTanh(torch.autograd.Function):
+    """``tanh(x) = 2 sigmoid(2x) - 1``, with the backward ``g (1 - y^2)``."""
+
+    @staticmethod
+    def forward(ctx: object, x: torch.Tensor) -> torch.Tensor:
+        y = torch.sigmoid(x + x).mul_(2.0).sub_(1.0)
+        ctx.save_for_backward(y)  # type: ignore[attr-defined]
+        return y
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        return grad * (1.0 - y * y)
+
+
+def tanh(x: torch.Tensor) -> torch.Tensor:
+    """``torch.tanh``, computed as ``2 sigmoid(2x) - 1`` for large CPU tensors.
+
+    On the CPU torch's float32 tanh kernel is ~5x slower than its sigmoid kernel (1 ms against 0.1 ms for a
+    3200 x 128 tensor on this project's AVX-512 machines, ``make bench``), and the PPO epochs of the MuJoCo configs
+    spend a fifth of their time in it. The identity is exact; in float32 the two differ by at most ~1e-7
+    (absolute), far below anything a policy's hidden layer resolves.
+    """
+    if x.device.type == "cpu" and x.numel() >= FAST_TANH_MIN_ELEMENTS:
+        return _SigmoidTanh.apply(x)
+    return torch.tanh(x)
+
+
+class Tanh(nn.Module):
+    """``nn.Tanh`` that runs :func:`tanh` (the same function, faster on large CPU batches)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return tanh(x)
+
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": Tanh, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU}
 
 
 def activation(name: str) -> nn.Module:
@@ -66,8 +105,8 @@ def run_sequential(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
         kind = type(layer)
         if kind is nn.Linear:
             x = F.linear(x, layer.weight, layer.bias)
-        elif kind is nn.Tanh:
-            x = torch.tanh(x)
+        elif kind is Tanh or kind is nn.Tanh:
+            x = tanh(x)
         elif kind is nn.ReLU:
             x = torch.relu(x)
         else:

@@ -107,19 +107,24 @@ class BeliefConditionedActorCritic(nn.Module):
         Categorical samples by inverting the CDF with one uniform draw per env; Gaussians as mean + std * noise.
         """
         params, value = self.heads(obs, belief)
+        return (*self.sample_from(params, deterministic, generator), value)
+
+    def sample_from(self, params: torch.Tensor, deterministic: bool = False,
+                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(action, log_prob)`` from the distribution's parameters (see :meth:`act`)."""
         if self.discrete:
+            log_p = torch.log_softmax(params, dim=-1)
             if deterministic:
                 action = params.argmax(dim=-1)
             else:
-                cdf = torch.softmax(params, dim=-1).cumsum(dim=-1)
-                u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device, dtype=cdf.dtype)
-                # u * total guards against a last CDF entry that rounds below 1
-                action = (cdf < u * cdf[:, -1:]).sum(dim=-1).clamp_(max=params.shape[-1] - 1)
-        else:
-            action = params if deterministic else params + self.log_std.exp() * torch.randn(
-                params.shape, generator=generator, device=params.device, dtype=params.dtype)
+                u = torch.rand(params.shape[0], 1, generator=generator, device=params.device, dtype=params.dtype)
+                # the first action whose CDF exceeds u; the clamp guards a last CDF entry that rounds below u
+                action = (log_p.exp().cumsum(dim=-1) < u).sum(dim=-1).clamp_(max=params.shape[-1] - 1)
+            return action, log_p.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        action = params if deterministic else params + self.log_std.exp() * torch.randn(
+            params.shape, generator=generator, device=params.device, dtype=params.dtype)
         log_prob, _ = self._log_prob_entropy(params, action, with_entropy=False)
-        return action, log_prob, value
+        return action, log_prob
 
     def evaluate_actions(self, obs: torch.Tensor, belief: torch.Tensor,
                          actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

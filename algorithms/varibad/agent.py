@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from algorithms.common.acting import FusedActing
 from algorithms.common.agent import Agent, EnvInfo, IterationStats
 from algorithms.common.normalization import InputNormalizer, RewardNormalizer
 from algorithms.common.policy import BeliefConditionedActorCritic
@@ -136,6 +137,8 @@ class VariBADAgent(Agent):
             "next_obs": np.zeros((N, L, env_info.obs_dim), np.float32),
             "state_index": np.zeros((N, L), np.int64),
         }
+        #: the rollout runs the networks through :class:`FusedActing` where their structure allows it
+        self.fused_acting = FusedActing.supports(self.policy, self.encoder, self.obs_norm, self.belief_norm)
         self._cursor = np.zeros(N, np.int64)
         self._obs: torch.Tensor | None = None
         self._hidden = self.encoder.initial_hidden(N)
@@ -259,11 +262,19 @@ class VariBADAgent(Agent):
         finished_returns: list[np.ndarray] = []
         arange = np.arange(N)
         tr = self._traj
+        fused = (FusedActing(self.policy, self.encoder, self.obs_norm, self.belief_norm, P, raw_beliefs.shape[-1],
+                             cfg.policy_belief) if self.fused_acting else None)
+        belief_from_hidden = fused is not None and cfg.policy_belief in ("mean_logvar", "mean")
         for t in range(T):
-            tasks = self._tasks_tensor(env) if self.uses_true_task else None
-            belief = self.belief_input(hidden, self._held, tasks)
+            if belief_from_hidden:
+                belief = fused.belief(hidden)
+            else:
+                belief = self.belief_input(hidden, self._held, self._tasks_tensor(env) if self.uses_true_task else None)
             raw_obs[t], raw_beliefs[t] = obs[:, :P], belief
-            action, log_prob, value = self.policy.act(self.obs_norm(obs[:, :P]), self.belief_norm(belief))
+            if fused is not None:
+                action, log_prob, value = fused.act(obs[:, :P], belief)
+            else:
+                action, log_prob, value = self.policy.act(self.obs_norm(obs[:, :P]), self.belief_norm(belief))
             st.actions[t], st.log_probs[t], st.values[t] = action, log_prob, value
             action_np = action.cpu().numpy()
             next_obs_np, reward_np, _, _, info = env.step(action_np)
@@ -273,7 +284,8 @@ class VariBADAgent(Agent):
             enc_action = self._encode_action(action)
             st.enc_actions[t] = enc_action
             if not self.uses_true_task:
-                hidden = self.encoder.step(enc_action, reward, final_obs, hidden)
+                hidden = (fused.encoder_step(enc_action, reward, final_obs, hidden) if fused is not None
+                          else self.encoder.step(enc_action, reward, final_obs, hidden))
             normalised_rewards[t] = self.reward_norm(reward_np, task_done)
             # running trajectories (VAE buffer, re-encoding) and per-episode training returns
             c = self._cursor
