@@ -56,8 +56,10 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
+## BENCH_BASELINE: the code GridWorld training is compared with in the same run (the commit before issue 15's work)
+BENCH_BASELINE ?= f2e1c69
 bench: install
-	$(BIN)/python -m benchmarks.train_throughput $(ARGS)
+	$(BIN)/python -m benchmarks.train_throughput --baseline $(BENCH_BASELINE) $(ARGS)
 	$(BIN)/python -m benchmarks.vae_elbo
 	$(BIN)/python -m benchmarks.pearl_throughput
 

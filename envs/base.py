@@ -45,6 +45,7 @@ class BatchedTaskEnv(abc.ABC):
         self.num_envs = num_envs
         self.rng = rng
         self.tasks = np.zeros((num_envs, self.task_dim), dtype=np.float32)
+        self._sent: tuple | None = None  # the result of a step_send() not yet received (envs stepped in-process)
 
     @abc.abstractmethod
     def sample_tasks(self, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -73,6 +74,18 @@ class BatchedTaskEnv(abc.ABC):
 
         ``info["success"]`` (bool, ``(N,)``) is reported by every env.
         """
+
+    def step_send(self, actions: np.ndarray) -> None:
+        """Start stepping all copies (:meth:`step_receive` returns the result). Envs whose copies run in other
+        processes return at once, so the caller can work while they step; the default steps here and now."""
+        self._sent = self.step(actions)
+
+    def step_receive(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """The result of the step :meth:`step_send` started (what :meth:`step` returns)."""
+        result, self._sent = self._sent, None
+        if result is None:
+            raise RuntimeError("step_receive() without a step_send() before it")
+        return result
 
     def state_index(self, obs: np.ndarray) -> np.ndarray:
         """Map observations to discrete state ids (only for envs with ``num_states``)."""
@@ -183,7 +196,17 @@ class MetaVecEnv(VectorEnv):
         return self._with_flag(obs, 0.0), info
 
     def step(self, actions):
-        obs, reward, terminated, inner_info = self.inner.step(np.asarray(actions))
+        self.step_async(actions)
+        return self.step_wait()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        """Start a step (gymnasium's async vector-env protocol): with simulator workers they step while the caller
+        works on something else until :meth:`step_wait`."""
+        self.inner.step_send(np.asarray(actions))
+
+    def step_wait(self):
+        """Finish the step :meth:`step_async` started; returns what :meth:`step` returns."""
+        obs, reward, terminated, inner_info = self.inner.step_receive()
         self.step_in_episode += 1
         episode_done = terminated | (self.step_in_episode >= self.horizon)
         task_done = episode_done & (self.episode_index + 1 >= self.episodes_per_task)

@@ -156,6 +156,7 @@ class SimulatorBatchedEnv(BatchedTaskEnv):
         self._local: _LocalCopies | None = None
         self._conns: list[Connection] = []
         self._procs: list[mp.process.BaseProcess] = []
+        self._stepping = False  # a step was sent to the workers and not yet received
         #: which copies each worker steps (contiguous blocks)
         self._blocks = np.array_split(np.arange(num_envs), max(num_workers, 1))
         if num_workers == 0:
@@ -233,11 +234,32 @@ class SimulatorBatchedEnv(BatchedTaskEnv):
         return out
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        self.step_send(actions)
+        return self.step_receive()
+
+    def step_send(self, actions: np.ndarray) -> None:
+        """Send every worker its copies' actions and return: the workers step while this process goes on."""
         actions = np.asarray(actions)
         if self._local is not None:
-            obs, reward, terminated, success = self._local.step(actions)
+            self._sent = self._local.step(actions)
+            return
+        if self._stepping:
+            raise RuntimeError("step_send() while the previous step has not been received")
+        for conn, block in zip(self._conns, self._blocks, strict=True):
+            conn.send(("step", (actions[block],)))
+        self._stepping = True
+
+    def step_receive(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        if self._local is not None:
+            result, self._sent = self._sent, None
+            if result is None:
+                raise RuntimeError("step_receive() without a step_send() before it")
+            obs, reward, terminated, success = result
         else:
-            results = self._call_all("step", [(actions[block],) for block in self._blocks])
+            if not self._stepping:
+                raise RuntimeError("step_receive() without a step_send() before it")
+            self._stepping = False
+            results = [self._receive(conn) for conn in self._conns]
             obs, reward, terminated, success = (np.concatenate(parts) for parts in zip(*results, strict=True))
         return obs.astype(np.float32), reward, terminated, {"success": success}
 

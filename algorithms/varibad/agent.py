@@ -140,6 +140,7 @@ class VariBADAgent(Agent):
         #: the rollout runs the networks through :class:`FusedActing` where their structure allows it
         self.fused_acting = FusedActing.supports(self.policy, self.encoder, self.obs_norm, self.belief_norm)
         self._cursor = np.zeros(N, np.int64)
+        self._arange = np.arange(N)
         self._obs: torch.Tensor | None = None
         self._hidden = self.encoder.initial_hidden(N)
         self._held: torch.Tensor | None = None  # latent held for the current episode (learned posterior sampling)
@@ -260,11 +261,10 @@ class VariBADAgent(Agent):
         raw_beliefs = torch.empty(T, N, st.policy_belief.shape[-1], device=dev)
         normalised_rewards = np.empty((T, N), np.float32)
         finished_returns: list[np.ndarray] = []
-        arange = np.arange(N)
-        tr = self._traj
         fused = (FusedActing(self.policy, self.encoder, self.obs_norm, self.belief_norm, P, raw_beliefs.shape[-1],
                              cfg.policy_belief) if self.fused_acting else None)
         belief_from_hidden = fused is not None and cfg.policy_belief in ("mean_logvar", "mean")
+        pending: tuple | None = None  # the previous step's host-side bookkeeping, done while the env steps
         for t in range(T):
             if belief_from_hidden:
                 belief = fused.belief(hidden)
@@ -277,7 +277,12 @@ class VariBADAgent(Agent):
                 action, log_prob, value = self.policy.act(self.obs_norm(obs[:, :P]), self.belief_norm(belief))
             st.actions[t], st.log_probs[t], st.values[t] = action, log_prob, value
             action_np = action.cpu().numpy()
-            next_obs_np, reward_np, _, _, info = env.step(action_np)
+            obs_np = io.host_obs(t, obs)
+            env.step_async(action_np)
+            if pending is not None:
+                self._bookkeep(env, *pending, normalised_rewards, finished_returns)
+                pending = None
+            next_obs_np, reward_np, _, _, info = env.step_wait()
             task_done, episode_done = info["task_done"], info["episode_done"]
             final_obs, next_obs, reward = io.put(t, info["final_obs"], next_obs_np, reward_np, task_done,
                                                  episode_done)
@@ -286,31 +291,18 @@ class VariBADAgent(Agent):
             if not self.uses_true_task:
                 hidden = (fused.encoder_step(enc_action, reward, final_obs, hidden) if fused is not None
                           else self.encoder.step(enc_action, reward, final_obs, hidden))
-            normalised_rewards[t] = self.reward_norm(reward_np, task_done)
-            # running trajectories (VAE buffer, re-encoding) and per-episode training returns
-            c = self._cursor
-            tr["prev_obs"][arange, c] = io.host_obs(t, obs)
-            tr["actions"][arange, c] = self._encoded_action_np(action_np)
-            tr["rewards"][arange, c, 0] = reward_np
-            tr["next_obs"][arange, c] = info["final_obs"]
-            if self.per_state:
-                tr["state_index"][arange, c] = env.inner.state_index(info["final_obs"])
-            self._episode_returns[arange, info["episode_index"]] += reward_np
-            self._cursor += 1
             if task_done.any():
-                done_idx = np.flatnonzero(task_done)
-                if self.buffer is not None:
-                    self.buffer.add(tr["prev_obs"][done_idx], tr["actions"][done_idx], tr["rewards"][done_idx],
-                                    tr["next_obs"][done_idx], tr["state_index"][done_idx] if self.per_state else None,
-                                    info["task"][done_idx], self._cursor[done_idx])
-                finished_returns.append(self._episode_returns[done_idx].copy())
-                self._episode_returns[done_idx] = 0.0
-                self._cursor[done_idx] = 0
                 hidden = hidden * io.live(t)
             if self.hold_sample and episode_done.any():
                 ep_done = torch.as_tensor(episode_done, device=dev)
                 self._held[ep_done] = self.draw_latent(hidden[ep_done])
             obs = next_obs
+            pending = (t, obs_np, action_np, reward_np, info)
+            if not cfg.rollout_overlap:
+                self._bookkeep(env, *pending, normalised_rewards, finished_returns)
+                pending = None
+        if pending is not None:
+            self._bookkeep(env, *pending, normalised_rewards, finished_returns)
         # elementwise in what the loop saw: the same values as computing them step by step
         st.policy_obs.copy_(self.obs_norm(raw_obs))
         st.policy_belief.copy_(self.belief_norm(raw_beliefs))
@@ -323,6 +315,31 @@ class VariBADAgent(Agent):
         K = env.episodes_per_task
         finished = np.concatenate(finished_returns) if finished_returns else np.full((1, K), np.nan)
         return raw_obs, raw_beliefs, finished
+
+    def _bookkeep(self, env: MetaVecEnv, t: int, obs_np: np.ndarray, action_np: np.ndarray, reward_np: np.ndarray,
+                  info: dict, normalised_rewards: np.ndarray, finished_returns: list[np.ndarray]) -> None:
+        """Step ``t``'s host-side work that the next action does not need: the normalised reward, the running
+        trajectories (VAE buffer, re-encoding) and the per-episode training returns. Steps are processed in order."""
+        task_done = info["task_done"]
+        normalised_rewards[t] = self.reward_norm(reward_np, task_done)
+        c, tr, arange = self._cursor, self._traj, self._arange
+        tr["prev_obs"][arange, c] = obs_np
+        tr["actions"][arange, c] = self._encoded_action_np(action_np)
+        tr["rewards"][arange, c, 0] = reward_np
+        tr["next_obs"][arange, c] = info["final_obs"]
+        if self.per_state:
+            tr["state_index"][arange, c] = env.inner.state_index(info["final_obs"])
+        self._episode_returns[arange, info["episode_index"]] += reward_np
+        self._cursor += 1
+        if task_done.any():
+            done_idx = np.flatnonzero(task_done)
+            if self.buffer is not None:
+                self.buffer.add(tr["prev_obs"][done_idx], tr["actions"][done_idx], tr["rewards"][done_idx],
+                                tr["next_obs"][done_idx], tr["state_index"][done_idx] if self.per_state else None,
+                                info["task"][done_idx], self._cursor[done_idx])
+            finished_returns.append(self._episode_returns[done_idx].copy())
+            self._episode_returns[done_idx] = 0.0
+            self._cursor[done_idx] = 0
 
     def _tasks_tensor(self, env: MetaVecEnv) -> torch.Tensor:
         return torch.as_tensor(env.tasks, dtype=torch.float32, device=self.device)
