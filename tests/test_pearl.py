@@ -572,3 +572,34 @@ def test_initialisation_bounds_are_rlkits():
     for head in (policy.mean, policy.log_std):
         assert head.weight.abs().max() <= 1e-3 and head.bias.abs().max() <= 1e-3
         assert head.weight.abs().max() > 0.5e-3
+
+
+def test_task_buffer_keeps_every_row_when_a_fill_ends_at_the_array_end():
+    """A fill that ends exactly at the end of the growing array, then more rows: all rows kept, in order, and no
+    never-written (zero) row is counted as stored (the rows after the boundary used to overwrite the oldest ones)."""
+    from algorithms.pearl.buffers import TaskBuffer
+
+    buffer = TaskBuffer(capacity=10_000, width=1, initial=8)
+    rows = np.arange(1, 31, dtype=np.float32)[:, None]
+    buffer.add(rows[:8])  # exactly fills the initial array
+    buffer.add(rows[8:13])
+    buffer.add(rows[13:])
+    np.testing.assert_array_equal(buffer.contents(), rows)
+    assert (buffer.data[:len(buffer)] != 0).all()
+
+
+def test_task_buffer_state_keeps_the_ring_layout_so_resumed_sampling_is_identical():
+    from algorithms.pearl.buffers import TaskBuffer
+
+    buffer = TaskBuffer(capacity=50, width=2, initial=8)
+    for start in range(0, 130, 13):  # wraps the full ring several times
+        buffer.add(np.arange(start, start + 13, dtype=np.float32)[:, None].repeat(2, axis=1))
+    restored = TaskBuffer(capacity=50, width=2)
+    restored.load_state_dict(_roundtrip(buffer.state_dict()))
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    np.testing.assert_array_equal(buffer.sample(200, a), restored.sample(200, b))
+    new_rows = np.full((7, 2), -1.0, np.float32)
+    buffer.add(new_rows)
+    restored.add(new_rows)
+    np.testing.assert_array_equal(buffer.contents(), restored.contents())
+    np.testing.assert_array_equal(buffer.sample(200, a), restored.sample(200, b))

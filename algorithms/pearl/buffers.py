@@ -82,10 +82,13 @@ class TaskBuffer:
         data = np.zeros((new, self.width), np.float32)
         data[:self.size] = self.data[:self.size]
         self.data = data
+        # below the capacity the rows are in order from row 0 (the ring never wrapped), but a fill that ended
+        # exactly at the end of the old array left ``top`` at 0: the next rows go after the stored ones
+        self.top = self.size
 
     def add(self, rows: np.ndarray) -> None:
         rows = rows[-self.capacity:]
-        self._grow(self.size + len(rows))  # below the capacity the ring never wrapped: top == size, plain append
+        self._grow(self.size + len(rows))
         idx = (self.top + np.arange(len(rows))) % len(self.data)
         self.data[idx] = rows
         self.top = (self.top + len(rows)) % len(self.data)
@@ -104,12 +107,21 @@ class TaskBuffer:
         return np.concatenate([self.data[self.top:], self.data[:self.top]])
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rows": self.contents()}
+        """The stored rows as they lie in the ring (``sample`` draws row indices, so a resumed buffer must keep the
+        layout, not only the contents) and the write position."""
+        return {"stored": self.data[:self.size].copy(), "top": self.top}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.data = np.zeros((min(max(1024, len(state["rows"])), self.capacity), self.width), np.float32)
-        self.size = self.top = 0
-        self.add(state["rows"])
+        if "stored" not in state:  # checkpoints before the layout was kept: the rows oldest first
+            self.data = np.zeros((min(max(1024, len(state["rows"])), self.capacity), self.width), np.float32)
+            self.size = self.top = 0
+            self.add(state["rows"])
+            return
+        stored = state["stored"]
+        self.size = len(stored)
+        self.data = np.zeros((min(max(1024, self.size), self.capacity), self.width), np.float32)
+        self.data[:self.size] = stored
+        self.top = int(state["top"]) if self.size == self.capacity else self.size
 
 
 class MultiTaskBuffer:
