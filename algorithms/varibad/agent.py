@@ -113,9 +113,10 @@ class VariBADAgent(Agent):
         self._eye_np = np.eye(self.encoder_action_dim, dtype=np.float32)
         # fused: one kernel for the whole parameter list (the same update as the per-tensor loop, ~3x less overhead
         # on these small networks)
-        self.policy_optimizer = torch.optim.Adam(policy_params, lr=cfg.lr_policy, eps=cfg.policy_eps, fused=True)
+        fused = self.device.type in ("cpu", "cuda")
+        self.policy_optimizer = torch.optim.Adam(policy_params, lr=cfg.lr_policy, eps=cfg.policy_eps, fused=fused)
         self.vae_optimizer = (torch.optim.Adam([*self.encoder.parameters(), *self.vae.decoder_parameters()],
-                                               lr=cfg.lr_vae, fused=True) if cfg.vae_enabled else None)
+                                               lr=cfg.lr_vae, fused=fused) if cfg.vae_enabled else None)
         self.obs_norm = InputNormalizer(self.policy_obs_dim, cfg.norm_state_for_policy, cfg.policy_input_clip)
         self.belief_norm = InputNormalizer(belief_dim, cfg.norm_belief_for_policy, cfg.policy_input_clip)
         self.reward_norm = RewardNormalizer(env_info.num_envs, cfg.gamma, cfg.norm_rew_for_policy)
