@@ -158,7 +158,8 @@ def test_ray_sweep_runs_two_seeds_on_a_local_instance(tmp_path):
 @pytest.mark.slow
 def test_joblib_sweep_runs_a_simulator_env(tmp_path):
     """``make sweep`` on a MuJoCo env: each job, in a joblib (loky) worker, starts its own env worker processes."""
-    overrides = ["env=cheetah_dir", "train.num_frames=1", "train.eval_interval_frames=1", "eval.num_tasks=1",
+    overrides = ["env=cheetah_dir", "env.kwargs.num_workers=2", "train.num_frames=1", "train.eval_interval_frames=1",
+                 "eval.num_tasks=1",
                  "eval.episodes=1"]
     run_sweep("joblib", tmp_path, *overrides)
     runs = sorted((tmp_path / "cheetah_dir" / "varibad").iterdir())

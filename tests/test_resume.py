@@ -297,7 +297,8 @@ def test_preemption_signal_checkpoints_then_hands_over_to_the_launchers_handler(
 def test_a_stop_signal_to_the_process_group_checkpoints_a_simulator_env_run(tmp_path):
     """Ctrl-C or a scheduler signals the whole process group, env worker processes included: the run still
     checkpoints the simulator copies' state and ends as pre-empted."""
-    command = [sys.executable, "train.py", "algo=varibad", "env=cheetah_dir", "seed=0", "progress=false",
+    command = [sys.executable, "train.py", "algo=varibad", "env=cheetah_dir", "env.kwargs.num_workers=2", "seed=0",
+               "progress=false",
                "train.eval_interval_frames=100000000", "train.log_interval_iterations=1", f"results_dir={tmp_path}",
                "run_name=stopped"]
     proc = subprocess.Popen(command, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

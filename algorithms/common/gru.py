@@ -44,25 +44,23 @@ class _GRURecurrence(torch.autograd.Function):
         hs = gi.new_empty(T + 1, B, H)  # h_0..h_T, each after its keep mask
         rz = gi.new_empty(T, B, 2 * H)  # reset and update gates of every step
         n = gi.new_empty(T, B, H)  # candidate state of every step
-        gh_n = gi.new_empty(T, B, H)  # W_hn h_{t-1} + b_hn of every step
-        gh = gi.new_empty(B, H3)  # this step's W_hh h_{t-1} + b_hh
-        gh_rz_now, gh_n_now = gh[:, :2 * H], gh[:, 2 * H:]
+        gh = gi.new_empty(T, B, H3)  # W_hh h_{t-1} + b_hh of every step
         gi_rz, gi_n = gi[..., :2 * H].unbind(0), gi[..., 2 * H:].unbind(0)
-        rz_t, n_t, gh_n_t = rz.unbind(0), n.unbind(0), gh_n.unbind(0)
+        gh_t, gh_rz, gh_n = gh.unbind(0), gh[..., :2 * H].unbind(0), gh[..., 2 * H:].unbind(0)
+        rz_t, n_t = rz.unbind(0), n.unbind(0)
         r_t, z_t = rz[..., :H].unbind(0), rz[..., H:].unbind(0)
         h_t = hs.unbind(0)
         keep_t = keep.unbind(0) if keep is not None else None
         hs[0] = h0
         w_t = weight_hh.t()
         for t in range(T):
-            torch.addmm(bias_hh, h_t[t], w_t, out=gh)
-            torch.add(gi_rz[t], gh_rz_now, out=rz_t[t]).sigmoid_()
-            torch.addcmul(gi_n[t], r_t[t], gh_n_now, out=n_t[t]).tanh_()
-            gh_n_t[t].copy_(gh_n_now)
-            torch.addcmul(n_t[t], z_t[t], h_t[t] - n_t[t], out=h_t[t + 1])  # (1 - z) n + z h
+            torch.addmm(bias_hh, h_t[t], w_t, out=gh_t[t])
+            torch.add(gi_rz[t], gh_rz[t], out=rz_t[t]).sigmoid_()
+            torch.addcmul(gi_n[t], r_t[t], gh_n[t], out=n_t[t]).tanh_()
+            torch.lerp(n_t[t], h_t[t], z_t[t], out=h_t[t + 1])  # (1 - z) n + z h
             if keep_t is not None:
                 h_t[t + 1].mul_(keep_t[t])
-        ctx.save_for_backward(hs, rz, n, gh_n, weight_hh, keep)
+        ctx.save_for_backward(hs, rz, n, gh[..., 2 * H:], weight_hh, keep)
         return hs[1:]
 
     @staticmethod
