@@ -14,7 +14,7 @@ once per rollout, weights that compute what runs side by side in one product eac
 The functions are those of :meth:`BeliefConditionedActorCritic.heads` and :meth:`RecurrentEncoder.step`; only the
 rounding differs (products summed in another order, by the zero blocks and the folded normalisation), by a few
 float32 ulps, and the rollout is as deterministic as before. PPO's recomputation uses the plain modules, so its
-first probability ratios are 1 up to that rounding. ``tests/test_acting.py`` checks both against the modules.
+first probability ratios are 1 up to that rounding. ``tests/test_fast_paths.py`` checks both against the modules.
 """
 
 from __future__ import annotations
