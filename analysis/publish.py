@@ -3,6 +3,10 @@
     python -m analysis.publish results/<env>/<label>/<run-id> [...]     # make publish RUN="..."
     python -m analysis.publish --index                                  # rewrite benchmarks/results/README.md
 
+Each run of it also rewrites the generated block of the repository's README.md (between the
+``<!-- shipped-results:start -->`` and ``<!-- shipped-results:end -->`` lines) with the same tables, so that the
+README's measured results of the shipped runs are never typed by hand.
+
 A run is copied to ``benchmarks/results/<env>/<label>/<run-id>/`` with the files a run writes (``config.yaml``,
 ``metadata.json``, ``train_metrics.csv``, ``eval.csv``), never its checkpoints, after checking that it completed,
 that its code was a clean commit (``git_commit`` without ``-dirty``) and that no run of that id is published yet.
@@ -37,6 +41,9 @@ from analysis.tables import format_cell, format_wall_times, to_markdown
 PUBLISHED_FILES = ("config.yaml", "metadata.json", "train_metrics.csv", "eval.csv")
 #: meta-test episodes shown in the index
 INDEX_EPISODES = 6
+#: the repository README, whose block between these markers is generated from the shipped runs
+README = Path(__file__).resolve().parents[1] / "README.md"
+README_START, README_END = "<!-- shipped-results:start -->", "<!-- shipped-results:end -->"
 
 
 class PublishError(RuntimeError):
@@ -128,11 +135,31 @@ def index_table(dest: Path, n_resamples: int = 9999) -> str:
     return "\n".join(lines)
 
 
-def write_index(dest: Path = SHIPPED_RESULTS, n_resamples: int = 9999) -> Path:
+def write_index(dest: Path = SHIPPED_RESULTS, n_resamples: int = 9999, readme: Path | None = README) -> Path:
+    """Write ``dest/README.md`` and, where ``readme`` has the markers, its generated block (see the module doc)."""
     dest.mkdir(parents=True, exist_ok=True)
     path = dest / "README.md"
-    path.write_text(index_table(dest, n_resamples))
+    table = index_table(dest, n_resamples)
+    path.write_text(table)
+    if readme is not None and readme.is_file():
+        update_readme(readme, table)
     return path
+
+
+def update_readme(readme: Path, index: str) -> bool:
+    """Replace the block between the markers of ``readme`` with the index's tables (its env sections, one heading
+    level down); text outside the block is kept. Returns whether the file has the markers."""
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return False
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    body = index.split("\n## ", 1)
+    tables = ("### " + body[1].replace("\n## ", "\n### ")) if len(body) == 2 else "No published runs yet.\n"
+    note = ("Generated from `benchmarks/results/` by `make publish` (`python -m analysis.publish --index`); do not "
+            "edit. Final meta-test, mean over seeds [95% bootstrap CI] (n = seeds).")
+    readme.write_text(f"{head}{README_START}\n{note}\n\n{tables.rstrip()}\n{README_END}{tail}")
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,7 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         except PublishError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
-    print(f"wrote {write_index(args.dest, args.n_resamples)}")
+    # the repository README shows the repository's shipped runs only
+    readme = README if args.dest.resolve() == SHIPPED_RESULTS.resolve() else None
+    path = write_index(args.dest, args.n_resamples, readme)
+    print(f"wrote {path}" + (f" and the block in {readme}" if readme else ""))
     return 1 if failed else 0
 
 

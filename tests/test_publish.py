@@ -5,7 +5,7 @@ import json
 import pytest
 
 from analysis import report
-from analysis.publish import PublishError, index_table, publish
+from analysis.publish import README_END, README_START, PublishError, index_table, publish, write_index
 from tests.test_analysis import GOOD, write_run
 
 
@@ -61,3 +61,19 @@ def test_report_draws_shipped_runs_alone_and_next_to_the_users(tmp_path):
     assert report.main(["--results", str(users), "--no-shipped", "--out", str(tmp_path / "r2"),
                         "--n-resamples", "99"]) == 0
     assert "(shipped)" not in (tmp_path / "r2" / "gw_per_episode.md").read_text()
+
+
+def test_the_readme_block_of_shipped_results_is_generated(tmp_path):
+    shipped, readme = tmp_path / "shipped", tmp_path / "README.md"
+    for seed in (0, 1):
+        publish(_completed(tmp_path / "produced", seed), shipped)
+    readme.write_text(f"# Title\n\nBefore.\n\n{README_START}\nold, typed table\n{README_END}\n\nAfter.\n")
+    write_index(shipped, n_resamples=99, readme=readme)
+    text = readme.read_text()
+    assert text.startswith("# Title\n\nBefore.\n\n") and text.endswith(f"{README_END}\n\nAfter.\n")
+    block = text.split(README_START)[1].split(README_END)[0]
+    assert "old, typed table" not in block and "### gw" in block and "| alg " in block and "0,1" in block
+    untouched = tmp_path / "OTHER.md"
+    untouched.write_text("no markers here\n")
+    write_index(shipped, n_resamples=99, readme=untouched)
+    assert untouched.read_text() == "no markers here\n"
