@@ -43,6 +43,8 @@ PUBLISHED_FILES = ("config.yaml", "metadata.json", "train_metrics.csv", "eval.cs
 INDEX_EPISODES = 6
 #: the repository README, whose block between these markers is generated from the shipped runs
 README = Path(__file__).resolve().parents[1] / "README.md"
+#: the repository's own shipped runs: only their index goes into README (never a test's or a user's other folder)
+REPOSITORY_SHIPPED = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 README_START, README_END = "<!-- shipped-results:start -->", "<!-- shipped-results:end -->"
 
 
@@ -135,8 +137,9 @@ def index_table(dest: Path, n_resamples: int = 9999) -> str:
     return "\n".join(lines)
 
 
-def write_index(dest: Path = SHIPPED_RESULTS, n_resamples: int = 9999, readme: Path | None = README) -> Path:
-    """Write ``dest/README.md`` and, where ``readme`` has the markers, its generated block (see the module doc)."""
+def write_index(dest: Path = SHIPPED_RESULTS, n_resamples: int = 9999, readme: Path | None = None) -> Path:
+    """Write ``dest/README.md`` and, where a ``readme`` with the markers is given, its generated block (see the
+    module doc)."""
     dest.mkdir(parents=True, exist_ok=True)
     path = dest / "README.md"
     table = index_table(dest, n_resamples)
@@ -179,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
     # the repository README shows the repository's shipped runs only
-    readme = README if args.dest.resolve() == SHIPPED_RESULTS.resolve() else None
+    readme = README if args.dest.resolve() == REPOSITORY_SHIPPED else None
     path = write_index(args.dest, args.n_resamples, readme)
     print(f"wrote {path}" + (f" and the block in {readme}" if readme else ""))
     return 1 if failed else 0

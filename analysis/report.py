@@ -89,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
             latent = cells.name.replace("_cells.png", "_latent.png")
             lines += [f"![{cells.name}]({cells.name})", "", f"![{latent}]({latent})", ""]
     (args.out / "index.md").write_text("\n".join(lines))
-    if shipped is not None:  # the shipped runs' own index, next to them
-        print(f"wrote {publish.write_index(shipped, args.n_resamples)}")
+    if shipped is not None:  # the shipped runs' own index, next to them (the repository README only for its own)
+        readme = publish.README if shipped.resolve() == publish.REPOSITORY_SHIPPED else None
+        print(f"wrote {publish.write_index(shipped, args.n_resamples, readme)}")
     print(f"wrote {args.out / 'index.md'} ({len(list(args.out.glob('*.png')))} figures)")
     return 0
 

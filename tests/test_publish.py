@@ -73,6 +73,11 @@ def test_the_readme_block_of_shipped_results_is_generated(tmp_path):
     assert text.startswith("# Title\n\nBefore.\n\n") and text.endswith(f"{README_END}\n\nAfter.\n")
     block = text.split(README_START)[1].split(README_END)[0]
     assert "old, typed table" not in block and "### gw" in block and "| alg " in block and "0,1" in block
+    from analysis.publish import README
+
+    before = README.read_text()
+    write_index(shipped, n_resamples=99)  # without readme=: the repository README is not touched
+    assert README.read_text() == before
     untouched = tmp_path / "OTHER.md"
     untouched.write_text("no markers here\n")
     write_index(shipped, n_resamples=99, readme=untouched)
