@@ -19,7 +19,6 @@ first probability ratios are 1 up to that rounding. ``tests/test_fast_paths.py``
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -52,9 +51,7 @@ def _normaliser_affine(norm: InputNormalizer, dim: int, like: torch.Tensor) -> t
     """``(mean, std)`` of :class:`InputNormalizer`'s ``x -> (x - mean) / std`` (``0, 1`` when it is off)."""
     if not norm.enabled:
         return like.new_zeros(dim), like.new_ones(dim)
-    mean = torch.as_tensor(norm.rms.mean, dtype=like.dtype, device=like.device)
-    std = torch.as_tensor(np.sqrt(norm.rms.var + norm.epsilon), dtype=like.dtype, device=like.device)
-    return mean, std
+    return norm.affine(like)
 
 
 class FusedActing:

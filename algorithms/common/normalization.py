@@ -56,12 +56,16 @@ class InputNormalizer:
         if not self.enabled:
             return x
         if self._cache is None or self._cache[0].device != x.device:
-            mean = torch.as_tensor(self.rms.mean, dtype=x.dtype, device=x.device)
-            std = torch.as_tensor(np.sqrt(self.rms.var + self.epsilon), dtype=x.dtype, device=x.device)
-            self._cache = (mean, std)
+            self._cache = self.affine(x)
         mean, std = self._cache
         normalised = (x - mean) / std
         return normalised if self.clip is None else normalised.clamp(-self.clip, self.clip)
+
+    def affine(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean, std)`` of the map ``x -> (x - mean) / std`` (before clipping), with ``like``'s dtype and device."""
+        mean = torch.as_tensor(self.rms.mean, dtype=like.dtype, device=like.device)
+        std = torch.as_tensor(np.sqrt(self.rms.var + self.epsilon), dtype=like.dtype, device=like.device)
+        return mean, std
 
     def state_dict(self) -> dict:
         return self.rms.state_dict()

@@ -57,27 +57,22 @@ class BeliefConditionedActorCritic(nn.Module):
         self.squash_action_mean = squash_action_mean
 
     def features(self, obs: torch.Tensor, belief: torch.Tensor) -> torch.Tensor:
-        s = self.state_embed(obs) if self.state_embed is not None else obs
-        b = self.belief_embed(belief) if self.belief_embed is not None else belief
+        s = self.state_embed.forward(obs) if self.state_embed is not None else obs
+        b = self.belief_embed.forward(belief) if self.belief_embed is not None else belief
         return torch.cat([s, b], dim=-1)
 
     def forward(self, obs: torch.Tensor, belief: torch.Tensor) -> tuple[Distribution, torch.Tensor]:
-        x = self.features(obs, belief)
-        out = self.action_head(self.actor(x))
-        value = self.value_head(self.critic(x)).squeeze(-1)
+        params, value = self.heads(obs, belief)
         if self.discrete:
-            return Categorical(logits=out), value
-        mean = torch.tanh(out) if self.squash_action_mean else out
-        return Independent(Normal(mean, self.log_std.exp().expand_as(mean)), 1), value
+            return Categorical(logits=params), value
+        return Independent(Normal(params, self.log_std.exp().expand_as(params)), 1), value
 
     def value(self, obs: torch.Tensor, belief: torch.Tensor) -> torch.Tensor:
         return self.value_head(self.critic(self.features(obs, belief))).squeeze(-1)
 
     def heads(self, obs: torch.Tensor, belief: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The action distribution's parameters (logits, or the Gaussian's mean) and the value."""
-        s = self.state_embed.forward(obs) if self.state_embed is not None else obs
-        b = self.belief_embed.forward(belief) if self.belief_embed is not None else belief
-        x = torch.cat([s, b], dim=-1)
+        x = self.features(obs, belief)
         head, value_head = self.action_head, self.value_head
         out = F.linear(run_sequential(self.actor, x), head.weight, head.bias)
         value = F.linear(run_sequential(self.critic, x), value_head.weight, value_head.bias).squeeze(-1)
