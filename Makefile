@@ -106,10 +106,11 @@ metaworld-compare: install
 	$(BIN)/python -m algorithms.metaworld_eval --scripted $(ENV) --noise $(NOISE) --compare $(ARGS)
 
 ## Recompute the reference values: GridWorld's exact optimal, Bayes-optimal, posterior sampling; PointRobot's
-## known-goal optimum and semicircle searcher (through the meta-test protocol).
+## known-goal optimum and semicircle searcher (through the meta-test protocol); HalfCheetahVel's task-agnostic bound.
 references: install
 	$(BIN)/python -m algorithms.references.gridworld
 	$(BIN)/python -m algorithms.references.pointrobot
+	$(BIN)/python -m algorithms.references.cheetah_vel
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,7 +1,8 @@
 """Reference lines as analysis reads them, from the JSON files ``make references`` writes (read as data; no agent
 code is imported): GridWorld's exact optimal / Bayes-optimal / posterior-sampling values
-(``algorithms/references/gridworld.py``) and sparse PointRobot's known-goal optimum and semicircle searcher
-(``algorithms/references/pointrobot.py``)."""
+(``algorithms/references/gridworld.py``), sparse PointRobot's known-goal optimum and semicircle searcher
+(``algorithms/references/pointrobot.py``) and HalfCheetahVel's bound on a task-agnostic policy
+(``algorithms/references/cheetah_vel.py``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REFERENCES = [REPO_ROOT / "algorithms" / "references" / f"{env}_references.json"
-                      for env in ("gridworld", "pointrobot")]
+                      for env in ("gridworld", "pointrobot", "cheetah_vel")]
 
 
 def _load_one(path: Path) -> tuple[dict[str, Any] | None, str | None]:
