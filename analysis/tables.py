@@ -14,7 +14,8 @@ point used (default: the last one every seed of the algorithm has) and ``wall/ru
   the success rate in % per episode of every non-ablation algorithm (ML1: ``ml1_success``);
 * ``<env>_runs``: one row per run: algorithm, seed, status, frames, wall time;
 * ``ml1_success`` (all ``ml1_*`` envs together, paper table 1): success rate per episode per task and algorithm,
-  and how many seeds succeeded at all.
+  and how many seeds succeeded at all, with the paper's numbers beside ours (rows ``paper: ...``,
+  ``analysis/paper_values.py``).
 
 The Markdown tables are also printed.
 """
@@ -32,6 +33,7 @@ if __package__ in (None, ""):  # run as a script: make `analysis` importable fro
 import pandas as pd
 
 from analysis.load import add_cli_arguments, load_for_cli
+from analysis.paper_values import ML1_TABLE_1, ML1_TABLE_1_SEEDS, ML1_TABLE_1_SOURCE
 from analysis.references import DEFAULT_REFERENCES, load_references, references_for
 from analysis.stats import ablation_groups, coverage_notes, format_frames, frames_type, per_episode
 
@@ -122,10 +124,25 @@ def ml1_success_table(evals: pd.DataFrame, frames: int | str, decimals: int, **c
         chosen = chosen[(chosen["frames"] >= chosen["frames_min"]) & (chosen["frames"] <= chosen["frames_max"])]
         per_seed = chosen.groupby(["algo", "run_id"])["success"].any().groupby("algo")
         learned = {algo: f"{int(s.sum())}/{len(s)}" for algo, s in per_seed}
-        table.insert(0, "task", env.removeprefix("ml1_"))
+        task = env.removeprefix("ml1_")
+        table.insert(0, "task", task)
         table.insert(3, "seeds with success", table["algorithm"].map(learned))
-        parts.append(table)
+        parts.append(pd.concat([table, paper_rows(task, list(table.columns))], ignore_index=True))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def paper_rows(task: str, columns: list[str]) -> pd.DataFrame:
+    """The published success rates of ``task`` (``analysis/paper_values.py``: VariBAD table 1) as rows of the ML1
+    table: algorithm ``paper: <method>``, frames ``paper``, the values in the episodes the paper reports (episodes
+    the table has no column for are left out)."""
+    rows = []
+    for method, by_episode in ML1_TABLE_1.get(task, {}).items():
+        row = dict.fromkeys(columns, "")
+        row.update({"task": task, "algorithm": f"paper: {method}", "frames": "paper",
+                    "seeds with success": ML1_TABLE_1_SEEDS.get(task, {}).get(method, "")})
+        row.update({f"ep {k}": f"{v:.0f}" for k, v in by_episode.items() if f"ep {k}" in columns})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
 
 
 def to_markdown(table: pd.DataFrame) -> str:
@@ -250,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             write_table(table, None, args.out, "ml1_success",
                         "ML1 meta-test success rate (%) per episode: mean over seeds of the fraction of the 50 test "
                         f"tasks solved [95% {CI_NAMES[args.ci_method]} CI] (n = seeds); seeds with success: seeds "
-                        "that solved any test task in any episode")
+                        f"that solved any test task in any episode; rows 'paper: ...': {ML1_TABLE_1_SOURCE}")
             written += 1
     return 0 if written else 1
 

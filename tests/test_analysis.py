@@ -344,6 +344,10 @@ def test_ml1_success_table_counts_success_rates_and_seeds(tmp_path):
     assert (row["task"], row["algorithm"], row["seeds with success"]) == ("push", "varibad", "2/3")
     assert row["ep 1"].startswith("25 [") and row["ep 1"].endswith("(n=3)")  # (50 + 25 + 0) / 3
     assert row["ep 2"].startswith("50 [")  # (100 + 50 + 0) / 3
+    # the paper's table 1 beside ours: variBAD in episodes 1-2; the baselines' episode 10 has no column here
+    paper = table[table["algorithm"] == "paper: variBAD"].iloc[0]
+    assert (paper["task"], paper["frames"], paper["ep 1"], paper["ep 2"]) == ("push", "paper", "100", "100")
+    assert set(table["algorithm"]) == {"varibad", "paper: variBAD", "paper: MAML*", "paper: PEARL*", "paper: RL2*"}
     assert not (out / "ml1_push_success.csv").exists()  # ML1 has its own table
 
 
