@@ -22,12 +22,14 @@ def test_numpy_and_rng_states_round_trip_through_a_weights_only_file(tmp_path):
         "empty": np.zeros((0, 4), np.float32), "scalars": (np.float32(1.5), np.int64(7), np.bool_(True)),
         "generator": rng.bit_generator.state, "legacy": legacy.get_state(), "tensor": torch.randn(3),
         "plain": {"a": 1, "b": [1.0, None, "x"], "c": (1, 2)}, "fortran": np.asfortranarray(np.ones((3, 2))),
+        "zero_d": np.array(2.5), "one": np.array([2.5]),
     }
     save_checkpoint(state, tmp_path / "c.pt")
     loaded = load_checkpoint(tmp_path / "c.pt")
     for got, want in zip(loaded["arrays"], state["arrays"], strict=True):
         assert got.dtype == want.dtype and np.array_equal(got, want)
     assert loaded["empty"].shape == (0, 4) and np.array_equal(loaded["fortran"], state["fortran"])
+    assert (loaded["zero_d"].shape, loaded["one"].shape) == ((), (1,))  # a 0-d array stays 0-d
     assert [type(v) for v in loaded["scalars"]] == [np.float32, np.int64, np.bool_]
     assert loaded["plain"] == state["plain"] and torch.equal(loaded["tensor"], state["tensor"])
     restored = np.random.default_rng()
@@ -67,6 +69,32 @@ def test_damaged_file_is_a_clear_error_and_the_previous_one_is_kept(tmp_path):
         load_checkpoint(path)
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize("name", ["cheetah_dir", "cheetah_vel", "ant_dir", "ant_goal", "walker_params"])
+def test_mujoco_env_state_survives_a_checkpoint_file(tmp_path, name):
+    """In-process copies (HalfCheetah's default): the kept position (a 0-d array on HalfCheetah) comes back as it
+    was, and the restored env continues bit for bit."""
+    from envs.registry import make_meta_env
+
+    env = make_meta_env(name, num_envs=2, seed=0, num_workers=0)
+    env.reset()
+    act_dim = env.single_action_space.shape[0]
+    rng = np.random.default_rng(0)
+    for _ in range(7):
+        env.step(rng.uniform(-1, 1, (2, act_dim)).astype(np.float32))
+    save_checkpoint({"env": env.get_state()}, tmp_path / "env.pt")
+    actions = rng.uniform(-1, 1, (5, 2, act_dim)).astype(np.float32)
+    expected = [env.step(a)[:2] for a in actions]
+    fresh = make_meta_env(name, num_envs=2, seed=1, num_workers=0)
+    fresh.reset()
+    fresh.set_state(load_checkpoint(tmp_path / "env.pt")["env"])
+    for a, (obs, reward) in zip(actions, expected, strict=True):
+        got_obs, got_reward = fresh.step(a)[:2]
+        np.testing.assert_array_equal(got_obs, obs)
+        np.testing.assert_array_equal(got_reward, reward)
+    env.close()
+    fresh.close()
 
 
 def test_metaworld_env_state_survives_a_checkpoint_file(tmp_path):

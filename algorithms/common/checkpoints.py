@@ -31,10 +31,12 @@ def to_safe(obj: Any, where: str = "state") -> Any:
     if isinstance(obj, np.ndarray):
         if obj.dtype.hasobject:
             raise TypeError(f"{where}: numpy object arrays cannot be stored in a weights-only checkpoint")
+        # the shape is the array's own: np.ascontiguousarray returns at least 1-d, and a 0-d array (HalfCheetah's
+        # kept x position) restored as shape (1,) breaks code that takes float() of it
         data = np.ascontiguousarray(obj)
         flat = data.reshape(-1).view(np.uint8)
         # torch.save writes the bytes at once, so a view of the array suffices (a copy only for read-only arrays)
-        return {_ARRAY: data.dtype.str, "shape": list(data.shape),
+        return {_ARRAY: data.dtype.str, "shape": list(obj.shape),
                 "bytes": torch.from_numpy(flat if flat.flags.writeable else flat.copy())}
     if isinstance(obj, np.generic):
         return {_SCALAR: obj.dtype.str, "value": obj.item()}
