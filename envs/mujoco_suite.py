@@ -159,7 +159,8 @@ class MujocoTaskCopy:
         mujoco.mj_setState(self.model, self.data, np.asarray(state["physics"], dtype=np.float64),
                            mujoco.mjtState.mjSTATE_INTEGRATION)
         mujoco.mj_forward(self.model, self.data)  # derived quantities (xpos, ...) consistent with the state
-        self.position = np.copy(state["position"])
+        # the live position's shape: checkpoints written before the 0-d fix hold HalfCheetah's scalar as shape (1,)
+        self.position = np.array(state["position"], dtype=np.float64).reshape(np.shape(self.position))
         self.env.np_random.bit_generator.state = state["np_random"]
 
     def close(self) -> None:

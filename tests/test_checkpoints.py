@@ -93,8 +93,20 @@ def test_mujoco_env_state_survives_a_checkpoint_file(tmp_path, name):
         got_obs, got_reward = fresh.step(a)[:2]
         np.testing.assert_array_equal(got_obs, obs)
         np.testing.assert_array_equal(got_reward, reward)
+    # a checkpoint written before the 0-d fix holds the position as shape (1,): it still resumes
+    old_format = make_meta_env(name, num_envs=2, seed=1, num_workers=0)
+    old_format.reset()
+    state = load_checkpoint(tmp_path / "env.pt")["env"]
+    for copy in state["inner"]["copies"]:
+        copy["position"] = np.atleast_1d(copy["position"])
+    old_format.set_state(state)
+    for a, (obs, reward) in zip(actions, expected, strict=True):
+        got_obs, got_reward = old_format.step(a)[:2]
+        np.testing.assert_array_equal(got_obs, obs)
+        np.testing.assert_array_equal(got_reward, reward)
     env.close()
     fresh.close()
+    old_format.close()
 
 
 def test_metaworld_env_state_survives_a_checkpoint_file(tmp_path):
