@@ -7,7 +7,11 @@ the module twice.
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -25,3 +29,14 @@ def __getattr__(name: str) -> Any:
     if name in __all__:
         return getattr(importlib.import_module("algorithms.references.gridworld"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def write_references(description: str, compute: Callable[[], dict[str, Any]], default_out: Path,
+                     argv: Sequence[str] | None = None) -> tuple[dict[str, Any], Path]:
+    """The command line of a reference module: ``--out`` (default ``default_out``), compute, write the JSON."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, default=default_out, help="JSON file to write")
+    args = parser.parse_args(argv)
+    refs = compute()
+    args.out.write_text(json.dumps(refs, indent=1) + "\n")
+    return refs, args.out

@@ -18,13 +18,12 @@ to this file, with the bound estimated from the env's own task sampler; ``analys
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from algorithms.references import write_references
 from envs.registry import get_spec, make_meta_env
 
 OUT = Path(__file__).resolve().parent / "cheetah_vel_references.json"
@@ -56,13 +55,9 @@ def compute_references(num_tasks: int = 1_000_000, seed: int = 0) -> dict[str, A
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args(argv)
-    refs = compute_references()
-    args.out.write_text(json.dumps(refs, indent=1) + "\n")
+    refs, out = write_references(__doc__.split("\n\n")[0], compute_references, OUT, argv)
     print(f"task-agnostic bound per episode: {refs['K'][str(EPISODES)]['task_agnostic_bound'][0]} "
-          f"(H = {refs['horizon']}, median target {refs['median_target']}); wrote {args.out}")
+          f"(H = {refs['horizon']}, median target {refs['median_target']}); wrote {out}")
 
 
 if __name__ == "__main__":

@@ -17,8 +17,6 @@ this file; ``analysis/`` draws it as data (it imports no agent code).
 
 from __future__ import annotations
 
-import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ import numpy as np
 
 from algorithms.common.agent import Agent, IterationStats
 from algorithms.common.evaluator import meta_test, test_task_set
+from algorithms.references import write_references
 from envs.base import MetaVecEnv
 from envs.pointrobot import STEP_SIZE
 
@@ -182,17 +181,13 @@ def compute_references(seed: int = 0) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args(argv)
-    refs = compute_references()
-    args.out.write_text(json.dumps(refs, indent=1) + "\n")
+    refs, out = write_references(__doc__.split("\n\n")[0], compute_references, OUT, argv)
     for setting, block in refs["settings"].items():
         for name in block["return"]:
             ret, succ = block["return"][name], block["success"][name]
             print(f"{setting:8s} {name:9s} return ep1-5 {[round(v, 2) for v in ret[:5]]} "
                   f"success ep1-5 {[round(v, 3) for v in succ[:5]]}")
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
