@@ -36,7 +36,8 @@ if __package__ in (None, ""):
 from analysis.load import SHIPPED_RESULTS, RunError, load_results, read_metadata
 from analysis.references import DEFAULT_REFERENCES, load_references
 from analysis.stats import format_frames, per_episode
-from analysis.tables import format_cell, format_wall_times, to_markdown
+from analysis.paper_values import ML1_TABLE_1_SOURCE
+from analysis.tables import format_cell, format_wall_times, ml1_success_table, to_markdown
 from analysis.task_breakdown import breakdown_markdown
 
 #: the files of a run that are published (checkpoints stay behind: too large, and not needed by analysis)
@@ -146,6 +147,11 @@ def index_table(dest: Path, n_resamples: int = 9999) -> str:
         lines += [f"## {env}", "", to_markdown(pd.DataFrame(rows)), ""]
         if env in breakdown:
             lines += [breakdown[env], ""]
+        if env.startswith("ml1_"):
+            table = ml1_success_table(ev, "common", 0, n_resamples=n_resamples)
+            lines += ["Success rate (%) per meta-test episode on the 50 test tasks, the paper's table 1 layout, mean "
+                      f"over seeds [95% bootstrap CI]; rows 'paper: ...': {ML1_TABLE_1_SOURCE}.", "",
+                      to_markdown(table.drop(columns="task")), ""]
     return "\n".join(lines)
 
 
