@@ -34,9 +34,9 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analysis.load import SHIPPED_RESULTS, RunError, load_results, read_metadata
+from analysis.paper_values import ML1_TABLE_1_SOURCE
 from analysis.references import DEFAULT_REFERENCES, load_references
 from analysis.stats import format_frames, per_episode
-from analysis.paper_values import ML1_TABLE_1_SOURCE
 from analysis.tables import format_cell, format_wall_times, ml1_success_table, to_markdown
 from analysis.task_breakdown import breakdown_markdown
 

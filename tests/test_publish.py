@@ -82,3 +82,18 @@ def test_the_readme_block_of_shipped_results_is_generated(tmp_path):
     untouched.write_text("no markers here\n")
     write_index(shipped, n_resamples=99, readme=untouched)
     assert untouched.read_text() == "no markers here\n"
+
+
+def test_the_index_of_an_ml1_env_has_the_papers_table_1_layout(tmp_path):
+    # write_run: success = return > 0; 2 test tasks x 10 episodes, half solved in episode 1
+    run = write_run(tmp_path / "results", "ml1_reach", "varibad", 0, {500: [[1.0] * 10, [-1.0] * 10]})
+    meta = json.loads((run / "metadata.json").read_text())
+    meta.update(git_commit="0123456789abcdef")
+    (run / "metadata.json").write_text(json.dumps(meta))
+    publish(run, tmp_path / "shipped")
+    index = index_table(tmp_path / "shipped", n_resamples=99)
+    assert "the paper's table 1 layout" in index
+    ours = next(line for line in index.splitlines() if line.startswith("| varibad") and "| 1/1 " in line)
+    assert [c.strip() for c in ours.split("|")[4:6]] == ["50 [n/a] (n=1)"] * 2  # one of the two tasks, episodes 1, 2
+    paper = next(line for line in index.splitlines() if line.startswith("| paper: variBAD"))
+    assert [c.strip() for c in paper.split("|")[4:6]] == ["100", "100"]
