@@ -42,9 +42,11 @@ from analysis.task_breakdown import breakdown_markdown
 
 #: the files of a run that are published (checkpoints stay behind: too large, and not needed by analysis)
 PUBLISHED_FILES = ("config.yaml", "metadata.json", "train_metrics.csv", "eval.csv")
-#: analyses of a run published with it where the run folder holds them (cheetah_dir: the settling step that
-#: ``python -m algorithms.direction_inference`` measures on the final checkpoint, which is not published)
-OPTIONAL_FILES = ("direction_inference.json",)
+#: published where the run folder holds them: ``train_metrics.csv`` (optional in the results schema: a run with a
+#: budget of 0 frames, e.g. exact posterior sampling, trains no iteration and writes none) and analyses of the run
+#: (cheetah_dir: the settling step that ``python -m algorithms.direction_inference`` measures on the final
+#: checkpoint, which is not published)
+OPTIONAL_FILES = ("train_metrics.csv", "direction_inference.json")
 #: meta-test episodes shown in the index
 INDEX_EPISODES = 6
 #: the repository README, whose block between these markers is generated from the shipped runs
@@ -85,7 +87,7 @@ def publish(run: Path, dest: Path = SHIPPED_RESULTS) -> Path:
         raise PublishError(f"{run}: no git commit recorded; a published run must say which code produced it")
     if str(commit).endswith("-dirty"):
         raise PublishError(f"{run}: ran on uncommitted changes ({commit}); publish runs of a clean commit")
-    missing = [name for name in PUBLISHED_FILES if not (run / name).is_file()]
+    missing = [name for name in PUBLISHED_FILES if name not in OPTIONAL_FILES and not (run / name).is_file()]
     if missing:
         raise PublishError(f"{run}: missing {', '.join(missing)}")
     label = meta.get("label") or meta["algo"]
@@ -93,11 +95,9 @@ def publish(run: Path, dest: Path = SHIPPED_RESULTS) -> Path:
     if target.exists():
         raise PublishError(f"{target} is already published; runs are never overwritten")
     target.mkdir(parents=True)
-    for name in PUBLISHED_FILES:
-        if name != "metadata.json":  # written below, with where it was published from
-            shutil.copy2(run / name, target / name)
-    for name in OPTIONAL_FILES:
-        if (run / name).is_file():
+    for name in dict.fromkeys(PUBLISHED_FILES + OPTIONAL_FILES):
+        # metadata.json is written below, with where it was published from
+        if name != "metadata.json" and (run / name).is_file():
             shutil.copy2(run / name, target / name)
     machine = this_machine() if meta.get("host") in (None, platform.node()) else {"host": meta.get("host")}
     meta["published"] = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "source": str(run),

@@ -34,6 +34,15 @@ def test_publish_copies_a_completed_clean_run_without_checkpoints_and_never_over
         publish(write_run(runs, "gw", "alg", 5, GOOD, status="running"), shipped)
     with pytest.raises(PublishError, match="uncommitted changes"):
         publish(_completed(runs, 6, commit="abc-dirty"), shipped)
+    no_training = _completed(runs, 7)  # a 0-frame run (exact posterior sampling) writes no train_metrics.csv
+    (no_training / "train_metrics.csv").unlink()
+    other = tmp_path / "shipped_elsewhere"
+    assert sorted(p.name for p in publish(no_training, other).iterdir()) == ["config.yaml", "eval.csv",
+                                                                             "metadata.json"]
+    broken = _completed(runs, 8)
+    (broken / "eval.csv").unlink()
+    with pytest.raises(PublishError, match=r"missing eval\.csv"):
+        publish(broken, other)
     index = index_table(shipped, n_resamples=99)
     row = next(line for line in index.splitlines() if line.startswith("| alg "))
     assert "## gw" in index and "01234567" in row and "1 min" in row and "2.00" in row
