@@ -86,8 +86,9 @@ def summarise(per_seed: pd.DataFrame, **ci: object) -> pd.DataFrame:
 
 
 def _frames_text(summary: pd.DataFrame) -> str:
-    points = sorted({format_frames(float(f)) for f in (summary["frames_min"].min(), summary["frames_max"].max())})
-    return " to ".join(points)
+    # in frame order, not text order ("500k" sorts after "1M")
+    points = [format_frames(float(summary["frames_min"].min())), format_frames(float(summary["frames_max"].max()))]
+    return " to ".join(dict.fromkeys(points))
 
 
 def settling_steps(results: Results, env: str, algo: str) -> dict[str, list[int | None]]:
