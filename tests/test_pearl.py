@@ -14,6 +14,7 @@ import pytest
 import torch
 from omegaconf.errors import ConfigKeyError
 from torch import nn
+from torch.nn import functional as F
 
 import algorithms.pearl.agent as pearl_agent
 import envs
@@ -603,3 +604,53 @@ def test_task_buffer_state_keeps_the_ring_layout_so_resumed_sampling_is_identica
     restored.add(new_rows)
     np.testing.assert_array_equal(buffer.contents(), restored.contents())
     np.testing.assert_array_equal(buffer.sample(200, a), restored.sample(200, b))
+
+
+# ---------------------------------------------------------------------------- algo.hidden_precision (mixed precision)
+def test_bfloat16_hidden_layers_give_float32_outputs_and_gradients_close_to_float32():
+    """Same weights (the state dicts are interchangeable), bf16 hidden products, float32 out: outputs and weight
+    gradients agree with float32 to bf16's accuracy, and are not bit-equal (the bf16 path really ran)."""
+    from algorithms.pearl.networks import rlkit_mlp
+
+    torch.manual_seed(0)
+    net32 = rlkit_mlp(31, [300, 300, 300], 1)
+    net16 = rlkit_mlp(31, [300, 300, 300], 1, hidden_dtype=torch.bfloat16)
+    net16.load_state_dict(net32.state_dict())
+    x = 3.0 * torch.randn(512, 31)
+    out32, out16 = net32(x), net16(x)
+    assert out16.dtype == torch.float32 and out16.shape == out32.shape
+    error = (out16 - out32).abs().max() / out32.abs().max()
+    assert 0 < error < 0.02
+    out32.pow(2).mean().backward()
+    out16.pow(2).mean().backward()
+    for p32, p16 in zip(net32.parameters(), net16.parameters(), strict=True):
+        assert p16.grad is not None and p16.grad.dtype == torch.float32 and p16.dtype == torch.float32
+        cosine = F.cosine_similarity(p32.grad.flatten(), p16.grad.flatten(), dim=0)
+        assert cosine > 0.99
+
+
+def test_bfloat16_agent_takes_the_float32_gradient_step_to_bf16_accuracy():
+    rows = {}
+    metrics = {}
+    for precision in ("float32", "bfloat16"):
+        agent, env = make_agent(seed=4, net_layers=[64, 64], encoder_layers=[32, 32], hidden_precision=precision)
+        env.close()
+        W = 2 * agent.obs_dim + agent.action_dim + 3
+        gen = torch.Generator().manual_seed(0)
+        context, batch = torch.randn(3, 8, W, generator=gen), torch.randn(3, 8, W, generator=gen)
+        batch[..., agent.layout.terminal] = 0.0
+        before = [p.detach().clone() for p in agent.qf1.parameters()]
+        metrics[precision] = agent.gradient_step(context, batch)
+        rows[precision] = [p.detach() - b for p, b in zip(agent.qf1.parameters(), before, strict=True)]
+        assert all(p.dtype == torch.float32 for net in agent.networks.values() for p in net.parameters())
+    assert metrics["bfloat16"].dtype == torch.float32
+    torch.testing.assert_close(metrics["bfloat16"], metrics["float32"], rtol=0.05, atol=1e-3)
+    step32, step16 = (torch.cat([d.flatten() for d in rows[p]]) for p in ("float32", "bfloat16"))
+    assert F.cosine_similarity(step32, step16, dim=0) > 0.9
+
+
+def test_unknown_hidden_precision_is_an_error_that_names_the_key():
+    from algorithms.common.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"algo\.hidden_precision"):
+        load_config({"hidden_precision": "float16"})

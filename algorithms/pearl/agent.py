@@ -70,6 +70,7 @@ from algorithms.common.errors import ConfigError
 from algorithms.pearl.buffers import MultiTaskBuffer, TransitionLayout
 from algorithms.pearl.config import PEARLConfig
 from algorithms.pearl.networks import (
+    HIDDEN_DTYPES,
     ContextEncoder,
     QNetwork,
     TanhGaussianPolicy,
@@ -168,11 +169,12 @@ class PEARLAgent(Agent):
         torch_seed, eval_seed = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(2))
         with torch.random.fork_rng(devices=[]):  # initialise the networks from the seed, not from global state
             torch.manual_seed(torch_seed)
-            self.encoder = ContextEncoder(self.context_dim, L, cfg.encoder_layers)
-            self.policy = TanhGaussianPolicy(self.obs_dim, L, self.action_dim, cfg.net_layers)
-            self.qf1 = QNetwork(self.obs_dim, self.action_dim, L, cfg.net_layers)
-            self.qf2 = QNetwork(self.obs_dim, self.action_dim, L, cfg.net_layers)
-            self.vf = VNetwork(self.obs_dim, L, cfg.net_layers)
+            dtype = HIDDEN_DTYPES[cfg.hidden_precision]
+            self.encoder = ContextEncoder(self.context_dim, L, cfg.encoder_layers, hidden_dtype=dtype)
+            self.policy = TanhGaussianPolicy(self.obs_dim, L, self.action_dim, cfg.net_layers, hidden_dtype=dtype)
+            self.qf1 = QNetwork(self.obs_dim, self.action_dim, L, cfg.net_layers, hidden_dtype=dtype)
+            self.qf2 = QNetwork(self.obs_dim, self.action_dim, L, cfg.net_layers, hidden_dtype=dtype)
+            self.vf = VNetwork(self.obs_dim, L, cfg.net_layers, hidden_dtype=dtype)
         self.target_vf = copy.deepcopy(self.vf)
         for p in self.target_vf.parameters():
             p.requires_grad_(False)
