@@ -55,10 +55,15 @@ def _start_and_wait_for_checkpoint(results: Path, run_name: str, frames: int) ->
     proc = subprocess.Popen(_command(results, run_name), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
-    while _checkpoint_frames(_run_dir(results, run_name)) < frames:
-        assert proc.poll() is None, f"run ended before its checkpoint at {frames} frames: {proc.stderr.read()}"
-        assert time.time() < deadline, "no checkpoint within 300 s"
-        time.sleep(0.05)
+    try:
+        while _checkpoint_frames(_run_dir(results, run_name)) < frames:
+            assert proc.poll() is None, f"run ended before its checkpoint at {frames} frames: {proc.stderr.read()}"
+            assert time.time() < deadline, "no checkpoint within 300 s"
+            time.sleep(0.05)
+    except BaseException:  # a failed wait must not leave the training run going on after the test
+        proc.kill()
+        proc.wait()
+        raise
     return proc
 
 
