@@ -124,6 +124,11 @@ def aggregate(eval_df: pd.DataFrame, by: Sequence[str] = CURVE_KEYS, value: str 
     return pd.DataFrame(rows, columns=[*by, "mean", "lo", "hi", "n", "seeds", "n_running"])
 
 
+def common_frames(group: pd.DataFrame) -> list[int]:
+    """The evaluation points (frames) that every run of ``group`` has, ascending."""
+    return sorted(set.intersection(*(set(f) for _, f in group.groupby("run_id")["frames"])))
+
+
 def choose_frames(eval_df: pd.DataFrame, frames: int | str = "common") -> tuple[pd.DataFrame, pd.DataFrame]:
     """The eval rows at one evaluation point per (env, algo), and a summary of the choice.
 
@@ -134,12 +139,11 @@ def choose_frames(eval_df: pd.DataFrame, frames: int | str = "common") -> tuple[
     kept: list[pd.DataFrame] = []
     summary = []
     for (env, algo), group in eval_df.groupby(["env", "algo"], sort=True):
-        per_run = group.groupby("run_id")["frames"]
         if frames == "common":
-            common = set.intersection(*(set(v) for _, v in per_run))
-            rows = group[group["frames"] == max(common)] if common else group.iloc[0:0]
+            common = common_frames(group)
+            rows = group[group["frames"] == common[-1]] if common else group.iloc[0:0]
         elif frames == "last":
-            rows = group[group["frames"] == per_run.transform("max")]
+            rows = group[group["frames"] == group.groupby("run_id")["frames"].transform("max")]
         else:
             rows = group[group["frames"] == int(frames)]
         kept.append(rows)

@@ -32,7 +32,7 @@ import pandas as pd
 
 from analysis.load import Results, load_results
 from analysis.references import DEFAULT_REFERENCES, load_references
-from analysis.stats import format_frames, mean_ci
+from analysis.stats import common_frames, format_frames, mean_ci
 from analysis.tables import format_cell, to_markdown
 
 #: the envs this module breaks down
@@ -56,9 +56,7 @@ def last_common_frames(eval_df: pd.DataFrame, last: int) -> pd.DataFrame:
     """The rows of the last ``last`` evaluation points that every run of each (env, algo) has."""
     kept = []
     for _, group in eval_df.groupby(["env", "algo"], sort=True):
-        common = set.intersection(*(set(f) for _, f in group.groupby("run_id")["frames"]))
-        chosen = sorted(common)[-last:]
-        kept.append(group[group["frames"].isin(chosen)])
+        kept.append(group[group["frames"].isin(common_frames(group)[-last:])])
     return pd.concat(kept, ignore_index=True) if kept else eval_df.iloc[0:0]
 
 
