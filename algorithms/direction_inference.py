@@ -1,11 +1,12 @@
 """How fast a trained agent infers the direction on HalfCheetahDir: per direction, the return of each meta-test
-episode and the step of episode 1 from which the cheetah runs the task's way.
+episode and the step of each episode from which the cheetah runs the task's way.
 
 On ``cheetah_dir`` a policy that does not infer the direction can at best run one way, which averages about 0 over
 the two tasks (issue 14); an agent that infers it within episode 1 turns around there. The forward velocity is read
 off the reward (``envs/mujoco_suite.py``: ``r = dir * v - 0.05 |a|^2``, so ``v = dir * (r + 0.05 |a|^2)``), and the
 *settling step* is the first step of the episode from which the running mean of the last ``window`` velocities
-keeps the task's sign to the episode's end (``None``: it never does).
+keeps the task's sign to the episode's end (``None``: it never does). Episode 1 is where VariBAD and RL² adapt;
+PEARL acts on a prior sample of z there by design (Algorithm 2) and adapts from episode 2.
 
     python -m algorithms.direction_inference RUN [RUN ...] [--episodes 2] [--window 10]
 
@@ -46,28 +47,27 @@ def settling_step(velocity: np.ndarray, direction: float, window: int) -> int | 
 
 def rollout(agent: Agent, episodes: int, seed: int, deterministic: bool = True,
             **env_kwargs: Any) -> dict[float, dict[str, Any]]:
-    """Episodes 1..``episodes`` on each direction: returns and episode 1's per-step forward velocity."""
+    """Episodes 1..``episodes`` on each direction: returns and each episode's per-step forward velocity."""
     tasks = np.array([[d] for d in DIRECTIONS], np.float32)
     env = make_meta_env("cheetah_dir", num_envs=len(tasks), seed=seed, split="test", episodes_per_task=episodes,
                         **env_kwargs)
     obs, _ = env.reset(options={"tasks": tasks})
     belief = agent.initial_belief(len(tasks), tasks if agent.uses_true_task else None)
     returns = np.zeros((len(tasks), episodes))
-    velocities: list[list[float]] = [[] for _ in tasks]
+    velocities: list[list[list[float]]] = [[[] for _ in range(episodes)] for _ in tasks]
     for _ in range(env.horizon * episodes):
         action = agent.act(obs, belief, deterministic)
         next_obs, reward, _, _, info = env.step(action)
         episode = info["episode_index"]
         returns[np.arange(len(tasks)), episode] += reward
         velocity = tasks[:, 0] * (reward + CONTROL_COST * np.square(action).sum(axis=1))
-        for i in np.flatnonzero(episode == 0):
-            velocities[i].append(float(velocity[i]))
+        for i in range(len(tasks)):
+            velocities[i][episode[i]].append(float(velocity[i]))
         belief = agent.update_belief(belief, obs, action, reward, info["final_obs"], info["episode_done"],
                                      info["task_done"])
         obs = next_obs
     env.close()
-    return {float(d): {"returns": returns[i].tolist(), "velocity_episode_1": velocities[i]}
-            for i, d in enumerate(DIRECTIONS)}
+    return {float(d): {"returns": returns[i].tolist(), "velocities": velocities[i]} for i, d in enumerate(DIRECTIONS)}
 
 
 def analyse(run: Path, episodes: int = 2, window: int = 10) -> dict[str, Any]:
@@ -79,10 +79,14 @@ def analyse(run: Path, episodes: int = 2, window: int = 10) -> dict[str, Any]:
     result = {"run": str(run), "frames": progress["frames"], "window": window, "episodes": episodes,
               "directions": {}}
     for direction, data in out.items():
+        steps = [settling_step(np.array(v), direction, window) for v in data["velocities"]]
+        means = [float(np.mean(v)) for v in data["velocities"]]
         result["directions"][str(direction)] = {
             "returns": data["returns"],
-            "settling_step": settling_step(np.array(data["velocity_episode_1"]), direction, window),
-            "mean_velocity_episode_1": float(np.mean(data["velocity_episode_1"])),
+            "settling_steps": steps,  # per episode
+            "mean_velocities": means,
+            "settling_step": steps[0],  # episode 1, as the files written before the per-episode lists
+            "mean_velocity_episode_1": means[0],
         }
     (run / "direction_inference.json").write_text(json.dumps(result, indent=2))
     return result
@@ -95,13 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=10)
     args = parser.parse_args(argv)
     configure_process(1)
-    print("run | frames | direction | return ep 1..K | mean velocity ep 1 | settling step ep 1")
+    print("run | frames | direction | return ep 1..K | mean velocity ep 1..K | settling step ep 1..K")
     for run in args.runs:
         result = analyse(run, args.episodes, args.window)
         for direction, d in result["directions"].items():
             returns = " / ".join(f"{r:.1f}" for r in d["returns"])
-            print(f"{run.name} | {result['frames']:,} | {direction} | {returns} | {d['mean_velocity_episode_1']:.2f} | "
-                  f"{d['settling_step']}")
+            velocities = " / ".join(f"{v:.2f}" for v in d["mean_velocities"])
+            steps = " / ".join(str(s) for s in d["settling_steps"])
+            print(f"{run.name} | {result['frames']:,} | {direction} | {returns} | {velocities} | {steps}")
     return 0
 
 

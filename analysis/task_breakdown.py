@@ -89,16 +89,23 @@ def _frames_text(summary: pd.DataFrame) -> str:
     return " to ".join(dict.fromkeys(points))
 
 
-def settling_steps(results: Results, env: str, algo: str) -> dict[str, list[int | None]]:
-    """Per direction, each run's settling step from its ``direction_inference.json`` (runs without one: none)."""
-    steps: dict[str, list[int | None]] = {}
+#: a run whose ``direction_inference.json`` has no settling step for the episode (written before per-episode lists)
+NOT_MEASURED = "-"
+
+
+def settling_steps(results: Results, env: str, algo: str, episode: int = 1) -> dict[str, list[int | str | None]]:
+    """Per direction, each run's settling step in ``episode`` from its ``direction_inference.json`` (runs without one:
+    none; ``None``: never settles; :data:`NOT_MEASURED`: the file has no value for that episode)."""
+    steps: dict[str, list[int | str | None]] = {}
     for run in results.runs[(results.runs["env"] == env) & (results.runs["algo"] == algo)].itertuples():
         path = Path(run.path) / "direction_inference.json"
         if not path.is_file():
             continue
         data = json.loads(path.read_text())
         for direction, d in data.get("directions", {}).items():
-            steps.setdefault(direction_name(float(direction)), []).append(d.get("settling_step"))
+            per_episode = d.get("settling_steps", [d.get("settling_step")])
+            step = per_episode[episode - 1] if episode <= len(per_episode) else NOT_MEASURED
+            steps.setdefault(direction_name(float(direction)), []).append(step)
     return steps
 
 
@@ -118,9 +125,10 @@ def direction_table(results: Results, last: int = LAST, **ci: object) -> pd.Data
             row[f"ep {r.episode}"] = format_cell(r.mean, r.lo, r.hi, int(r.n), 0)
         ep1 = block[block["episode"] == 1]
         row["ep 1, lowest seed"] = f"{ep1['seed_min'].iloc[0]:.0f}" if len(ep1) else ""
-        steps = settling_steps(results, "cheetah_dir", algo).get(group)
-        row["settling step, ep 1 (per seed)"] = ", ".join("never" if s is None else str(s) for s in steps) \
-            if steps else ""
+        for episode in (1, 2):
+            steps = settling_steps(results, "cheetah_dir", algo, episode).get(group)
+            row[f"settling step, ep {episode} (per seed)"] = ", ".join(
+                "never" if s is None else str(s) for s in steps) if steps else ""
         table.append(row)
     return pd.DataFrame(table)
 
@@ -168,8 +176,9 @@ def breakdown_markdown(results: Results, references: dict | None, last: int = LA
     directions = direction_table(results, last, **ci)
     if not directions.empty:
         out["cheetah_dir"] = ("Per direction: mean return over each run's last meta-tests, mean over seeds [95% "
-                              "bootstrap CI]; settling step: the step of episode 1 from which the 10-step mean "
-                              "velocity keeps the task's sign (`python -m algorithms.direction_inference`).\n\n"
+                              "bootstrap CI]; settling step: the step of the episode from which the 10-step mean "
+                              "velocity keeps the task's sign (`python -m algorithms.direction_inference`; PEARL "
+                              "acts on a prior z in episode 1 and adapts from episode 2, Algorithm 2).\n\n"
                               + to_markdown(directions))
     velocities = velocity_table(results, references, last, **ci)
     if not velocities.empty:

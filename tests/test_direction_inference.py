@@ -56,3 +56,6 @@ def test_cli_writes_the_analysis_next_to_the_run(tmp_path):
     assert written["frames"] == 77 and set(written["directions"]) == {"1.0", "-1.0"}
     for d in written["directions"].values():
         assert len(d["returns"]) == 2 and (d["settling_step"] is None or 0 <= d["settling_step"] < 15)
+        assert len(d["settling_steps"]) == len(d["mean_velocities"]) == 2
+        assert d["settling_steps"][0] == d["settling_step"] and d["mean_velocities"][0] == d["mean_velocity_episode_1"]
+        assert all(s is None or 0 <= s < 15 for s in d["settling_steps"])

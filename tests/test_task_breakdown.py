@@ -47,6 +47,20 @@ def test_direction_table_averages_each_runs_last_common_meta_tests_per_direction
     # only seed 0 has its analysis file: its steps are shown, "never" for a direction it never settles in
     assert table.loc["forward (+1)", "settling step, ep 1 (per seed)"] == "4"
     assert table.loc["backward (-1)", "settling step, ep 1 (per seed)"] == "never"
+    # a file from before the per-episode lists has no episode-2 step: shown as not measured, not as "never"
+    assert table.loc["forward (+1)", "settling step, ep 2 (per seed)"] == "-"
+
+
+def test_direction_table_shows_each_episodes_settling_step(tmp_path):
+    run = _cheetah_dir_run(tmp_path, 0, forward=[10.0, 20.0], backward=[-5.0, 30.0])
+    (run / "direction_inference.json").write_text(json.dumps({"directions": {
+        "1.0": {"settling_steps": [None, 3], "settling_step": None},
+        "-1.0": {"settling_steps": [150, 0], "settling_step": 150}}}))
+    table = direction_table(load_results(tmp_path), last=3, n_resamples=99).set_index("direction")
+    assert table.loc["forward (+1)", "settling step, ep 1 (per seed)"] == "never"
+    assert table.loc["forward (+1)", "settling step, ep 2 (per seed)"] == "3"
+    assert table.loc["backward (-1)", "settling step, ep 1 (per seed)"] == "150"
+    assert table.loc["backward (-1)", "settling step, ep 2 (per seed)"] == "0"
 
 
 def test_task_agnostic_bound_is_the_median_runner_and_no_constant_velocity_beats_it():
@@ -81,14 +95,15 @@ def test_publish_ships_the_direction_analysis_and_the_index_shows_the_breakdown(
     meta = json.loads((run / "metadata.json").read_text())
     meta.update(git_commit="0123456789abcdef")
     (run / "metadata.json").write_text(json.dumps(meta))
-    (run / "direction_inference.json").write_text(json.dumps({"directions": {"1.0": {"settling_step": 2},
-                                                                             "-1.0": {"settling_step": 7}}}))
+    (run / "direction_inference.json").write_text(json.dumps({"directions": {
+        "1.0": {"settling_steps": [2, 0], "settling_step": 2},
+        "-1.0": {"settling_steps": [7, 1], "settling_step": 7}}}))
     target = publish(run, tmp_path / "shipped")
     assert (target / "direction_inference.json").is_file()
     index = index_table(tmp_path / "shipped", n_resamples=99)
     assert "Per direction" in index
     backward = next(line for line in index.splitlines() if "backward (-1)" in line)
-    assert backward.rstrip(" |").endswith("| 7")
+    assert [c.strip() for c in backward.split("|")[-3:-1]] == ["7", "1"]  # settling steps of episodes 1 and 2
     assert breakdown_markdown(load_results(tmp_path / "shipped"), None).keys() == {"cheetah_dir"}
 
 
