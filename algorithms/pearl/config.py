@@ -72,7 +72,7 @@ class PEARLConfig:
     policy_mean_reg_weight: float = 1e-3
     policy_std_reg_weight: float = 1e-3
     #: the dtype of the hidden layers' products in every network: float32 (oyster's arithmetic) or bfloat16 (mixed
-    #: precision: weights, gradients, Adam, output layers and losses stay float32; ~2.5x the gradient steps per
+    #: precision: weights, gradients, Adam, output layers and losses stay float32; 2.6-3x the gradient steps per
     #: second on a CPU with AVX512-BF16 and faster on a GPU; see ``networks.RlkitMLP``)
     hidden_precision: str = "float32"
     # ----- meta-test (Algorithm 2)

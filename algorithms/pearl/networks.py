@@ -32,7 +32,7 @@ class RlkitMLP(nn.Sequential):
     ``hidden_dtype=torch.bfloat16`` runs the hidden layers under autocast (bf16 products, fp32 weights, gradients and
     optimiser state) and the output layer, and so every value a loss or a distribution sees, in float32: mixed
     precision that keeps Q-values of thousands and the encoder's variances exact to float32 at the output. Not the
-    reference's arithmetic (oyster computes in float32, the default); ~2.5x the gradient steps per second on a CPU with
+    reference's arithmetic (oyster computes in float32, the default); 2.6-3x the gradient steps per second on a CPU with
     AVX512-BF16 (``python -m benchmarks.pearl_throughput``)."""
 
     def __init__(self, *layers: nn.Module, has_output: bool, hidden_dtype: torch.dtype = torch.float32) -> None:
