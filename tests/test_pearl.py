@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 import io
 import json
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,8 @@ from torch.nn import functional as F
 import algorithms.pearl.agent as pearl_agent
 import envs
 import train
-from algorithms.common.agent import EnvInfo
+from algorithms.common.agent import EnvInfo, IterationInterrupted
+from algorithms.common.checkpoints import load_checkpoint
 from algorithms.common.evaluator import meta_test
 from algorithms.pearl import PEARLAgent, PEARLConfig, load_config
 from algorithms.pearl.buffers import TaskBuffer
@@ -378,6 +381,54 @@ def test_exact_resume_gives_the_same_next_iteration():
     assert "rl_buffer" not in agent.state_dict(resume=False)
 
 
+class _StopAfter:
+    """``should_stop`` that says yes from its ``n``-th question on (it is asked once before each gradient step)."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.asked = n, 0
+
+    def __call__(self) -> bool:
+        self.asked += 1
+        return self.asked > self.n
+
+
+def _without_timing(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if not k.startswith("time/")}
+
+
+@pytest.mark.parametrize("steps_before_stop", [0, 2])
+def test_a_stop_between_gradient_steps_carries_the_iteration_on_after_a_resume(steps_before_stop):
+    """A stop inside an iteration keeps the collected data and the gradient steps done (in the resume state); the
+    resumed agent neither collects again nor repeats a step, and ends where an uninterrupted one does."""
+    agent, env = make_agent(seed=5, env_seed=7, num_train_steps_per_itr=4)
+    agent.train_iteration(env)
+    state, env_state = _roundtrip(agent.state_dict(resume=True)), copy.deepcopy(env.get_state())
+    expected = [agent.train_iteration(env) for _ in range(2)]
+
+    stopped, env2 = make_agent(seed=5, env_seed=7, num_train_steps_per_itr=4)
+    stopped.load_state_dict(_roundtrip(state))
+    env2.set_state(copy.deepcopy(env_state))
+    stopped.should_stop = _StopAfter(steps_before_stop)
+    grad_steps_before = stopped.grad_steps
+    with pytest.raises(IterationInterrupted, match=f"after {steps_before_stop} of 4 gradient steps"):
+        stopped.train_iteration(env2)
+    assert stopped.grad_steps == grad_steps_before + steps_before_stop and stopped.iterations == 1
+    mid_state, mid_env = _roundtrip(stopped.state_dict(resume=True)), copy.deepcopy(env2.get_state())
+    assert mid_state["in_progress"]["steps_done"] == steps_before_stop and mid_state["in_progress"]["frames"] > 0
+
+    resumed, env3 = make_agent(seed=99, env_seed=99, num_train_steps_per_itr=4)
+    resumed.load_state_dict(mid_state)
+    env3.set_state(mid_env)
+    got = [resumed.train_iteration(env3) for _ in range(2)]
+    for e, g in zip(expected, got, strict=True):
+        assert e.frames == g.frames and _without_timing(e.metrics) == _without_timing(g.metrics)
+    assert resumed.iterations == agent.iterations and resumed.grad_steps == agent.grad_steps
+    for a, b in zip(agent.networks.values(), resumed.networks.values(), strict=True):
+        for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+            assert torch.equal(pa, pb)
+    assert "in_progress" not in resumed.state_dict(resume=True)  # a finished iteration leaves nothing pending
+
+
 def test_task_buffer_is_a_ring_with_oldest_first_contents_and_roundtrips():
     buf = TaskBuffer(capacity=5, width=1, initial=2)
     buf.add(np.arange(3, dtype=np.float32)[:, None])
@@ -454,13 +505,16 @@ def test_registry_and_config_validation():
 
 
 # ---------------------------------------------------------------------------- whole runs through train.run
+def _tiny_overrides(env, tmp_path, *extra):
+    return ["algo=pearl", f"env={env}", f"results_dir={tmp_path}", "progress=false", "algo.num_envs=2",
+            "algo.num_tasks_sample=2", "algo.net_layers=[16,16]", "algo.encoder_layers=[16,16]",
+            "algo.batch_size=16", "algo.meta_batch=2", "algo.embedding_batch_size=16",
+            "algo.num_train_steps_per_itr=2", "train.log_interval_iterations=1", "eval.num_tasks=2",
+            "eval.episodes=2", *extra]
+
+
 def _tiny_run(env, tmp_path, *extra):
-    overrides = ["algo=pearl", f"env={env}", f"results_dir={tmp_path}", "progress=false", "algo.num_envs=2",
-                 "algo.num_tasks_sample=2", "algo.net_layers=[16,16]", "algo.encoder_layers=[16,16]",
-                 "algo.batch_size=16", "algo.meta_batch=2", "algo.embedding_batch_size=16",
-                 "algo.num_train_steps_per_itr=2", "train.log_interval_iterations=1", "eval.num_tasks=2",
-                 "eval.episodes=2", *extra]
-    final = train.run(compose_config(*overrides))
+    final = train.run(compose_config(*_tiny_overrides(env, tmp_path, *extra)))
     run = next((tmp_path / env / "pearl").iterdir())
     meta = json.loads((run / "metadata.json").read_text())
     metrics = pd.read_csv(run / "train_metrics.csv")
@@ -480,6 +534,48 @@ def test_tiny_pearl_run_on_pointrobot_sparse(tmp_path):
                                      f"train.checkpoint_interval_frames={frames}")
     assert meta["frames"] == frames and len(metrics) == 2
     assert sorted(evals["frames"].unique()) == [0, frames]
+
+
+def test_sigterm_during_gradient_steps_checkpoints_mid_iteration_and_the_rerun_equals_an_uninterrupted_run(
+        tmp_path, monkeypatch):
+    """A scheduler gives a stopped job seconds (Slurm: 30 s by default), PEARL's iteration takes minutes: the stop is
+    acted on before the next gradient step, and running the same command again finishes the run as if unstopped."""
+    frames = 80 * 20 + 2 * 2 * 40  # the initial pool and two iterations of 4 gradient steps
+    args = ("pointrobot_sparse", "algo.num_initial_steps=20", "algo.num_steps_prior=20", "algo.num_steps_posterior=20",
+            "algo.num_train_steps_per_itr=4", f"train.num_frames={frames}", f"train.eval_interval_frames={frames}",
+            "train.checkpoint_interval_frames=1000000", "seed=4")
+    _, whole_metrics, whole_evals = _tiny_run(*args[:1], tmp_path / "whole", *args[1:])
+
+    original_step = PEARLAgent.gradient_step
+    calls = {"n": 0}
+
+    def signalled_step(self, *tensors):
+        calls["n"] += 1
+        if calls["n"] == 6:  # the 2nd of 4 steps of the 2nd iteration
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original_step(self, *tensors)
+
+    monkeypatch.setattr(PEARLAgent, "gradient_step", signalled_step)
+    overrides = _tiny_overrides(args[0], tmp_path / "stopped", *args[1:], "run_name=stopped")
+    with pytest.raises(SystemExit) as stop:
+        train.run(compose_config(*overrides))
+    assert stop.value.code == 128 + signal.SIGTERM
+    run = tmp_path / "stopped" / "pointrobot_sparse" / "pearl" / "stopped"
+    meta = json.loads((run / "metadata.json").read_text())
+    assert meta["status"] == "preempted" and meta["stop_signal"] == "SIGTERM"
+    state = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert state["iteration"] == 1 and state["agent"]["in_progress"]["steps_done"] == 2  # no step after the signal
+    assert calls["n"] == 6
+
+    monkeypatch.setattr(PEARLAgent, "gradient_step", original_step)
+    train.run(compose_config(*overrides))
+    meta = json.loads((run / "metadata.json").read_text())
+    assert meta["status"] == "completed" and meta["frames"] == frames
+    timing = [c for c in whole_metrics.columns if c.startswith("time/") or c in ("wall_time", "fps")]
+    pd.testing.assert_frame_equal(pd.read_csv(run / "train_metrics.csv").drop(columns=timing),
+                                  whole_metrics.drop(columns=timing), check_exact=True)
+    pd.testing.assert_frame_equal(pd.read_csv(run / "eval.csv").drop(columns=["run_id"]),
+                                  whole_evals.drop(columns=["run_id"]), check_exact=True)
 
 
 def test_tiny_pearl_run_on_cheetah_dir(tmp_path):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,11 @@ class IterationStats:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+class IterationInterrupted(Exception):  # noqa: N818 - a stop, not an error
+    """:attr:`Agent.should_stop` said stop inside a long iteration. The agent kept its place (in its resume state
+    dict), so the next ``train_iteration`` carries the same iteration on; the trainer checkpoints and stops."""
+
+
 class Agent(abc.ABC):
     """A meta-RL agent. ``Belief`` objects are opaque to the trainer and evaluator."""
 
@@ -37,6 +42,11 @@ class Agent(abc.ABC):
     #: torch intra-op threads for the gradient updates (:meth:`updating`); the rollout keeps the process's setting.
     #: Set by the builder from the ``update_threads`` config.
     update_threads: int = 1
+    #: set by the trainer: whether a stop (a signal, a sweep told to stop) is pending. Agents whose iterations last
+    #: minutes (PEARL's thousands of gradient steps) ask it inside the iteration and raise
+    #: :class:`IterationInterrupted`, so that a scheduler's grace period (Slurm: 30 s by default) is enough to
+    #: checkpoint; the others stop at the end of their iteration.
+    should_stop: Callable[[], bool] | None = None
 
     @contextlib.contextmanager
     def updating(self) -> Iterator[None]:

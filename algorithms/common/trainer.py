@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from algorithms.common.agent import Agent
+from algorithms.common.agent import Agent, IterationInterrupted
 from algorithms.common.checkpoints import CheckpointError, load_checkpoint, previous_path, save_checkpoint
 from algorithms.common.evaluator import EvaluationInterrupted, meta_test
 from algorithms.common.results import RunDirectory, _now
@@ -92,10 +92,11 @@ class Trainer:
         self._stop_check = stop_check
         self._eval_rate: float | None = None  # env steps per second of the last meta-test
         self.last_eval_summary: str | None = None
+        agent.should_stop = self._stopping  # long iterations (PEARL) stop part way (IterationInterrupted)
 
     def request_stop(self, signum: int) -> None:
-        """Stop at the next safe point (end of the iteration, or abandon a meta-test), checkpointing first; what
-        a stop signal does (:data:`STOP_SIGNALS`)."""
+        """Stop at the next safe point (the end of the iteration, a point inside it where the agent can carry it on
+        after a resume, or abandon a meta-test), checkpointing first; what a stop signal does (:data:`STOP_SIGNALS`)."""
         self._stop_signal = signum
 
     def evaluate(self) -> pd.DataFrame:
@@ -195,7 +196,8 @@ class Trainer:
         return self._stop_signal is not None
 
     def _on_stop_signal(self, signum: int, frame: Any) -> None:
-        self.request_stop(signum)  # acted on at the end of the current iteration, with a consistent state
+        # acted on at the end of the current iteration (or, for agents that ask should_stop, part way through it)
+        self.request_stop(signum)
 
     def train(self) -> pd.DataFrame:
         cfg = self.cfg
@@ -231,7 +233,12 @@ class Trainer:
                 if done:
                     break
                 it_start = time.perf_counter()
-                stats = self.agent.train_iteration(self.env)
+                try:
+                    stats = self.agent.train_iteration(self.env)
+                except IterationInterrupted:  # the agent kept its place: frames and iteration count stay as they are
+                    self.checkpoint(elapsed=time.perf_counter() - start)
+                    assert self._stop_signal is not None
+                    raise Preempted(self._stop_signal) from None
                 self.frames += stats.frames
                 self.iteration += 1
                 bar.update(stats.frames)

@@ -56,7 +56,7 @@ from __future__ import annotations
 import copy
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -65,7 +65,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from algorithms.common.agent import Agent, EnvInfo, IterationStats
+from algorithms.common.agent import Agent, EnvInfo, IterationInterrupted, IterationStats
 from algorithms.common.errors import ConfigError
 from algorithms.pearl.buffers import MultiTaskBuffer, TransitionLayout
 from algorithms.pearl.config import PEARLConfig
@@ -145,6 +145,22 @@ class _CollectStats:
     returns: dict[str, list[float]] = field(default_factory=lambda: {"prior": [], "posterior": []})
 
 
+@dataclass
+class _IterationInProgress:
+    """An iteration whose data is collected and whose gradient steps are under way. Part of the resume state, so
+    that a stop between two gradient steps (``Agent.should_stop``) loses no work: the resumed run carries on from
+    step ``steps_done`` with the same random streams, as if it had not stopped."""
+
+    frames: int
+    discarded: int
+    returns: dict[str, list[float]]
+    collect_s: float
+    steps_done: int = 0
+    update_s: float = 0.0
+    #: running sum of :meth:`PEARLAgent.gradient_step`'s metric vectors (on the agent's device)
+    metric_sum: torch.Tensor | None = None
+
+
 class PEARLAgent(Agent):
     name = "pearl"
 
@@ -196,6 +212,7 @@ class PEARLAgent(Agent):
         self.frames = 0
         self.iterations = 0
         self.grad_steps = 0
+        self._in_progress: _IterationInProgress | None = None
 
     @property
     def networks(self) -> dict[str, nn.Module]:
@@ -328,11 +345,33 @@ class PEARLAgent(Agent):
                           f"gave only {len(found)} distinct tasks")
 
     def train_iteration(self, env: MetaVecEnv) -> IterationStats:
+        """Algorithm 1's outer loop body: collect, then ``num_train_steps_per_itr`` gradient steps. A pending stop
+        (:attr:`should_stop`) is acted on between gradient steps (:class:`IterationInterrupted`); the next call then
+        carries the same iteration on without collecting again."""
         cfg = self.cfg
-        t0 = time.perf_counter()
         if self.train_tasks is None:
             self._setup_tasks(env)
+        if self._in_progress is None:
+            self._in_progress = self._collect_iteration_data(env)
+        progress = self._in_progress
+        with self.updating():
+            metrics = self._train(progress, cfg.num_train_steps_per_itr)
+        self._in_progress = None
+        self.frames += progress.frames
+        self.iterations += 1
+        for kind, values in progress.returns.items():
+            if values:
+                metrics[f"train/return_{kind}"] = float(np.mean(values))
+        metrics.update({"collect/discarded_steps": float(progress.discarded),
+                        "train/grad_steps": float(self.grad_steps), "time/collect_s": progress.collect_s,
+                        "time/update_s": progress.update_s})
+        return IterationStats(frames=progress.frames, metrics=metrics)
+
+    def _collect_iteration_data(self, env: MetaVecEnv) -> _IterationInProgress:
+        """Algorithm 1 lines 3-10: the initial pool (first iteration only), then this iteration's sampled tasks."""
+        cfg = self.cfg
         assert self.train_tasks is not None and self.rl_buffer is not None and self.enc_buffer is not None
+        started = time.perf_counter()
         stats = _CollectStats()
         if self.iterations == 0:  # Algorithm 1's initial pool: every training task, z ~ prior
             initial = [_WorkItem(t, [_Phase("prior", cfg.num_initial_steps, True)])
@@ -345,18 +384,8 @@ class PEARLAgent(Agent):
                   _Phase("posterior", cfg.num_extra_rl_steps_posterior, False)]
         items = [_WorkItem(int(t), [p for p in phases if p.steps > 0]) for t in sampled]
         self._collect(env, items, stats)
-        t1 = time.perf_counter()
-        with self.updating():
-            metrics = self._train(cfg.num_train_steps_per_itr)
-        t2 = time.perf_counter()
-        self.frames += stats.frames
-        self.iterations += 1
-        for kind, values in stats.returns.items():
-            if values:
-                metrics[f"train/return_{kind}"] = float(np.mean(values))
-        metrics.update({"collect/discarded_steps": float(stats.discarded), "train/grad_steps": float(self.grad_steps),
-                        "time/collect_s": t1 - t0, "time/update_s": t2 - t1})
-        return IterationStats(frames=stats.frames, metrics=metrics)
+        return _IterationInProgress(frames=stats.frames, discarded=stats.discarded, returns=stats.returns,
+                                    collect_s=time.perf_counter() - started)
 
     @torch.no_grad()
     def _episode_latents(self, tasks: list[int], kinds: list[str]) -> torch.Tensor:
@@ -519,17 +548,25 @@ class PEARLAgent(Agent):
     METRIC_NAMES = ("sac/qf_loss", "sac/kl", "sac/vf_loss", "sac/policy_loss", "sac/q_mean", "sac/log_pi",
                     "sac/z_mean_abs", "sac/z_var")
 
-    def _train(self, steps: int) -> dict[str, float]:
+    def _train(self, progress: _IterationInProgress, steps: int) -> dict[str, float]:
+        """Gradient steps ``progress.steps_done .. steps - 1``; the mean of their metrics once all are done."""
         assert self.train_tasks is not None
+        started = time.perf_counter()
+        try:
+            while progress.steps_done < steps:
+                if self.should_stop is not None and self.should_stop():
+                    raise IterationInterrupted(f"PEARL stopped after {progress.steps_done} of {steps} gradient steps "
+                                               f"of iteration {self.iterations + 1}")
+                task_ids = self.rng.integers(len(self.train_tasks), size=self.cfg.meta_batch)
+                out = self.gradient_step(*self.sample_batches(task_ids))
+                progress.metric_sum = out if progress.metric_sum is None else progress.metric_sum + out
+                progress.steps_done += 1
+        finally:
+            progress.update_s += time.perf_counter() - started
         if steps == 0:
             return {}
-        total = None
-        for _ in range(steps):
-            task_ids = self.rng.integers(len(self.train_tasks), size=self.cfg.meta_batch)
-            out = self.gradient_step(*self.sample_batches(task_ids))
-            total = out if total is None else total + out
-        assert total is not None
-        means = (total / steps).cpu().numpy()
+        assert progress.metric_sum is not None
+        means = (progress.metric_sum / steps).cpu().numpy()
         return {k: float(v) for k, v in zip(self.METRIC_NAMES, means, strict=True)}
 
     # ------------------------------------------------------------------ persistence
@@ -546,6 +583,8 @@ class PEARLAgent(Agent):
         if resume and self.rl_buffer is not None and self.enc_buffer is not None:
             state["rl_buffer"] = self.rl_buffer.state_dict()
             state["enc_buffer"] = self.enc_buffer.state_dict()
+        if resume and self._in_progress is not None:
+            state["in_progress"] = asdict(self._in_progress)  # a deep copy
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -568,3 +607,7 @@ class PEARLAgent(Agent):
             if "rl_buffer" in state:
                 self.rl_buffer.load_state_dict(state["rl_buffer"])
                 self.enc_buffer.load_state_dict(state["enc_buffer"])
+        in_progress = state.get("in_progress")  # absent: stopped at an iteration's end (or an older checkpoint)
+        self._in_progress = None if in_progress is None else _IterationInProgress(**copy.deepcopy(in_progress))
+        if self._in_progress is not None and self._in_progress.metric_sum is not None:
+            self._in_progress.metric_sum = self._in_progress.metric_sum.to(self.device)
