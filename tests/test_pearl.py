@@ -750,3 +750,13 @@ def test_unknown_hidden_precision_is_an_error_that_names_the_key():
 
     with pytest.raises(ConfigError, match=r"algo\.hidden_precision"):
         load_config({"hidden_precision": "float16"})
+
+
+def test_the_throughput_benchmark_times_the_agents_own_gradient_steps():
+    """``make bench``'s PEARL figures call the agent's private collection and update loop: keep them in step."""
+    pytest.importorskip("mujoco")
+    from benchmarks.pearl_throughput import measure
+
+    results = measure(2, ["float32", "bfloat16"], steps=2, warmup=1, repeats=1, device="cpu", pool_steps=20)
+    assert [r["hidden_precision"] for r in results] == ["float32", "bfloat16"]
+    assert all(len(r["repeats"]) == 1 and r["best_steps_per_s"] > 0 for r in results)

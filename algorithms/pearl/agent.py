@@ -355,7 +355,7 @@ class PEARLAgent(Agent):
             self._in_progress = self._collect_iteration_data(env)
         progress = self._in_progress
         with self.updating():
-            metrics = self._train(progress, cfg.num_train_steps_per_itr)
+            metrics = self._train(cfg.num_train_steps_per_itr, progress)
         self._in_progress = None
         self.frames += progress.frames
         self.iterations += 1
@@ -548,9 +548,12 @@ class PEARLAgent(Agent):
     METRIC_NAMES = ("sac/qf_loss", "sac/kl", "sac/vf_loss", "sac/policy_loss", "sac/q_mean", "sac/log_pi",
                     "sac/z_mean_abs", "sac/z_var")
 
-    def _train(self, progress: _IterationInProgress, steps: int) -> dict[str, float]:
-        """Gradient steps ``progress.steps_done .. steps - 1``; the mean of their metrics once all are done."""
+    def _train(self, steps: int, progress: _IterationInProgress | None = None) -> dict[str, float]:
+        """Gradient steps ``progress.steps_done .. steps - 1`` (all ``steps`` without ``progress``: the throughput
+        benchmark); the mean of their metrics once all are done."""
         assert self.train_tasks is not None
+        if progress is None:
+            progress = _IterationInProgress(frames=0, discarded=0, returns={}, collect_s=0.0)
         started = time.perf_counter()
         try:
             while progress.steps_done < steps:
