@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -195,6 +195,13 @@ class Trainer:
             self._stop_signal = self._stop_check()
         return self._stop_signal is not None
 
+    def _checkpoint_and_stop(self, start: float) -> NoReturn:
+        """Act on a pending stop: checkpoint (``start``: the wall clock origin of :meth:`train`), then raise
+        :class:`Preempted` (without the interruption that led here as its context: a stop, not an error)."""
+        self.checkpoint(elapsed=time.perf_counter() - start)
+        assert self._stop_signal is not None
+        raise Preempted(self._stop_signal) from None
+
     def _on_stop_signal(self, signum: int, frame: Any) -> None:
         # acted on at the end of the current iteration (or, for agents that ask should_stop, part way through it)
         self.request_stop(signum)
@@ -214,16 +221,13 @@ class Trainer:
         try:
             while True:
                 if self._stopping():  # a stop came during the last iteration (or before any)
-                    self.checkpoint(elapsed=time.perf_counter() - start)
-                    raise Preempted(self._stop_signal)
+                    self._checkpoint_and_stop(start)
                 done = self.frames >= cfg.num_frames
                 if self.frames >= self.next_eval or (done and self.last_eval_frames != self.frames):
                     try:
                         last_eval = self.evaluate()
                     except EvaluationInterrupted:
-                        self.checkpoint(elapsed=time.perf_counter() - start)
-                        assert self._stop_signal is not None
-                        raise Preempted(self._stop_signal) from None
+                        self._checkpoint_and_stop(start)
                     self.last_eval_frames = self.frames
                     per_ep = last_eval.groupby("episode")["return"].mean()
                     bar.set_postfix_str("eval " + " ".join(f"{v:.2f}" for v in per_ep.to_numpy()[:6]))
@@ -236,9 +240,7 @@ class Trainer:
                 try:
                     stats = self.agent.train_iteration(self.env)
                 except IterationInterrupted:  # the agent kept its place: frames and iteration count stay as they are
-                    self.checkpoint(elapsed=time.perf_counter() - start)
-                    assert self._stop_signal is not None
-                    raise Preempted(self._stop_signal) from None
+                    self._checkpoint_and_stop(start)
                 self.frames += stats.frames
                 self.iteration += 1
                 bar.update(stats.frames)
