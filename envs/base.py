@@ -118,6 +118,8 @@ class MetaVecEnv(VectorEnv):
     * ``task_done``: it ended the last episode of the task (the BAMDP is over; a new task starts);
     * ``final_obs``: the terminal observation (with done flag 1) where ``episode_done``, else the next obs;
     * ``mdp_terminated``: the MDP itself terminated (e.g. a robot fell), not a time limit;
+    * ``time_limit``: the episode ended because its ``horizon`` steps were up (also where the MDP terminated on
+      that very step: the reference code's ``TimeLimitMask`` marks those as time-limit ends too);
     * ``episode_index``: index (0-based) within the task of the episode this transition belongs to;
     * ``success``: the env's per-step success signal; ``task``: the task of this transition.
     """
@@ -216,6 +218,7 @@ class MetaVecEnv(VectorEnv):
         info["episode_done"] = episode_done
         info["task_done"] = task_done
         info["mdp_terminated"] = terminated.copy()
+        info["time_limit"] = self.step_in_episode >= self.horizon
         final_obs = self._with_flag(obs, episode_done.astype(np.float32))
         info["final_obs"] = final_obs
         next_obs = final_obs.copy()

@@ -86,16 +86,16 @@ def test_gae_never_bootstraps_the_bamdp_end_and_reference_cuts_every_episode_end
     st = agent.storage
     # GridWorld: H = 15, K = 4, so episodes end every 15 steps and the BAMDP every 60
     assert st.dones[59].all() and st.dones[119].all() and not st.dones[:59].any()
-    assert st.episode_ends[14::15].all() and st.episode_ends.sum() == 8 * st.num_envs
+    assert st.time_limit_ends[14::15].all() and st.time_limit_ends.sum() == 8 * st.num_envs
     agent.update_policy()
     for env_index in range(st.num_envs):
         expected = hand_gae(st.rewards[:, env_index].numpy(), st.values[:, env_index].numpy(),
                             float(st.last_values[env_index]), st.dones[:, env_index].numpy(),
-                            st.episode_ends[:, env_index].numpy(), 0.95, 0.95, boundary == "reference")
+                            st.time_limit_ends[:, env_index].numpy(), 0.95, 0.95, boundary == "reference")
         np.testing.assert_allclose(st.advantages[:, env_index].numpy(), expected, rtol=1e-4, atol=1e-5)
     if boundary == "reference":
-        assert torch.all(st.advantages[st.episode_ends] == 0)  # the end of every episode, the last included
-        torch.testing.assert_close(st.returns[st.episode_ends], st.values[st.episode_ends])
+        assert torch.all(st.advantages[st.time_limit_ends] == 0)  # the end of every episode, the last included
+        torch.testing.assert_close(st.returns[st.time_limit_ends], st.values[st.time_limit_ends])
     else:
         # the BAMDP's last step: r - V, no bootstrap from the terminal observation
         torch.testing.assert_close(st.advantages[59], st.rewards[59] - st.values[59])

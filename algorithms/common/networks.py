@@ -72,7 +72,13 @@ def init_orthogonal_(layer: nn.Linear, gain: float = 1.0) -> nn.Linear:
     return layer
 
 
-INITIALISERS = {"normc": init_normc_, "orthogonal": init_orthogonal_}
+def init_default_(layer: nn.Linear, gain: float = 1.0) -> nn.Linear:
+    """torch's own ``nn.Linear`` initialisation, left as it is (the VariBAD reference's decoders, encoder layers and
+    value head); ``gain`` does not apply."""
+    return layer
+
+
+INITIALISERS = {"normc": init_normc_, "orthogonal": init_orthogonal_, "default": init_default_}
 
 
 def mlp(

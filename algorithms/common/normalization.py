@@ -78,7 +78,9 @@ class InputNormalizer:
 class RewardNormalizer:
     """Scales rewards by the running std of the discounted return (as gym's ``VecNormalize``), then clips.
 
-    The return accumulator restarts where a BAMDP ends (``done``), not at MDP episode boundaries.
+    The return accumulator restarts where a BAMDP ends (``done``), not at MDP episode boundaries, and it is zeroed
+    BEFORE the statistics see it, as the reference's ``vec_normalize.py`` does (``self.ret[news] = 0.`` then
+    ``ret_rms.update(self.ret)``): a finished BAMDP contributes a zero return to the running variance.
     """
 
     def __init__(self, num_envs: int, gamma: float, enabled: bool = True, clip: float = 10.0,
@@ -94,8 +96,8 @@ class RewardNormalizer:
         if not self.enabled:
             return reward
         self.returns = self.returns * self.gamma + reward
-        self.rms.update(self.returns)
         self.returns[done] = 0.0
+        self.rms.update(self.returns)
         return np.clip(reward / np.sqrt(self.rms.var + self.epsilon), -self.clip, self.clip).astype(np.float32)
 
     def state_dict(self) -> dict:

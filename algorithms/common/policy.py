@@ -36,6 +36,7 @@ class BeliefConditionedActorCritic(nn.Module):
         act: str = "tanh",
         init: str = "normc",
         squash_action_mean: bool = False,
+        value_head_init: str = "default",
     ) -> None:
         super().__init__()
         self.state_embed = FeatureExtractor(obs_dim, state_embed_dim, act) if state_embed_dim else None
@@ -44,7 +45,8 @@ class BeliefConditionedActorCritic(nn.Module):
         self.actor = mlp(in_dim, hidden, act=act, init=init)
         self.critic = mlp(in_dim, hidden, act=act, init=init)
         last = hidden[-1] if hidden else in_dim
-        self.value_head = INITIALISERS["orthogonal"](nn.Linear(last, 1), 1.0)
+        # the reference's critic_linear keeps torch's nn.Linear initialisation (models/policy.py)
+        self.value_head = INITIALISERS[value_head_init](nn.Linear(last, 1), 1.0)
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         if self.discrete:
             self.action_head = INITIALISERS["orthogonal"](nn.Linear(last, int(action_space.n)), 0.01)

@@ -31,6 +31,7 @@ class RecurrentEncoder(nn.Module):
         layers_before_gru: Sequence[int] = (),
         layers_after_gru: Sequence[int] = (),
         latent_activation: str = "none",
+        init: str = "default",
     ) -> None:
         super().__init__()
         self.obs_dim, self.action_dim = obs_dim, action_dim
@@ -41,7 +42,8 @@ class RecurrentEncoder(nn.Module):
         embed_dim = action_embed_dim + state_embed_dim + reward_embed_dim
         if embed_dim == 0:
             raise ValueError("the encoder needs at least one of action/state/reward embedding dims > 0")
-        self.before_gru = mlp(embed_dim, layers_before_gru, act="relu") if layers_before_gru else nn.Identity()
+        self.before_gru = (mlp(embed_dim, layers_before_gru, act="relu", init=init) if layers_before_gru
+                           else nn.Identity())
         self.has_layers_before_gru = bool(layers_before_gru)
         gru_input = layers_before_gru[-1] if layers_before_gru else embed_dim
         self.gru = nn.GRU(gru_input, hidden_size)
@@ -50,7 +52,8 @@ class RecurrentEncoder(nn.Module):
                 nn.init.zeros_(param)
             else:
                 nn.init.orthogonal_(param)
-        self.after_gru = mlp(hidden_size, layers_after_gru, act="relu") if layers_after_gru else nn.Identity()
+        self.after_gru = (mlp(hidden_size, layers_after_gru, act="relu", init=init) if layers_after_gru
+                          else nn.Identity())
         head_input = layers_after_gru[-1] if layers_after_gru else hidden_size
         self.fc_mean = nn.Linear(head_input, latent_dim)
         self.fc_logvar = nn.Linear(head_input, latent_dim)

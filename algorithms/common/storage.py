@@ -36,8 +36,9 @@ class RolloutStorage:
         self.rewards = torch.zeros(T, N)
         #: the BAMDP ended after step t: GAE does not run through it, and nothing is bootstrapped (finite horizon)
         self.dones = torch.zeros(T, N, dtype=torch.bool)
-        #: an MDP episode (any of the K, the last included) ended after step t
-        self.episode_ends = torch.zeros(T, N, dtype=torch.bool)
+        #: an MDP episode (any of the K, the last included) ended after step t because its time was up (not because
+        #: the MDP terminated)
+        self.time_limit_ends = torch.zeros(T, N, dtype=torch.bool)
         self.last_values = torch.zeros(N)
         self.returns = torch.zeros(T, N)
         self.advantages = torch.zeros(T, N)
@@ -48,22 +49,25 @@ class RolloutStorage:
         self.task_done = torch.zeros(T, N, dtype=torch.bool)
         self.initial_hidden = torch.zeros(N, hidden_size)
 
-    def compute_gae(self, gamma: float, gae_lambda: float, cut_at_episode_ends: bool = False) -> None:
+    def compute_gae(self, gamma: float, gae_lambda: float, cut_at_time_limits: bool = False) -> None:
         """Generalised advantage estimation (Schulman et al., 2016) over the BAMDP.
 
         The BAMDP ends after K episodes: a finite horizon, so its last step bootstraps from nothing (the terminal
-        observation, with its done flag, is an input the value net never learns). ``cut_at_episode_ends`` treats
-        every episode end as a time-limit truncation, as the VariBAD reference does with ``use_proper_time_limits``
-        (``algorithms/online_storage.py``: ``gae = gae * bad_masks[step + 1]``): the advantage there is 0 and none
-        flows from one episode into the one before it. Without it one return runs over all K episodes.
+        observation, with its done flag, is an input the value net never learns). ``cut_at_time_limits`` treats
+        every episode end by time limit as a truncation, as the VariBAD reference does with
+        ``use_proper_time_limits`` (``algorithms/online_storage.py``: ``gae = gae * bad_masks[step + 1]``, where
+        ``bad_masks`` is 0 only at a time limit): the advantage there is 0 and none flows from one episode into the
+        one before it. An episode that ends because the MDP terminated (a fall) is not cut: inside the BAMDP its
+        last step bootstraps from the next episode's first value, and at the BAMDP's end it is an ordinary
+        terminal step (``r - V``), as in the reference. Without the cut one return runs over all K episodes.
         """
         # the parts that do not depend on the recursion, for all t at once
         live = (~self.dones).float()
         next_values = torch.cat([self.values[1:], self.last_values.unsqueeze(0)])
         deltas = self.rewards + gamma * live * next_values - self.values
         carry = gamma * gae_lambda * live
-        if cut_at_episode_ends:
-            cut = (~self.episode_ends).float()
+        if cut_at_time_limits:
+            cut = (~self.time_limit_ends).float()
             deltas, carry = deltas * cut, carry * cut
         gae = torch.zeros_like(self.last_values)
         for t in reversed(range(self.num_steps)):
@@ -93,7 +97,13 @@ class TrajectoryBatch:
 
 
 class TrajectoryBuffer:
-    """FIFO buffer of the most recent whole BAMDP trajectories, sampled uniformly (VariBAD's VAE buffer)."""
+    """FIFO buffer of the most recent whole BAMDP trajectories (VariBAD's VAE buffer).
+
+    A batch is drawn uniformly WITHOUT replacement and holds at most as many trajectories as the buffer, as the
+    reference's ``utils/storage_vae.py`` (``get_batch``) does: early in training, when the buffer holds fewer
+    trajectories than a batch, the batch is smaller, which under the KL summed over a batch's trajectories
+    (``vae_batch_reduction=reference``) lowers the KL's effective weight.
+    """
 
     def __init__(self, capacity: int, max_len: int, obs_dim: int, action_dim: int, task_dim: int,
                  with_state_index: bool) -> None:
@@ -126,7 +136,7 @@ class TrajectoryBuffer:
     def sample(self, batch_size: int, rng: np.random.Generator) -> TrajectoryBatch:
         if self.size == 0:
             raise RuntimeError("cannot sample from an empty trajectory buffer")
-        idx = rng.integers(self.size, size=batch_size)
+        idx = rng.choice(self.size, size=min(batch_size, self.size), replace=False)
         lengths = self.lengths[idx]
         T = int(lengths.max())
 

@@ -38,7 +38,7 @@ class RecurrentBelief:
 
 class _StepIO:
     """The env's per-step output as one ``(T, N, W)`` device array: ``[final_obs, next_obs, reward, task_done,
-    episode_done]`` along the last axis. Each step is packed on the host and copied in one transfer; on the CPU the
+    time_limit_end]`` along the last axis. Each step is packed on the host and copied in one transfer; on the CPU the
     copy is the only cost."""
 
     def __init__(self, num_steps: int, num_envs: int, obs_dim: int, device: torch.device) -> None:
@@ -49,12 +49,12 @@ class _StepIO:
         self._obs_np: np.ndarray | None = None
 
     def put(self, t: int, final_obs: np.ndarray, next_obs: np.ndarray, reward: np.ndarray, task_done: np.ndarray,
-            episode_done: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            time_limit_end: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Store step ``t``; returns its ``final_obs (N, obs)``, ``next_obs (N, obs)`` and ``reward (N, 1)`` on the
         device."""
         D, h = self.obs_dim, self.host
         h[:, :D], h[:, D:2 * D], h[:, 2 * D] = final_obs, next_obs, reward
-        h[:, 2 * D + 1], h[:, 2 * D + 2] = task_done, episode_done
+        h[:, 2 * D + 1], h[:, 2 * D + 2] = task_done, time_limit_end
         row = self.data[t]
         row.copy_(torch.from_numpy(h), non_blocking=False)
         self._obs_np = next_obs
@@ -76,7 +76,7 @@ class _StepIO:
         st.enc_rewards.copy_(self.data[..., 2 * D:2 * D + 1])
         st.task_done.copy_(self.data[..., 2 * D + 1] > 0.5)
         st.dones.copy_(st.task_done)
-        st.episode_ends.copy_(self.data[..., 2 * D + 2] > 0.5)
+        st.time_limit_ends.copy_(self.data[..., 2 * D + 2] > 0.5)
 
 
 class VariBADAgent(Agent):
@@ -101,7 +101,8 @@ class VariBADAgent(Agent):
         self.policy_obs_dim = env_info.obs_dim if cfg.policy_sees_state else 0
         self.policy = BeliefConditionedActorCritic(
             self.policy_obs_dim, belief_dim, space, cfg.policy_layers, cfg.policy_state_embed_dim,
-            cfg.policy_belief_embed_dim, cfg.policy_activation, cfg.policy_init, cfg.norm_actions_pre_sampling)
+            cfg.policy_belief_embed_dim, cfg.policy_activation, cfg.policy_init, cfg.norm_actions_pre_sampling,
+            cfg.value_head_init)
         self.vae.to(self.device)
         self.policy.to(self.device)
         policy_params = list(self.policy.parameters())
@@ -286,7 +287,7 @@ class VariBADAgent(Agent):
             next_obs_np, reward_np, _, _, info = env.step_wait()
             task_done, episode_done = info["task_done"], info["episode_done"]
             final_obs, next_obs, reward = io.put(t, info["final_obs"], next_obs_np, reward_np, task_done,
-                                                 episode_done)
+                                                 info["time_limit"])
             enc_action = self._encode_action(action)
             st.enc_actions[t] = enc_action
             if not self.uses_true_task:

@@ -21,6 +21,7 @@ REWARD_DECODERS = ("per_state_bernoulli", "mse")
 EPISODE_BOUNDARIES = ("reference", "bamdp")
 VAE_BATCH_REDUCTIONS = ("reference", "mean")
 VALUE_LOSSES = ("huber", "mse")
+LAYER_INITS = ("default", "orthogonal", "normc")
 
 
 @dataclass
@@ -37,7 +38,9 @@ class VariBADConfig:
     # ----- policy network and inputs (App. E)
     policy_layers: list[int] = field(default_factory=lambda: [32])
     policy_activation: str = "tanh"
-    policy_init: str = "normc"
+    policy_init: str = "normc"  #: the actor's and critic's hidden layers: normc | orthogonal
+    #: the value head: default (torch's nn.Linear initialisation, as the reference's critic_linear) | orthogonal
+    value_head_init: str = "default"
     policy_state_embed_dim: int = 16  #: 0 feeds the raw state
     policy_belief_embed_dim: int = 16  #: 0 feeds the raw belief ("policy latent embedding dim")
     #: what the policy conditions on: mean_logvar (VariBAD) | mean | sample (a latent drawn from q(m|tau)) |
@@ -67,10 +70,12 @@ class VariBADConfig:
     max_grad_norm: float = 0.5
     gamma: float = 0.95
     gae_lambda: float = 0.95
-    #: how GAE treats the K - 1 episode ends inside the BAMDP (its end is never bootstrapped: a finite horizon).
-    #: reference: each is a time-limit truncation, advantage 0 there, nothing flows into the previous episode (the
-    #: reference code with use_proper_time_limits=True, its PointRobot/MuJoCo configs) | bamdp: one return over all
-    #: K episodes, the paper's objective (the reference with use_proper_time_limits=False, its GridWorld configs)
+    #: how GAE treats episode ends inside the BAMDP (its end is never bootstrapped: a finite horizon).
+    #: reference: an episode that ends by its time limit is a truncation, advantage 0 there, nothing flows into the
+    #: previous episode; one that ends because the MDP terminated (a fall) is not cut: it bootstraps from the next
+    #: episode inside the BAMDP and is an ordinary terminal step at its end (the reference code with
+    #: use_proper_time_limits=True, its PointRobot/MuJoCo configs: only TimeLimitMask's bad_transition cuts) |
+    #: bamdp: one return over all K episodes, the paper's objective (use_proper_time_limits=False, its GridWorld)
     episode_boundary: str = "reference"
     #: huber: smooth L1 (the reference's ppo_use_huberloss, on in every one of its configs; with the clipped value
     #: loss 0.5 x max(huber(v), huber(v_clipped))) | mse: 0.5 x squared error
@@ -84,6 +89,9 @@ class VariBADConfig:
     encoder_layers_before_gru: list[int] = field(default_factory=list)
     encoder_layers_after_gru: list[int] = field(default_factory=list)
     latent_activation: str = "none"  #: none (VariBAD) | relu (RL^2)
+    #: the decoders' layers and the encoder's layers before/after the GRU: default (torch's nn.Linear
+    #: initialisation, as the reference's models/decoder.py and encoder.py) | orthogonal
+    vae_init: str = "default"
     # ----- VAE training
     vae_enabled: bool = True  #: False gives RL^2's machinery: no decoder, no KL
     lr_vae: float = 1e-3
@@ -128,7 +136,8 @@ class VariBADConfig:
         checks = {"kl_variant": KL_VARIANTS, "decode_horizon": DECODE_HORIZONS,
                   "policy_belief": POLICY_BELIEF_INPUTS, "reward_decoder": REWARD_DECODERS,
                   "belief_sample_hold": SAMPLE_HOLDS, "episode_boundary": EPISODE_BOUNDARIES,
-                  "vae_batch_reduction": VAE_BATCH_REDUCTIONS, "value_loss": VALUE_LOSSES}
+                  "vae_batch_reduction": VAE_BATCH_REDUCTIONS, "value_loss": VALUE_LOSSES,
+                  "value_head_init": LAYER_INITS, "vae_init": LAYER_INITS, "policy_init": LAYER_INITS[1:]}
         for key, allowed in checks.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"algo.{key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")

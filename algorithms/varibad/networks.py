@@ -1,4 +1,8 @@
-"""VariBAD's decoders p(r | m, s'), p(s' | m, s, a) and p(task | m) (paper sec. 3.2, App. E)."""
+"""VariBAD's decoders p(r | m, s'), p(s' | m, s, a) and p(task | m) (paper sec. 3.2, App. E).
+
+Their layers keep torch's ``nn.Linear`` initialisation by default, as the reference's ``models/decoder.py`` does
+(``init="orthogonal"`` is the alternative, ``algo.vae_init``).
+"""
 
 from __future__ import annotations
 
@@ -16,9 +20,9 @@ class PerStateRewardDecoder(nn.Module):
     The reference GridWorld decoder (App. E: reward decoder [32, 32], "multihead for reward").
     """
 
-    def __init__(self, latent_dim: int, num_states: int, layers: Sequence[int]) -> None:
+    def __init__(self, latent_dim: int, num_states: int, layers: Sequence[int], init: str = "default") -> None:
         super().__init__()
-        self.net = mlp(latent_dim, layers, output_dim=num_states, act="relu")
+        self.net = mlp(latent_dim, layers, output_dim=num_states, act="relu", init=init)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         return self.net(latent)
@@ -55,14 +59,15 @@ class RewardDecoder(nn.Module):
     embedding, as in the reference's ``models/decoder.py`` (``state_encoder`` for both)."""
 
     def __init__(self, latent_dim: int, obs_dim: int, action_dim: int, state_embed_dim: int,
-                 action_embed_dim: int, layers: Sequence[int], input_prev_state: bool, input_action: bool) -> None:
+                 action_embed_dim: int, layers: Sequence[int], input_prev_state: bool, input_action: bool,
+                 init: str = "default") -> None:
         super().__init__()
         self.state_embed = FeatureExtractor(obs_dim, state_embed_dim, "relu")
         self.input_prev_state = input_prev_state
         self.action_embed = FeatureExtractor(action_dim, action_embed_dim, "relu") if input_action else None
         in_dim = latent_dim + state_embed_dim * (2 if input_prev_state else 1)
         in_dim += action_embed_dim if input_action else 0
-        self.net = mlp(in_dim, layers, output_dim=1, act="relu")
+        self.net = mlp(in_dim, layers, output_dim=1, act="relu", init=init)
 
     def forward(self, latent: torch.Tensor, next_obs: torch.Tensor, prev_obs: torch.Tensor,
                 actions: torch.Tensor) -> torch.Tensor:
@@ -94,11 +99,12 @@ class StateDecoder(nn.Module):
     """``s'_hat(m, s_j, a_j)``, trained by squared error."""
 
     def __init__(self, latent_dim: int, obs_dim: int, action_dim: int, state_embed_dim: int,
-                 action_embed_dim: int, layers: Sequence[int]) -> None:
+                 action_embed_dim: int, layers: Sequence[int], init: str = "default") -> None:
         super().__init__()
         self.state_embed = FeatureExtractor(obs_dim, state_embed_dim, "relu")
         self.action_embed = FeatureExtractor(action_dim, action_embed_dim, "relu")
-        self.net = mlp(latent_dim + state_embed_dim + action_embed_dim, layers, output_dim=obs_dim, act="relu")
+        self.net = mlp(latent_dim + state_embed_dim + action_embed_dim, layers, output_dim=obs_dim, act="relu",
+                       init=init)
 
     def forward(self, latent: torch.Tensor, prev_obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([latent, self.state_embed(prev_obs), self.action_embed(actions)], dim=-1))
@@ -115,9 +121,9 @@ class StateDecoder(nn.Module):
 class TaskDecoder(nn.Module):
     """``task_hat(m)``, trained by squared error on the task vector."""
 
-    def __init__(self, latent_dim: int, task_dim: int, layers: Sequence[int]) -> None:
+    def __init__(self, latent_dim: int, task_dim: int, layers: Sequence[int], init: str = "default") -> None:
         super().__init__()
-        self.net = mlp(latent_dim, layers, output_dim=task_dim, act="relu")
+        self.net = mlp(latent_dim, layers, output_dim=task_dim, act="relu", init=init)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         return self.net(latent)

@@ -43,6 +43,7 @@ class VAE(nn.Module):
             action_embed_dim=cfg.action_embed_dim, state_embed_dim=cfg.state_embed_dim,
             reward_embed_dim=cfg.reward_embed_dim, layers_before_gru=cfg.encoder_layers_before_gru,
             layers_after_gru=cfg.encoder_layers_after_gru, latent_activation=cfg.latent_activation,
+            init=cfg.vae_init,
         )
         self.reward_decoder: nn.Module | None = None
         self.state_decoder: StateDecoder | None = None
@@ -51,16 +52,18 @@ class VAE(nn.Module):
             if cfg.reward_decoder == "per_state_bernoulli":
                 if num_states is None:
                     raise ValueError("reward_decoder=per_state_bernoulli needs an env with discrete states; use mse")
-                self.reward_decoder = PerStateRewardDecoder(cfg.latent_dim, num_states, cfg.reward_decoder_layers)
+                self.reward_decoder = PerStateRewardDecoder(cfg.latent_dim, num_states, cfg.reward_decoder_layers,
+                                                            cfg.vae_init)
             else:
                 self.reward_decoder = RewardDecoder(
                     cfg.latent_dim, obs_dim, action_dim, cfg.state_embed_dim, cfg.action_embed_dim,
-                    cfg.reward_decoder_layers, cfg.reward_decoder_input_prev_state, cfg.reward_decoder_input_action)
+                    cfg.reward_decoder_layers, cfg.reward_decoder_input_prev_state, cfg.reward_decoder_input_action,
+                    cfg.vae_init)
         if cfg.vae_enabled and cfg.decode_state:
             self.state_decoder = StateDecoder(cfg.latent_dim, obs_dim, action_dim, cfg.state_embed_dim,
-                                              cfg.action_embed_dim, cfg.state_decoder_layers)
+                                              cfg.action_embed_dim, cfg.state_decoder_layers, cfg.vae_init)
         if cfg.vae_enabled and cfg.decode_task:
-            self.task_decoder = TaskDecoder(cfg.latent_dim, task_dim, cfg.task_decoder_layers)
+            self.task_decoder = TaskDecoder(cfg.latent_dim, task_dim, cfg.task_decoder_layers, cfg.vae_init)
 
     def decoder_parameters(self) -> list[nn.Parameter]:
         return [p for d in (self.reward_decoder, self.state_decoder, self.task_decoder) if d is not None
