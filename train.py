@@ -159,7 +159,8 @@ def _run(cfg: DictConfig, early: EarlyStop) -> pd.DataFrame | None:
         checkpoint_interval_frames=int(cfg.train.checkpoint_interval_frames),
         eval_episodes=int(cfg.eval.episodes or cfg.env.get("episodes_eval") or env_spec.episodes_eval),
         eval_deterministic=bool(cfg.eval.deterministic), progress=bool(cfg.progress),
-        log_interval_seconds=float(cfg.train.get("log_interval_seconds", 60.0)))
+        log_interval_seconds=float(cfg.train.get("log_interval_seconds", 60.0)),
+        final_eval_episodes=cfg.eval.get("final_episodes"))
     tracker = make_tracker(cfg, run_dir)
     trainer = Trainer(agent, env, env_spec.name, eval_tasks, run_dir, trainer_cfg, int(cfg.seed),
                       env_options(cfg), tracker, stop_check=_sweep_stop_check if _in_multirun() else None)

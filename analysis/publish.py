@@ -41,12 +41,12 @@ from analysis.tables import format_cell, format_wall_times, ml1_success_table, t
 from analysis.task_breakdown import breakdown_markdown
 
 #: the files of a run that are published (checkpoints stay behind: too large, and not needed by analysis)
-PUBLISHED_FILES = ("config.yaml", "metadata.json", "train_metrics.csv", "eval.csv")
+PUBLISHED_FILES = ("config.yaml", "metadata.json", "train_metrics.csv", "eval.csv", "final_eval.csv")
 #: published where the run folder holds them: ``train_metrics.csv`` (optional in the results schema: a run with a
 #: budget of 0 frames, e.g. exact posterior sampling, trains no iteration and writes none) and analyses of the run
 #: (cheetah_dir: the settling step that ``python -m algorithms.direction_inference`` measures on the final
 #: checkpoint, which is not published)
-OPTIONAL_FILES = ("train_metrics.csv", "direction_inference.json")
+OPTIONAL_FILES = ("train_metrics.csv", "direction_inference.json", "final_eval.csv")
 #: meta-test episodes shown in the index
 INDEX_EPISODES = 6
 #: the repository README, whose block between these markers is generated from the shipped runs

@@ -7,6 +7,8 @@ Files (the schema ``analysis/`` reads; nothing else is needed to analyse a run):
   package versions, start/end time, status (``running`` -> ``completed`` | ``failed``), frames done;
 * ``train_metrics.csv``: one row per logged iteration: ``frames``, ``wall_time``, ``fps`` and metric columns;
 * ``eval.csv``: meta-test rows ``run_id, frames, task_id, task, episode, return, success, steps_to_success``;
+* ``final_eval.csv`` (with ``eval.final_episodes``): the same columns, one more meta-test after the last one, with
+  more episodes per task;
 * ``checkpoints/``: ``latest.pt`` (everything needed to resume) and, once completed, ``final.pt`` (the model).
 
 Rows are appended and flushed as they are produced, so a run that dies keeps everything it wrote.
@@ -179,12 +181,12 @@ class RunDirectory:
         with path.open("a", newline="") as f:
             csv.DictWriter(f, fieldnames=self._metric_fields).writerow(row)
 
-    def append_eval(self, frames: int, rows: pd.DataFrame, tasks: Any) -> None:
+    def append_eval(self, frames: int, rows: pd.DataFrame, tasks: Any, file: str = "eval.csv") -> None:
         out = rows.copy()
         out.insert(0, "frames", frames)
         out.insert(0, "run_id", self.run_id)
         out.insert(3, "task", [json.dumps([round(float(v), 6) for v in tasks[i]]) for i in out["task_id"]])
-        path = self.path / "eval.csv"
+        path = self.path / file
         out.to_csv(path, mode="a", header=not path.exists(), index=False)
 
 

@@ -36,6 +36,10 @@ class TrainerConfig:
     progress: bool = True
     #: without the progress bar (sweeps, Slurm logs): one progress line at most this often
     log_interval_seconds: float = 60.0
+    #: after the last meta-test, one more with this many episodes per task, written to ``final_eval.csv`` (a
+    #: figure that shows more episodes than the meta-tests during training, e.g. the VariBAD paper's fig. 4a with
+    #: 30); ``None``: none
+    final_eval_episodes: int | None = None
 
 
 def _duration(seconds: float) -> str:
@@ -58,6 +62,9 @@ class Preempted(Exception):  # noqa: N818 - a stop, not an error: the run is che
         super().__init__(f"stopped by {signal.Signals(signum).name}; checkpointed, resume by running again")
         self.signum = signum
 
+
+#: the final meta-test with ``final_eval_episodes`` (the columns of eval.csv)
+FINAL_EVAL_FILE = "final_eval.csv"
 
 #: signals that make a run checkpoint and stop: Slurm's SIGTERM before a kill, Ctrl-C, and SIGUSR2, which
 #: submitit asks Slurm to send ahead of a time limit or pre-emption (its handler then requeues the job)
@@ -99,20 +106,22 @@ class Trainer:
         after a resume, or abandon a meta-test), checkpointing first; what a stop signal does (:data:`STOP_SIGNALS`)."""
         self._stop_signal = signum
 
-    def evaluate(self) -> pd.DataFrame:
-        """One meta-test, written to eval.csv. A stop signal abandons it part way (:class:`EvaluationInterrupted`)
-        with the random streams it drew from put back, so that the resumed run redoes it exactly."""
+    def evaluate(self, episodes: int | None = None, file: str = "eval.csv") -> pd.DataFrame:
+        """One meta-test of ``episodes`` per task (default: ``eval_episodes``), appended to ``file``. A stop signal
+        abandons it part way (:class:`EvaluationInterrupted`) with the random streams it drew from put back, so that
+        the resumed run redoes it exactly."""
         cfg = self.cfg
+        episodes = episodes or cfg.eval_episodes
         if not cfg.progress:
-            steps = len(self.eval_tasks) * cfg.eval_episodes * int(self.env.horizon)
+            steps = len(self.eval_tasks) * episodes * int(self.env.horizon)
             estimate = (f", ~{_duration(steps / self._eval_rate)} at the last one's speed" if self._eval_rate
                         else "; time estimate after its first episode")
-            self._log(f"meta-test at frame {self.frames:,}: {len(self.eval_tasks)} tasks x {cfg.eval_episodes} "
+            self._log(f"meta-test at frame {self.frames:,}: {len(self.eval_tasks)} tasks x {episodes} "
                       f"episodes x {self.env.horizon} steps ({steps:,} env steps){estimate}")
         rngs = (torch.get_rng_state(), np.random.get_state(), self.agent.evaluation_rng_state())
         started = time.perf_counter()
         try:
-            rows = meta_test(self.agent, self.env_name, self.eval_tasks, cfg.eval_episodes, cfg.eval_deterministic,
+            rows = meta_test(self.agent, self.env_name, self.eval_tasks, episodes, cfg.eval_deterministic,
                              seed=self.seed + 10_000, should_stop=self._stopping,
                              on_episode=None if cfg.progress else self._eval_progress, **self.env_options)
         except EvaluationInterrupted:
@@ -121,8 +130,8 @@ class Trainer:
             self.agent.set_evaluation_rng_state(rngs[2])
             raise
         seconds = time.perf_counter() - started
-        self._eval_rate = len(self.eval_tasks) * cfg.eval_episodes * int(self.env.horizon) / max(seconds, 1e-9)
-        self.run.append_eval(self.frames, rows, self.eval_tasks)
+        self._eval_rate = len(self.eval_tasks) * episodes * int(self.env.horizon) / max(seconds, 1e-9)
+        self.run.append_eval(self.frames, rows, self.eval_tasks, file)
         per_episode = rows.groupby("episode")[["return", "success"]].mean()
         self.last_eval_summary = (f"@{self.frames:,}: " + " ".join(f"{v:.2f}" for v in per_episode["return"].iloc[:6])
                                   + (" ..." if len(per_episode) > 6 else ""))
@@ -235,6 +244,11 @@ class Trainer:
                         self.next_eval += cfg.eval_interval_frames
                     window_frames, window_start = self.frames, time.perf_counter()  # fps of training only
                 if done:
+                    if cfg.final_eval_episodes and not (self.run.path / FINAL_EVAL_FILE).exists():
+                        try:
+                            self.evaluate(cfg.final_eval_episodes, FINAL_EVAL_FILE)
+                        except EvaluationInterrupted:
+                            self._checkpoint_and_stop(start)
                     break
                 it_start = time.perf_counter()
                 try:
