@@ -15,7 +15,7 @@ export MKL_NUM_THREADS := 1
 export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo train sweep slurm-script test test-fast bench ablation plots tables report beliefs references metaworld-eval metaworld-compare status publish lint clean-venv
+.PHONY: install demo train sweep reproduce slurm-script test test-fast bench ablation plots tables report beliefs references metaworld-eval metaworld-compare status publish lint clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,16 @@ plots: install
 
 tables: install
 	$(BIN)/python analysis/tables.py $(ARGS)
+
+## One paper figure or table, resumable: starts what is missing, resumes what was stopped, publishes what completed,
+## and writes the figure once every run is published (benchmarks/reproduce/<FIGURE>.yaml; report in
+## results/reproduce/<FIGURE>/report/). PLAN=1: each run's state and hours left, nothing started. SNAPSHOT=1: publish
+## the curves so far of unfinished runs. LAUNCHER=local|slurm|ray, JOBS runs at once (local: niced).
+FIGURE ?= gridworld
+REPRODUCE_LAUNCHER = $(if $(filter joblib,$(LAUNCHER)),local,$(LAUNCHER))
+reproduce: install
+	$(BIN)/python -m launch.reproduce $(FIGURE) --jobs $(JOBS) --launcher $(REPRODUCE_LAUNCHER) \
+		$(if $(PLAN),--plan) $(if $(SNAPSHOT),--snapshot) $(ARGS)
 
 ## The paper's VariBAD ablations as named sweeps over seeds: NAME=decode_horizon|kl|latent_dim|rl_through_encoder
 NAME ?= decode_horizon

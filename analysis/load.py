@@ -8,7 +8,8 @@ A run is *left out and reported* (``Results.problems``: ``(path, reason)``) when
 unparseable or lacks a required key, its status is ``failed`` (or unknown), its ``eval.csv`` is missing, unreadable,
 has no rows, misses or misnames a column, has a column of the wrong type, rows of another run or duplicated rows,
 or its ``train_metrics.csv`` (optional) is unreadable or has no ``frames`` column. Runs that are still
-``running`` are kept and flagged (column ``status``) unless ``include_running=False``; the row being written when
+``running`` are kept and flagged (column ``status``) unless ``include_running=False``, and so are published
+snapshots of runs in progress, labelled ``<label> (in progress)``; the row being written when
 the file was read (a last line without its newline) and a last evaluation point not yet complete are dropped.
 Runs pooled as the seeds of one (env, label) whose ``config.yaml`` differ beyond the seed and the keys that do
 not change what a run computes are kept, with a note naming the keys (``Results.notes``). A run whose metadata says
@@ -185,11 +186,12 @@ def _check_kind(df: pd.DataFrame, column: str, kind: str) -> None:
         raise RunError(f"eval.csv column {column!r} has dtype {series.dtype}, expected {kind}")
 
 
-def read_eval(run: Path, run_id: str, running: bool) -> tuple[pd.DataFrame, str | None]:
-    """Validated ``eval.csv`` rows and an optional note; raises :class:`RunError`."""
-    path = run / "eval.csv"
+def read_eval(run: Path, run_id: str, running: bool, file: str = "eval.csv") -> tuple[pd.DataFrame, str | None]:
+    """Validated ``eval.csv`` rows (or those of another file of its columns: ``final_eval.csv``) and an optional note;
+    raises :class:`RunError`."""
+    path = run / file
     if not path.exists():
-        raise RunError("no eval rows (eval.csv missing)")
+        raise RunError(f"no eval rows ({file} missing)")
     df = _read_csv(path, running, dtype={"run_id": str, "task": str})
     missing = [c for c in EVAL_COLUMNS if c not in df.columns]
     if missing:
@@ -298,6 +300,8 @@ SHIPPED_RESULTS = Path(os.environ.get("METARL_SHIPPED_RESULTS",
                                       Path(__file__).resolve().parents[1] / "benchmarks" / "results"))
 #: appended to the label of a shipped run, so that it is drawn and tabulated apart from the user's runs
 SHIPPED_SUFFIX = " (shipped)"
+#: appended to the label of a published progress snapshot (``analysis.publish.snapshot``): a run not finished yet
+IN_PROGRESS_SUFFIX = " (in progress)"
 
 
 def merge_results(parts: list[Results]) -> Results:
@@ -334,7 +338,10 @@ def load_results(root: Path | str = "results", include_running: bool = True, env
             if not (_matches(env, envs) and _matches(algo, algos)):
                 continue
             algo += label_suffix
-            status = run_state(run, meta)
+            # a published snapshot of a run in progress: its own label, never pooled with the completed runs
+            status = "running" if meta.get("snapshot") else run_state(run, meta)
+            if meta.get("snapshot"):
+                algo += IN_PROGRESS_SUFFIX
             if status == "stale":
                 notes.append(f"{run}: stale (its metadata says running, but no process holds it: killed?); the same "
                              "command resumes it from its last checkpoint")

@@ -73,27 +73,46 @@ def this_machine() -> dict[str, Any]:
             "platform": platform.platform()}
 
 
-def publish(run: Path, dest: Path = SHIPPED_RESULTS) -> Path:
-    """Copy one finished run into ``dest``; :class:`PublishError` says why a run cannot be published."""
-    run = Path(run)
+def _checked(run: Path, completed: bool) -> tuple[dict[str, Any], Path]:
+    """The run's metadata and where it goes, after the checks both a publication and a snapshot need."""
     try:
         meta = read_metadata(run)
     except RunError as exc:
         raise PublishError(f"{run}: {exc}") from None
-    if meta["status"] != "completed":
-        raise PublishError(f"{run}: status {meta['status']!r}; only completed runs are published")
+    if completed and meta["status"] != "completed":
+        raise PublishError(f"{run}: status {meta['status']!r}; only completed runs are published (a run in "
+                           "progress: publish a snapshot of it)")
+    if not completed and meta["status"] in ("completed", "failed"):
+        raise PublishError(f"{run}: status {meta['status']!r}; a snapshot is of a run in progress")
     commit = meta.get("git_commit")
     if not commit:
         raise PublishError(f"{run}: no git commit recorded; a published run must say which code produced it")
     if str(commit).endswith("-dirty"):
         raise PublishError(f"{run}: ran on uncommitted changes ({commit}); publish runs of a clean commit")
-    missing = [name for name in PUBLISHED_FILES if name not in OPTIONAL_FILES and not (run / name).is_file()]
+    needed = PUBLISHED_FILES if completed else ("config.yaml", "eval.csv")
+    missing = [name for name in needed if name not in OPTIONAL_FILES and not (run / name).is_file()]
     if missing:
         raise PublishError(f"{run}: missing {', '.join(missing)}")
-    label = meta.get("label") or meta["algo"]
-    target = Path(dest) / meta["env"] / label / meta["run_id"]
+    return meta, Path(meta["env"]) / (meta.get("label") or meta["algo"]) / meta["run_id"]
+
+
+def _is_snapshot(target: Path) -> bool:
+    try:
+        return bool(json.loads((target / "metadata.json").read_text()).get("snapshot"))
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def publish(run: Path, dest: Path = SHIPPED_RESULTS) -> Path:
+    """Copy one finished run into ``dest`` (replacing a progress snapshot of it); :class:`PublishError` says why a
+    run cannot be published."""
+    run = Path(run)
+    meta, relative = _checked(run, completed=True)
+    target = Path(dest) / relative
     if target.exists():
-        raise PublishError(f"{target} is already published; runs are never overwritten")
+        if not _is_snapshot(target):
+            raise PublishError(f"{target} is already published; runs are never overwritten")
+        shutil.rmtree(target)
     target.mkdir(parents=True)
     for name in dict.fromkeys(PUBLISHED_FILES + OPTIONAL_FILES):
         # metadata.json is written below, with where it was published from
@@ -102,6 +121,30 @@ def publish(run: Path, dest: Path = SHIPPED_RESULTS) -> Path:
     machine = this_machine() if meta.get("host") in (None, platform.node()) else {"host": meta.get("host")}
     meta["published"] = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "source": str(run),
                          "machine": machine}
+    (target / "metadata.json").write_text(json.dumps(meta, indent=2))
+    return target
+
+
+def snapshot(run: Path, dest: Path = SHIPPED_RESULTS) -> Path:
+    """Publish the curve so far of a run in progress (its config, eval.csv, train_metrics.csv and metadata), marked
+    ``snapshot`` in its metadata: analysis shows it as ``<label> (in progress)``, never pooled with completed runs, and
+    the index leaves it out of its tables. A newer snapshot replaces it, and so does the completed run."""
+    run = Path(run)
+    meta, relative = _checked(run, completed=False)
+    target = Path(dest) / relative
+    if target.exists():
+        if not _is_snapshot(target):
+            raise PublishError(f"{target} is published as a completed run; a snapshot never replaces it")
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for name in ("config.yaml", "eval.csv", "train_metrics.csv"):
+        if (run / name).is_file():
+            shutil.copy2(run / name, target / name)
+    machine = this_machine() if meta.get("host") in (None, platform.node()) else {"host": meta.get("host")}
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    meta["snapshot"] = {"time": now, "frames": meta.get("frames"), "status_then": meta["status"],
+                        "source": str(run), "machine": machine}
+    meta["status"] = "running"  # in progress, whatever the process was doing when the snapshot was taken
     (target / "metadata.json").write_text(json.dumps(meta, indent=2))
     return target
 

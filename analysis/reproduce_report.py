@@ -1,0 +1,236 @@
+"""The report of a reproduced figure: ours next to the paper's statements and the reference lines.
+
+Called by ``make reproduce`` (``launch/reproduce.py``) once every run a manifest names is published; it reads the
+published run folders only. For each protocol panel of the manifest (runs meta-tested under different protocols,
+e.g. VariBAD's H = 100 and PEARL's oyster H = 20, are never drawn on one axis) it writes
+
+* ``<name>_<panel>_per_episode.png``: mean return per meta-test episode, 95% bootstrap CI over seeds, from the final
+  meta-test with the manifest's episode count (``final_eval.csv``; the last meta-test where a run has none), with the
+  panel's reference lines; the caption names the protocol;
+* ``<name>_<panel>_learning_curves.png``: return and success of the first episodes vs training frames;
+
+and ``report.md``: per panel the figure, the success and return tables per episode (ours and the reference policies),
+and the paper's claims, each with what we measured and whether it holds.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+from analysis.load import EVAL_COLUMNS, RUN_KEYS, RunError, load_results, read_eval
+from analysis.references import DEFAULT_REFERENCES, load_references, references_for
+from analysis.stats import aggregate, format_frames, per_episode
+from analysis.style import agent_color, reference_style
+from analysis.tables import to_markdown
+
+#: episodes shown in the tables, and the last one (all of them in the figures)
+TABLE_EPISODES = (1, 2, 3, 5, 10, 20, 30)
+
+
+def final_meta_test(results: Any) -> pd.DataFrame:
+    """Per run, the rows of ``final_eval.csv`` where it has one, else those of its last meta-test (eval.csv)."""
+    parts = []
+    for run in results.runs.itertuples():
+        keys = {k: getattr(run, k) for k in RUN_KEYS}
+        rows = None
+        if (Path(run.path) / "final_eval.csv").is_file():
+            try:
+                rows, _ = read_eval(Path(run.path), run.run_id, running=False, file="final_eval.csv")
+            except RunError:
+                rows = None
+        if rows is None:
+            ev = results.eval[results.eval["run_id"] == run.run_id]
+            rows = ev[ev["frames"] == ev["frames"].max()].drop(columns=[k for k in RUN_KEYS if k != "run_id"])
+        rows = rows.drop(columns="run_id").assign(**keys)
+        parts.append(rows[RUN_KEYS + [c for c in EVAL_COLUMNS if c != "run_id"]])
+    return pd.concat(parts, ignore_index=True) if parts else results.eval.iloc[0:0]
+
+
+def panel_references(refs: dict[str, Any] | None, env: str, setting: str | None, episodes: int,
+                     value: str = "return") -> dict[str, list[float]]:
+    """Reference lines for one panel: the ``settings[setting]`` block of the env's reference file (PointRobot: one per
+    protocol), else the env's per-K block (GridWorld)."""
+    if refs is None:
+        return {}
+    env_refs = refs.get(env) if isinstance(refs.get(env), dict) else None
+    if setting and env_refs and isinstance(env_refs.get("settings", {}).get(setting), dict):
+        block = env_refs["settings"][setting].get(value, {})
+        return {name: [float(v) for v in values[:episodes]] for name, values in block.items()
+                if isinstance(values, list)}
+    lines, _ = references_for(refs, env, episodes, key="K" if value == "return" else "success_K")
+    return lines
+
+
+def plot_panel(table: pd.DataFrame, refs: dict[str, list[float]], title: str, path: Path, dpi: int = 150) -> None:
+    fig = Figure(figsize=(7.2, 4.6), layout="constrained")
+    ax = fig.subplots()
+    labels = sorted(table["algo"].unique())
+    for i, label in enumerate(labels):
+        group = table[table["algo"] == label].sort_values("episode")
+        x = group["episode"].to_numpy(float) + 0.1 * (i - (len(labels) - 1) / 2)
+        mean = group["mean"].to_numpy(float)
+        yerr = np.nan_to_num(np.vstack([mean - group["lo"].to_numpy(float), group["hi"].to_numpy(float) - mean]))
+        n = int(group["n"].max())
+        ax.errorbar(x, mean, yerr=yerr, color=agent_color(label), marker="o", ms=4, capsize=3, lw=1.4,
+                    label=f"{label} (n={n} seed{'s' if n != 1 else ''}, "
+                          f"{format_frames(float(group['frames_max'].max()))} frames)")
+    episodes = np.arange(1, int(table["episode"].max()) + 1)
+    for index, (name, values) in enumerate(refs.items()):
+        color, ls, text = reference_style(name, index)
+        k = min(len(values), len(episodes))
+        ax.plot(episodes[:k], values[:k], color=color, ls=ls, lw=1.3, label=text, zorder=3)
+    ax.set_xlabel("meta-test episode")
+    ax.set_ylabel("mean return over test tasks")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    # below the axes: never on the data
+    fig.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
+    fig.savefig(path, dpi=dpi)
+
+
+def plot_curves(ev: pd.DataFrame, episodes: list[int], title: str, path: Path, n_resamples: int,
+                dpi: int = 150) -> None:
+    values = ["return", "success"] if ev["success"].astype(bool).any() else ["return"]
+    fig = Figure(figsize=(4.4 * len(episodes), 3.2 * len(values) + 0.9), layout="constrained")
+    axes = fig.subplots(len(values), len(episodes), squeeze=False, sharex=True)
+    for row, value in enumerate(values):
+        curves = aggregate(ev[ev["episode"].isin(episodes)], value=value, n_resamples=n_resamples)
+        for col, episode in enumerate(episodes):
+            ax = axes[row, col]
+            for label, group in curves[curves["episode"] == episode].groupby("algo", sort=True):
+                group = group.sort_values("frames")
+                color = agent_color(label)
+                ax.plot(group["frames"], group["mean"], color=color, lw=1.5, marker=".", ms=3,
+                        label=label if (row, col) == (0, 0) else None)
+                ax.fill_between(group["frames"], group["lo"], group["hi"], color=color, alpha=0.2, lw=0)
+            ax.set_title(f"episode {episode}: {'success rate' if value == 'success' else 'return'}", fontsize=9)
+            ax.grid(alpha=0.3)
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: format_frames(x)))
+    for ax in axes[-1]:
+        ax.set_xlabel("training frames")
+    fig.suptitle(title, fontsize=10)
+    fig.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+    fig.savefig(path, dpi=dpi)
+
+
+def episode_table(table: pd.DataFrame, refs: dict[str, list[float]], scale: float, decimals: int) -> pd.DataFrame:
+    """One row per agent and reference policy, one column per shown episode: ``mean [lo, hi]``."""
+    have = set(table["episode"])
+    episodes = sorted({k for k in TABLE_EPISODES if k in have} | {max(have)})
+    rows = []
+    for label, group in table.groupby("algo", sort=True):
+        g = group.set_index("episode")
+        row = {"agent": f"{label} (n={int(g['n'].max())})"}
+        for k in episodes:
+            mean, lo, hi = (scale * float(g.loc[k, c]) for c in ("mean", "lo", "hi"))
+            row[f"ep {k}"] = (f"{mean:.{decimals}f}" + (f" [{lo:.{decimals}f}, {hi:.{decimals}f}]"
+                                                        if math.isfinite(lo) and math.isfinite(hi) else ""))
+        rows.append(row)
+    for name, values in refs.items():
+        rows.append({"agent": f"reference: {name}",
+                     **{f"ep {k}": f"{scale * values[k - 1]:.{decimals}f}" for k in episodes if k <= len(values)}})
+    return pd.DataFrame(rows)
+
+
+def last_evaluations(ev: pd.DataFrame, label: str, value: str, episode: int, count: int = 3,
+                     env: str | None = None) -> tuple[float, list]:
+    """Mean over seeds of each seed's mean over its last ``count`` meta-tests (``value`` of ``episode``), and the
+    per-seed values."""
+    rows = ev[(ev["algo"] == label) & (ev["episode"] == episode)]
+    if env is not None:
+        rows = rows[rows["env"] == env]
+    per_seed = []
+    for _, run in rows.groupby("run_id"):
+        per_frames = run.groupby("frames")[value].mean().sort_index()
+        per_seed.append(float(per_frames.tail(count).mean()))
+    return (float(np.mean(per_seed)) if per_seed else math.nan), per_seed
+
+
+def check_claim(claim: dict[str, Any], ev: pd.DataFrame) -> tuple[str, str]:
+    """What we measured for a claim and whether it holds: ``(measured, verdict)``."""
+    label, value, episode = claim["label"], claim.get("metric", "return"), int(claim.get("episode", 1))
+    count, env = int(claim.get("last", 3)), claim.get("env")
+    ours, per_seed = last_evaluations(ev, label, value, episode, count, env)
+    scale, unit = (100.0, "%") if value == "success" else (1.0, "")
+    seeds = ", ".join(f"{scale * v:.0f}{unit}" if unit else f"{v:.3g}" for v in per_seed)
+    measured = (f"{label} episode {episode} {value}: {scale * ours:.1f}{unit} (mean over {len(per_seed)} seeds of "
+                f"the last {count} meta-tests; per seed {seeds})")
+    if not math.isfinite(ours):
+        return f"{label}: no runs", "no data"
+    holds = True
+    if "at_least" in claim:
+        holds = ours >= float(claim["at_least"])
+    if "at_least_episode" in claim:
+        other, _ = last_evaluations(ev, label, value, int(claim["at_least_episode"]), count, env)
+        measured += f"; episode {claim['at_least_episode']}: {scale * other:.1f}{unit}"
+        holds = holds and ours >= other
+    if "at_least_label" in claim:
+        rival = str(claim["at_least_label"])
+        other, rival_seeds = last_evaluations(ev, rival, value, episode, count, env)
+        measured += f"; {rival}: {scale * other:.1f}{unit} ({len(rival_seeds)} seeds)"
+        holds = holds and math.isfinite(other) and ours >= other
+    return measured, "holds" if holds else "does not hold"
+
+
+def write_report(manifest: dict[str, Any], name: str, shipped: Path, out: Path, n_resamples: int = 9999,
+                 references: list[Path] | None = None) -> list[Path]:
+    """Figures and ``report.md`` for one manifest from the published runs under ``shipped``; the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    labels = sorted({str(r["label"]) for r in manifest["runs"]})
+    envs = sorted({str(r["env"]) for r in manifest["runs"]})
+    results = load_results(shipped, include_running=False, envs=envs, algos=labels)
+    refs_all, _ = load_references(references or DEFAULT_REFERENCES)
+    panels = manifest.get("panels") or {"main": {"title": manifest.get("title", name)}}
+    written: list[Path] = []
+    lines = [f"# {manifest.get('title', name)}", "", str(manifest.get("paper", "")).strip(), "",
+             f"Generated by `make reproduce FIGURE={name}` from the published runs in `benchmarks/results/`. Means "
+             "over seeds with 95% bootstrap confidence intervals; n = seeds.", ""]
+    final = final_meta_test(results)
+    for key, panel in panels.items():
+        panel_runs = [r for r in manifest["runs"] if str(r.get("panel", "main")) == key]
+        env = str(panel_runs[0]["env"]) if panel_runs else envs[0]
+        panel_labels = sorted({str(r["label"]) for r in panel_runs} | set(panel.get("include") or []))
+        final_env, eval_env = final[final["env"] == env], results.eval[results.eval["env"] == env]
+        rows = final_env[final_env["algo"].isin(panel_labels)]
+        if rows.empty:
+            lines += [f"## {panel.get('title', key)}", "", "No published runs.", ""]
+            continue
+        episodes = int(rows["episode"].max())
+        returns = per_episode(rows, "last", n_resamples=n_resamples)
+        success = per_episode(rows, "last", value="success", n_resamples=n_resamples)
+        ref_returns = panel_references(refs_all, env, panel.get("references"), episodes)
+        ref_success = panel_references(refs_all, env, panel.get("references"), episodes, value="success")
+        title = f"{panel.get('title', key)}\nfinal meta-test, {episodes} episodes per task"
+        figure = out / f"{name}_{key}_per_episode.png"
+        plot_panel(returns, ref_returns, title, figure)
+        written.append(figure)
+        ev = eval_env[eval_env["algo"].isin(panel_labels)]
+        curves = out / f"{name}_{key}_learning_curves.png"
+        plot_curves(ev, [k for k in (1, 2) if k in set(ev["episode"])], f"{panel.get('title', key)}: meta-tests "
+                    "during training", curves, n_resamples)
+        written.append(curves)
+        lines += [f"## {panel.get('title', key)}", "", str(panel.get("protocol", "")).strip(), "",
+                  f"![per-episode return]({figure.name})", "", f"![learning curves]({curves.name})", "",
+                  "Success rate (%) per meta-test episode (the goal reached at least once in the episode):", "",
+                  to_markdown(episode_table(success, ref_success, 100.0, 0)), "",
+                  "Mean return per meta-test episode:", "",
+                  to_markdown(episode_table(returns, ref_returns, 1.0, 1)), ""]
+    claims = manifest.get("claims") or []
+    if claims:
+        rows = []
+        for claim in claims:
+            measured, verdict = check_claim(claim, results.eval)
+            rows.append({"the paper": str(claim["text"]), "measured here": measured, "verdict": verdict})
+        lines += ["## The paper's claims next to ours", "", to_markdown(pd.DataFrame(rows)), ""]
+    report = out / "report.md"
+    report.write_text("\n".join(lines))
+    written.append(report)
+    return written

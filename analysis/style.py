@@ -1,0 +1,43 @@
+"""One look for every figure: a fixed colour per agent, the same in every env and figure, and the reference lines'
+styles."""
+
+from __future__ import annotations
+
+#: the agent a label belongs to is its longest prefix here (``varibad_5e7`` -> varibad, ``rl2 (shipped)`` -> rl2)
+AGENT_COLORS: dict[str, str] = {
+    "varibad": "#1f77b4",  # blue
+    "rl2": "#d62728",  # red
+    "pearl": "#2ca02c",  # green
+    "posterior_sampling_exact": "#8c564b",  # brown
+    "posterior_sampling": "#9467bd",  # purple
+    "oracle": "#ff7f0e",  # orange
+    "random": "#7f7f7f",  # grey
+}
+#: labels that belong to no agent above (a user's own algorithm): colours no agent uses, by a stable hash
+OTHER_COLORS = ("#17becf", "#bcbd22", "#e377c2", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
+
+REFERENCE_STYLE: dict[str, tuple[str, str, str]] = {  # key -> (color, linestyle, label)
+    "optimal": ("black", "--", "optimal (knows the goal)"),
+    "bayes_optimal": ("tab:gray", "-.", "Bayes-optimal"),
+    "posterior_sampling": ("tab:brown", ":", "posterior sampling"),
+    "searcher": ("tab:gray", "-.", "semicircle searcher"),
+}
+
+
+def agent_of(label: str) -> str | None:
+    """The agent of a run label (its longest known prefix), or ``None``."""
+    matches = [agent for agent in AGENT_COLORS if label == agent or label.startswith((f"{agent}_", f"{agent} "))]
+    return max(matches, key=len) if matches else None
+
+
+def agent_color(label: str) -> str:
+    """The agent's fixed colour; a label of no known agent gets one of :data:`OTHER_COLORS`, the same every time."""
+    agent = agent_of(label)
+    if agent is not None:
+        return AGENT_COLORS[agent]
+    return OTHER_COLORS[sum(map(ord, label)) % len(OTHER_COLORS)]
+
+
+def reference_style(name: str, index: int) -> tuple[str, object, str]:
+    """(colour, line style, legend text) of a reference line."""
+    return REFERENCE_STYLE.get(name, (f"C{7 + index % 3}", (0, (3, 1, 1, 1)), name.replace("_", " ")))

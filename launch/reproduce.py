@@ -1,0 +1,536 @@
+"""Reproduce one of the papers' figures or tables with one resumable command.
+
+    python -m launch.reproduce pointrobot [--plan] [--jobs 2] [--launcher local|slurm|ray] [--snapshot]
+    make reproduce FIGURE=pointrobot [PLAN=1] [JOBS=2] [LAUNCHER=local] [SNAPSHOT=1]
+
+A manifest, ``benchmarks/reproduce/<name>.yaml``, names the runs the figure needs (algo, env, seeds, label, Hydra
+overrides), the final meta-test it shows, the protocol panel each run is drawn in, and what the paper states. Each
+call looks at every run the manifest names and
+
+* publishes a completed run to ``benchmarks/results/`` (``analysis.publish``) and skips a published one;
+* resumes a stopped one (``preempted``, or ``stale``: killed without a chance to checkpoint) and starts a missing
+  one, at most ``--jobs`` at once, each ``nice``d, each in its own process, through ``train.py``;
+* once every run is published, writes the figure and tables (``analysis.reproduce_report``) to
+  ``results/reproduce/<name>/report/``.
+
+A campaign uses one commit. The first call pins the checkout's ``HEAD`` in ``results/reproduce/<name>/campaign.json``
+and checks that commit out in a git worktree beside it; every run of the campaign, started or resumed, runs that
+worktree's code, so the main checkout can move on while a campaign runs for days. ``--plan`` starts nothing: per run
+it prints the state (missing / running / stopped / completed / published), the frames done, the hours left at the
+speed the run has had so far (one torch thread: CPU-hours where it had a core to itself), and its last meta-test.
+``--snapshot`` publishes the curve so far of every unfinished run, marked in progress (``analysis.publish.snapshot``):
+what a long campaign has learned is in the repository even if the machine running it is lost; the completed run
+replaces it.
+
+Ctrl-C or SIGTERM stops the campaign cleanly: every run gets SIGTERM, checkpoints and is marked ``preempted``, and
+the same command resumes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from analysis.load import SHIPPED_RESULTS, is_live
+from analysis.publish import PublishError, publish, snapshot, write_index
+
+REPO = Path(__file__).resolve().parents[1]
+MANIFESTS = REPO / "benchmarks" / "reproduce"
+#: settings every campaign run gets (operational: they do not change what a run computes): one torch thread per
+#: process (runs share the cores), progress lines for the log files instead of a bar
+CAMPAIGN_OVERRIDES = ("progress=false", "update_threads=1")
+RUN_KEYS = {"label", "algo", "env", "seeds", "overrides", "panel"}
+MANIFEST_KEYS = {"title", "paper", "checkpoint_interval_frames", "final_meta_test_episodes", "runs", "panels",
+                 "claims"}
+STATES = ("missing", "running", "stopped", "completed", "published")
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a campaign: a seed of one labelled configuration."""
+
+    label: str
+    algo: str
+    env: str
+    seed: int
+    overrides: tuple[str, ...]
+    panel: str
+
+
+@dataclass
+class Manifest:
+    name: str
+    path: Path
+    data: dict[str, Any]
+    runs: list[RunSpec]
+
+    @property
+    def checkpoint_interval(self) -> int:
+        return int(self.data.get("checkpoint_interval_frames", 250_000))
+
+    @property
+    def final_episodes(self) -> int | None:
+        value = self.data.get("final_meta_test_episodes")
+        return None if value is None else int(value)
+
+
+def manifest_names() -> list[str]:
+    return sorted(p.stem for p in MANIFESTS.glob("*.yaml"))
+
+
+def load_manifest(name_or_path: str | Path) -> Manifest:
+    """A manifest by name (``benchmarks/reproduce/<name>.yaml``) or path, checked."""
+    path = Path(name_or_path)
+    if path.suffix != ".yaml":
+        path = MANIFESTS / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise ManifestError(f"no manifest {name_or_path!r}; the figures are: {', '.join(manifest_names())}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("runs"), list) or not data["runs"]:
+        raise ManifestError(f"{path}: needs a non-empty list 'runs'")
+    unknown = set(data) - MANIFEST_KEYS
+    if unknown:
+        raise ManifestError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; allowed: "
+                            f"{', '.join(sorted(MANIFEST_KEYS))}")
+    panels = data.get("panels") or {}
+    runs: list[RunSpec] = []
+    for i, entry in enumerate(data["runs"]):
+        where = f"{path}: runs[{i}]"
+        if not isinstance(entry, dict):
+            raise ManifestError(f"{where} is not a mapping")
+        missing = {"label", "algo", "env", "seeds"} - set(entry)
+        if missing:
+            raise ManifestError(f"{where} lacks {', '.join(sorted(missing))}")
+        if set(entry) - RUN_KEYS:
+            raise ManifestError(f"{where}: unknown key(s) {', '.join(sorted(set(entry) - RUN_KEYS))}; allowed: "
+                                f"{', '.join(sorted(RUN_KEYS))}")
+        seeds = entry["seeds"]
+        if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds)):
+            raise ManifestError(f"{where}: seeds must be a list of integers >= 0, got {seeds!r}")
+        overrides = entry.get("overrides") or []
+        if not all(isinstance(o, str) and "=" in o for o in overrides):
+            raise ManifestError(f"{where}: overrides must be Hydra overrides key=value, got {overrides!r}")
+        panel = str(entry.get("panel", "main"))
+        if panels and panel not in panels:
+            raise ManifestError(f"{where}: panel {panel!r} is not one of the manifest's panels ({', '.join(panels)})")
+        for seed in seeds:
+            runs.append(RunSpec(str(entry["label"]), str(entry["algo"]), str(entry["env"]), int(seed),
+                                tuple(overrides), panel))
+    keys = [(r.env, r.label, r.seed) for r in runs]
+    if len(set(keys)) != len(keys):
+        raise ManifestError(f"{path}: a (env, label, seed) appears twice; give each configuration its own label")
+    return Manifest(path.stem, path, data, runs)
+
+
+# ---------------------------------------------------------------------------------------------------- campaign
+@dataclass
+class Campaign:
+    """The campaign's folder: the pinned commit and its worktree, and the runs' log files."""
+
+    root: Path
+    commit: str
+    code: Path
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+
+def _git(*args: str, cwd: Path = REPO) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def open_campaign(manifest: Manifest, results: Path, repo: Path = REPO, create: bool = True) -> Campaign | None:
+    """The campaign of ``manifest`` under ``results/reproduce/<name>``: its pinned commit (``HEAD`` of ``repo`` on the
+    first call) and a worktree of it, made again where it is missing. ``None`` when there is none and ``create`` is
+    false."""
+    root = results / "reproduce" / manifest.name
+    state = root / "campaign.json"
+    if state.is_file():
+        commit = json.loads(state.read_text())["commit"]
+    elif not create:
+        return None
+    else:
+        commit = _git("rev-parse", "HEAD", cwd=repo)
+        if _git("status", "--porcelain", "--untracked-files=no", cwd=repo):
+            print(f"[reproduce] note: the checkout has uncommitted changes; the campaign runs commit {commit[:10]} "
+                  "as committed", file=sys.stderr)
+        root.mkdir(parents=True, exist_ok=True)
+        state.write_text(json.dumps({"figure": manifest.name, "commit": commit,
+                                     "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}, indent=2))
+    code = root / "code"
+    if not (code / "train.py").is_file():
+        subprocess.run(["git", "worktree", "prune"], cwd=repo, check=False, capture_output=True)
+        _git("worktree", "add", "--detach", str(code.resolve()), commit, cwd=repo)
+    (root / "logs").mkdir(parents=True, exist_ok=True)
+    return Campaign(root, commit, code)
+
+
+# ---------------------------------------------------------------------------------------------------- run states
+@dataclass
+class RunStatus:
+    spec: RunSpec
+    state: str
+    path: Path | None = None
+    frames: int | None = None
+    budget: int | None = None
+    fps: float | None = None
+    commit: str | None = None
+    last_eval: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def hours_left(self) -> float | None:
+        if self.state in ("completed", "published"):
+            return 0.0
+        if self.budget is None or not self.fps:
+            return None
+        return max(self.budget - (self.frames or 0), 0) / self.fps / 3600
+
+
+def _meta(run: Path) -> dict[str, Any] | None:
+    try:
+        meta = json.loads((run / "metadata.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _runs_of(root: Path, spec: RunSpec) -> list[tuple[Path, dict[str, Any]]]:
+    """The run folders of ``spec`` (its env, label and seed) under ``root``, newest first."""
+    parent = root / spec.env / spec.label
+    if not parent.is_dir():
+        return []
+    found = []
+    for run in sorted(parent.iterdir(), reverse=True):
+        meta = _meta(run)
+        if meta is not None and meta.get("seed") == spec.seed:
+            found.append((run, meta))
+    return found
+
+
+def _budget(run: Path) -> int | None:
+    try:
+        return int(yaml.safe_load((run / "config.yaml").read_text())["train"]["num_frames"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _speed(run: Path, rows: int = 10) -> float | None:
+    """Frames per second over the run's last logged rows (``train_metrics.csv``: frames, cumulative wall time)."""
+    try:
+        metrics = pd.read_csv(run / "train_metrics.csv", usecols=["frames", "wall_time"]).dropna()
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return None
+    tail = metrics.tail(rows)
+    if len(tail) < 2:
+        return None
+    seconds = float(tail["wall_time"].iloc[-1] - tail["wall_time"].iloc[0])
+    return float(tail["frames"].iloc[-1] - tail["frames"].iloc[0]) / seconds if seconds > 0 else None
+
+
+def _last_eval(run: Path) -> str:
+    """``"@12M: ep1 0.41 (12% found), ep2 ..."``: the last complete meta-test's mean return (and success) per
+    episode."""
+    try:
+        ev = pd.read_csv(run / "eval.csv", usecols=["frames", "task_id", "episode", "return", "success"])
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return ""
+    if ev.empty:
+        return ""
+    sizes = ev.groupby("frames").size()
+    complete = sizes[sizes == sizes.max()].index
+    last = ev[ev["frames"] == complete.max()]
+    per = last.groupby("episode")[["return", "success"]].mean()
+    shown = [f"ep{k} {r:.3g}" + (f" ({100 * s:.0f}%)" if s > 0 else "") for k, (r, s) in per.head(3).iterrows()]
+    from analysis.stats import format_frames
+
+    return f"@{format_frames(float(complete.max()))}: " + ", ".join(shown)
+
+
+def run_status(spec: RunSpec, results: Path, shipped: Path) -> RunStatus:
+    """Where ``spec`` stands: published in ``shipped`` (a completed run, not a progress snapshot), else the newest
+    usable run folder in ``results``."""
+    for run, meta in _runs_of(shipped, spec):
+        if meta.get("status") == "completed" and not meta.get("snapshot"):
+            return RunStatus(spec, "published", run, meta.get("frames"), _budget(run), None, meta.get("git_commit"),
+                             _last_eval(run))
+    notes = []
+    for run, meta in _runs_of(results, spec):
+        status = meta.get("status")
+        if status == "failed":
+            notes.append(f"{run.name} failed: {meta.get('error', 'no error recorded')}")
+            continue
+        if status == "completed":
+            state = "completed"
+        elif status == "running" and is_live(run):
+            state = "running"
+        elif (run / "checkpoints" / "latest.pt").is_file():
+            state = "stopped"
+        else:
+            notes.append(f"{run.name}: stopped before its first checkpoint")
+            continue
+        return RunStatus(spec, state, run, meta.get("frames"), _budget(run), _speed(run), meta.get("git_commit"),
+                         _last_eval(run), notes)
+    return RunStatus(spec, "missing", notes=notes)
+
+
+def statuses(manifest: Manifest, results: Path, shipped: Path) -> list[RunStatus]:
+    found = [run_status(spec, results, shipped) for spec in manifest.runs]
+    # a run not started yet: the speed of the runs of its label that have one
+    for status in found:
+        if status.state == "missing":
+            peers = [s.fps for s in found if s.spec.label == status.spec.label and s.fps]
+            budgets = [s.budget for s in found if s.spec.label == status.spec.label and s.budget]
+            status.fps = sum(peers) / len(peers) if peers else None
+            status.budget = budgets[0] if budgets else None
+    return found
+
+
+def print_plan(manifest: Manifest, found: list[RunStatus], campaign: Campaign | None, file: Any = None) -> None:
+    from analysis.stats import format_frames
+
+    out = file or sys.stdout
+    pinned = f"commit {campaign.commit[:10]}" if campaign else "no campaign started yet (the first call pins HEAD)"
+    print(f"{manifest.name}: {manifest.data.get('title', '')} -- {pinned}", file=out)
+    rows = []
+    for s in found:
+        frames = "-" if s.frames is None else format_frames(float(s.frames))
+        budget = "?" if s.budget is None else format_frames(float(s.budget))
+        hours = s.hours_left
+        rows.append({"label": s.spec.label, "env": s.spec.env, "seed": s.spec.seed, "state": s.state,
+                     "frames": f"{frames} / {budget}", "fps": "-" if not s.fps else f"{s.fps:,.0f}",
+                     "hours left": "?" if hours is None else f"{hours:.2f}",
+                     "commit": (s.commit or "-")[:10], "last meta-test": s.last_eval})
+    print(pd.DataFrame(rows).to_string(index=False), file=out)
+    left = [s.hours_left for s in found if s.state not in ("completed", "published")]
+    known = [h for h in left if h is not None]
+    total = f"{sum(known):.1f}" + (" + unknown" if len(known) < len(left) else "")
+    print(f"runs: {len(found)}; " + ", ".join(f"{st} {sum(s.state == st for s in found)}" for st in STATES
+                                              if any(s.state == st for s in found))
+          + f"; hours left, summed over runs at each run's speed so far (one thread each; runs that share "
+            f"cores run slower): {total}", file=out)
+    for s in found:
+        for note in s.notes:
+            print(f"note: {s.spec.label} seed {s.spec.seed}: {note}", file=out)
+
+
+# ---------------------------------------------------------------------------------------------------- launching
+def train_overrides(spec: RunSpec, manifest: Manifest, results: Path) -> list[str]:
+    """The command-line overrides of a campaign run (the same on every call, so that ``train.py`` resumes it)."""
+    args = [f"algo={spec.algo}", f"env={spec.env}", f"seed={spec.seed}", f"label={spec.label}",
+            f"results_dir={results.resolve()}", *CAMPAIGN_OVERRIDES,
+            f"train.checkpoint_interval_frames={manifest.checkpoint_interval}"]
+    if manifest.final_episodes:
+        args.append(f"eval.final_episodes={manifest.final_episodes}")
+    return [*args, *spec.overrides]
+
+
+class LocalPool:
+    """Runs ``train.py`` processes, at most ``jobs`` at once, each niced and in its own session (a Ctrl-C reaches
+    this process only, which passes SIGTERM on to every run so that each checkpoints)."""
+
+    def __init__(self, campaign: Campaign, python: str, jobs: int, nice: int) -> None:
+        self.campaign, self.python, self.jobs, self.nice = campaign, python, max(1, jobs), nice
+        self.stopping: int | None = None
+        self.failed: list[str] = []
+
+    def _stop(self, signum: int, frame: object) -> None:
+        if self.stopping is None:
+            print(f"\n[reproduce] {signal.Signals(signum).name}: stopping; every run checkpoints and stops (the same "
+                  "command resumes them)", file=sys.stderr, flush=True)
+        self.stopping = signum
+
+    def run(self, todo: list[tuple[RunSpec, list[str]]]) -> int:
+        previous = {s: signal.signal(s, self._stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        running: dict[subprocess.Popen, RunSpec] = {}
+        queue = list(todo)
+        try:
+            while queue or running:
+                while queue and len(running) < self.jobs and self.stopping is None:
+                    spec, overrides = queue.pop(0)
+                    log = self.campaign.logs / f"{spec.env}_{spec.label}_seed{spec.seed}.log"
+                    command = ["nice", "-n", str(self.nice), self.python, "train.py", *overrides]
+                    print(f"[reproduce] start {spec.label} seed {spec.seed} (log {log})", flush=True)
+                    with log.open("a") as handle:
+                        handle.write(f"\n# {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}: "
+                                     f"{' '.join(command)}\n")
+                        handle.flush()
+                        proc = subprocess.Popen(command, cwd=self.campaign.code, stdout=handle,
+                                                stderr=subprocess.STDOUT, start_new_session=True,
+                                                env={**os.environ, "PYTHONPATH": str(self.campaign.code)})
+                    running[proc] = spec
+                if self.stopping is not None:
+                    for proc in running:
+                        if proc.poll() is None:
+                            proc.send_signal(signal.SIGTERM)
+                    queue.clear()
+                for proc in [p for p in running if p.poll() is not None]:
+                    spec = running.pop(proc)
+                    ok = proc.returncode == 0
+                    stopped = proc.returncode in (130, 143)
+                    word = "finished" if ok else "stopped (checkpointed)" if stopped else f"failed ({proc.returncode})"
+                    print(f"[reproduce] {spec.label} seed {spec.seed} {word}", flush=True)
+                    if not ok and not stopped:
+                        self.failed.append(f"{spec.label} seed {spec.seed}")
+                time.sleep(0.5)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if self.stopping is not None:
+            return 128 + self.stopping
+        return 1 if self.failed else 0
+
+
+def launch_cluster(campaign: Campaign, python: str, todo: list[tuple[RunSpec, list[str]]], launcher: str,
+                   jobs: int) -> int:
+    """One Hydra multirun per label through the existing launchers (conf/launcher/): the seeds of a label go as
+    ``seed=a,b,c`` and the rest of its overrides are shared."""
+    code = 0
+    by_label: dict[tuple[str, ...], list[int]] = {}
+    for spec, overrides in todo:
+        shared = tuple(o for o in overrides if not o.startswith("seed="))
+        by_label.setdefault(shared, []).append(spec.seed)
+    for shared, seeds in by_label.items():
+        extra = ["launcher=ray", f"hydra.launcher.ray.init.num_cpus={jobs}"] if launcher == "ray" else \
+            ["launcher=slurm"]
+        command = [python, "train.py", "--multirun", f"seed={','.join(map(str, seeds))}", *shared, *extra]
+        print(f"[reproduce] {' '.join(command)}", flush=True)
+        result = subprocess.run(command, cwd=campaign.code, env={**os.environ, "PYTHONPATH": str(campaign.code)})
+        code = code or result.returncode
+    return code
+
+
+# ---------------------------------------------------------------------------------------------------- main
+def publish_completed(found: list[RunStatus], shipped: Path) -> list[Path]:
+    published = []
+    for status in found:
+        if status.state == "completed" and status.path is not None:
+            try:
+                target = publish(status.path, shipped)
+            except PublishError as exc:
+                print(f"[reproduce] cannot publish {status.path}: {exc}", file=sys.stderr)
+                continue
+            print(f"[reproduce] published {target}")
+            published.append(target)
+    return published
+
+
+def snapshot_unfinished(found: list[RunStatus], shipped: Path) -> list[Path]:
+    written = []
+    for status in found:
+        if status.state in ("running", "stopped") and status.path is not None:
+            try:
+                target = snapshot(status.path, shipped)
+            except PublishError as exc:
+                print(f"[reproduce] no snapshot of {status.path}: {exc}", file=sys.stderr)
+                continue
+            print(f"[reproduce] progress snapshot {target} ({status.last_eval})")
+            written.append(target)
+    return written
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m launch.reproduce", description=__doc__.split("\n\n")[0])
+    parser.add_argument("figure", help="a manifest name (benchmarks/reproduce/<name>.yaml) or a manifest's path")
+    parser.add_argument("--plan", action="store_true", help="print each run's state and the hours left; start nothing")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once on this machine (default 2)")
+    parser.add_argument("--launcher", choices=("local", "slurm", "ray"), default="local")
+    parser.add_argument("--snapshot", action="store_true",
+                        help="publish the curve so far of unfinished runs (marked in progress); start nothing")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="results root (default results)")
+    parser.add_argument("--shipped", type=Path, default=SHIPPED_RESULTS,
+                        help="where completed runs are published (default benchmarks/results)")
+    parser.add_argument("--nice", type=int, default=10, help="niceness of the local runs (default 10)")
+    parser.add_argument("--python", default=sys.executable, help="the Python that runs train.py")
+    parser.add_argument("--n-resamples", type=int, default=9999, help="bootstrap resamples per CI in the report")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.jobs < 1:
+        print(f"error: --jobs must be >= 1, got {args.jobs}", file=sys.stderr)
+        return 2
+    try:
+        manifest = load_manifest(args.figure)
+    except ManifestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    results, shipped = args.results, args.shipped
+    found = statuses(manifest, results, shipped)
+    everything_published = all(s.state == "published" for s in found)
+    if args.plan or args.snapshot:
+        campaign = open_campaign(manifest, results, create=False)
+        print_plan(manifest, found, campaign)
+        if args.snapshot and snapshot_unfinished(found, shipped):
+            write_index(shipped, args.n_resamples, _readme_for(shipped))
+        return 0
+    published = publish_completed(found, shipped)
+    if published:
+        write_index(shipped, args.n_resamples, _readme_for(shipped))
+        found = statuses(manifest, results, shipped)
+    todo = [s for s in found if s.state in ("missing", "stopped")]
+    code = 0
+    if todo:
+        campaign = open_campaign(manifest, results)
+        assert campaign is not None
+        print_plan(manifest, found, campaign)
+        pending = [(s.spec, train_overrides(s.spec, manifest, results)) for s in todo]
+        # runs of this campaign that another process is running take their slots
+        slots = args.jobs - sum(s.state == "running" for s in found)
+        if args.launcher == "local" and slots < 1:
+            print(f"[reproduce] all {args.jobs} slot(s) are taken by runs going on in another process; "
+                  f"{len(pending)} run(s) wait: run this again when they end (or with a larger --jobs)")
+        elif args.launcher == "local":
+            code = LocalPool(campaign, args.python, slots, args.nice).run(pending)
+        else:
+            code = launch_cluster(campaign, args.python, pending, args.launcher, args.jobs)
+        found = statuses(manifest, results, shipped)
+        if publish_completed(found, shipped):
+            write_index(shipped, args.n_resamples, _readme_for(shipped))
+            found = statuses(manifest, results, shipped)
+    elif not everything_published and not published:
+        print_plan(manifest, found, open_campaign(manifest, results, create=False))
+    if all(s.state == "published" for s in found):
+        from analysis.reproduce_report import write_report
+
+        out = results / "reproduce" / manifest.name / "report"
+        for path in write_report(manifest.data, manifest.name, shipped, out, n_resamples=args.n_resamples):
+            print(f"[reproduce] wrote {path}")
+        return code
+    running = [s for s in found if s.state == "running"]
+    if running and not todo:
+        print(f"[reproduce] {len(running)} run(s) still running in another process; run this again when they end",
+              file=sys.stderr)
+    return code if code else (0 if running else 1 if any(s.state == "missing" for s in found) else 0)
+
+
+def _readme_for(shipped: Path) -> Path | None:
+    """The repository README's generated block follows the repository's own shipped runs only."""
+    from analysis.publish import README, REPOSITORY_SHIPPED
+
+    return README if Path(shipped).resolve() == REPOSITORY_SHIPPED else None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""`make reproduce`: manifests, and a campaign that is killed, resumed at its own commit, published and reported."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from analysis.load import IN_PROGRESS_SUFFIX, load_results
+from launch.reproduce import ManifestError, load_manifest, manifest_names, train_overrides
+from tests.helpers import compose_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", manifest_names())
+def test_every_shipped_manifest_names_runs_that_compose(name, tmp_path):
+    manifest = load_manifest(name)
+    assert manifest.runs
+    for spec in manifest.runs:
+        overrides = [o for o in train_overrides(spec, manifest, tmp_path) if not o.startswith("results_dir=")]
+        cfg = compose_config(*overrides)  # Hydra rejects a misspelt key or group
+        assert cfg.env.name == spec.env and cfg.label == spec.label
+
+
+def test_the_required_manifests_exist():
+    assert {"gridworld", "gridworld-ablations", "pointrobot", "cheetah_dir", "ml1"} <= set(manifest_names())
+    pointrobot = load_manifest("pointrobot")
+    assert pointrobot.final_episodes == 30
+    varibad = [r for r in pointrobot.runs if r.algo == "varibad"]
+    assert [r.seed for r in varibad] == [0, 1, 2]
+    # runs meta-tested under different protocols are in different panels
+    assert {r.panel for r in pointrobot.runs if r.algo == "pearl"} != {r.panel for r in varibad}
+
+
+def test_a_bad_manifest_is_refused_with_its_reason(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"runs": [{"label": "x", "algo": "varibad", "env": "gridworld", "seeds": "0"}]}))
+    with pytest.raises(ManifestError, match="seeds must be a list"):
+        load_manifest(path)
+    with pytest.raises(ManifestError, match=r"no manifest 'nope'; the figures are: .*pointrobot"):
+        load_manifest("nope")
+
+
+# ------------------------------------------------------------------------------------------- a whole campaign
+TINY_MANIFEST = {
+    "title": "tiny",
+    "checkpoint_interval_frames": 1920,
+    "final_meta_test_episodes": 7,
+    "panels": {"main": {"title": "GridWorld, tiny"}},
+    "runs": [{"label": "tiny", "algo": "varibad", "env": "gridworld", "seeds": [0, 1], "panel": "main",
+              "overrides": ["train.num_frames=28800", "train.eval_interval_frames=9600",
+                            "train.log_interval_iterations=1", "algo.precollect_frames=960", "eval.episodes=2",
+                            "eval.num_tasks=4"]}],
+    "claims": [{"text": "episode 2 no worse than episode 1", "label": "tiny", "metric": "return", "episode": 2,
+                "at_least_episode": 1}],
+}
+
+
+def _git(repo: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True, env=env).stdout.strip()
+
+
+def _copy_of_this_repository(dest: Path) -> Path:
+    """The working tree's files (tracked and untracked, not ignored; shipped results left out) as a fresh git repo."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,
+                            capture_output=True, text=True).stdout.splitlines()
+    for name in listed:
+        if name.startswith("benchmarks/results/") or not (REPO / name).is_file():
+            continue
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, dest / name)
+    _git(dest, "init", "-q")
+    _git(dest, "add", "-A")
+    _git(dest, "commit", "-qm", "campaign commit")
+    return dest
+
+
+def _reproduce(repo: Path, manifest: Path, *extra: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "launch.reproduce", str(manifest), "--results", str(repo / "results"),
+               "--shipped", str(repo / "shipped"), "--jobs", "2", "--n-resamples", "200", *extra]
+    env = {**os.environ, "WANDB_MODE": "disabled", "METARL_SHIPPED_RESULTS": str(repo / "shipped")}
+    return subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _kill_everything_of(marker: str) -> None:
+    subprocess.run(["pkill", "-KILL", "-f", marker], check=False)
+    deadline = time.time() + 30
+    while time.time() < deadline and subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 0:
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_a_campaign_survives_sigkill_resumes_at_its_commit_publishes_and_reports(tmp_path):
+    repo = _copy_of_this_repository(tmp_path / "repo")
+    manifest = repo / "tiny.yaml"
+    manifest.write_text(yaml.safe_dump(TINY_MANIFEST))
+    pinned = _git(repo, "rev-parse", "HEAD")
+    results = repo / "results"
+
+    # 1. start, and kill everything (the tool and both runs) once both runs have a checkpoint
+    command = [sys.executable, "-m", "launch.reproduce", str(manifest), "--results", str(results), "--shipped",
+               str(repo / "shipped"), "--jobs", "2"]
+    env = {**os.environ, "WANDB_MODE": "disabled", "METARL_SHIPPED_RESULTS": str(repo / "shipped")}
+    tool = subprocess.Popen(command, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 300
+    runs_dir = results / "gridworld" / "tiny"
+    while time.time() < deadline:
+        checkpoints = list(runs_dir.glob("*/checkpoints/latest.pt")) if runs_dir.is_dir() else []
+        if len(checkpoints) == 2:
+            break
+        assert tool.poll() is None, "the campaign ended before it could be killed"
+        time.sleep(0.1)
+    else:
+        pytest.fail("no checkpoints within 300 s")
+    tool.send_signal(signal.SIGKILL)
+    tool.wait()
+    _kill_everything_of(str(results))
+    metas = [json.loads((run / "metadata.json").read_text()) for run in sorted(runs_dir.iterdir())]
+    assert [m["status"] for m in metas] == ["running", "running"]  # killed: no chance to say anything
+    assert all(m["frames"] < 28800 for m in metas)
+
+    # 2. the plan: both stopped, frames done, hours left; nothing is started
+    plan = _reproduce(repo, manifest, "--plan")
+    assert plan.returncode == 0, plan.stderr
+    lines = [line for line in plan.stdout.splitlines() if " gridworld " in line]
+    assert len(lines) == 2 and all(" stopped " in line for line in lines), plan.stdout
+    assert "hours left" in plan.stdout and pinned[:10] in plan.stdout
+    assert all(m["status"] == "running" for m in
+               (json.loads((run / "metadata.json").read_text()) for run in runs_dir.iterdir()))
+
+    # 3. a progress snapshot is published, shown in progress, and left out of the index
+    snap = _reproduce(repo, manifest, "--snapshot")
+    assert snap.returncode == 0, snap.stderr
+    shipped = load_results(repo / "shipped")
+    assert set(shipped.runs["algo"]) == {"tiny" + IN_PROGRESS_SUFFIX}
+    assert "No published runs yet" in (repo / "shipped" / "README.md").read_text()  # the index: completed runs only
+
+    # 4. main moves on; the same command resumes both runs at the campaign's commit and completes them
+    (repo / "README.md").write_text((repo / "README.md").read_text() + "\nmoved on\n")
+    _git(repo, "commit", "-qam", "main moves on")
+    assert _git(repo, "rev-parse", "HEAD") != pinned
+    second = _reproduce(repo, manifest)
+    assert second.returncode == 0, second.stdout + second.stderr
+    runs = sorted(runs_dir.iterdir())
+    assert len(runs) == 2  # resumed in place, no new run folders
+    for run in runs:
+        meta = json.loads((run / "metadata.json").read_text())
+        assert meta["status"] == "completed" and meta["frames"] == 28800
+        assert meta["git_commit"] == pinned
+        assert "resuming" in (results / "reproduce" / "tiny" / "logs" /
+                              f"gridworld_tiny_seed{meta['seed']}.log").read_text()
+
+    # 5. a third call starts nothing, finds both published (the snapshot replaced), and writes the report
+    third = _reproduce(repo, manifest)
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert "[reproduce] start" not in third.stdout
+    published = sorted((repo / "shipped" / "gridworld" / "tiny").iterdir())
+    assert len(published) == 2
+    for run in published:
+        meta = json.loads((run / "metadata.json").read_text())
+        assert meta["status"] == "completed" and "snapshot" not in meta and meta["git_commit"] == pinned
+        assert (run / "final_eval.csv").is_file()
+    assert set(load_results(repo / "shipped").runs["algo"]) == {"tiny"}
+    report = results / "reproduce" / "tiny" / "report"
+    assert (report / "tiny_main_per_episode.png").stat().st_size > 10_000
+    text = (report / "report.md").read_text()
+    assert "ep 7" in text and "episode 2 no worse than episode 1" in text
