@@ -1,6 +1,6 @@
 """Reproduce one of the papers' figures or tables with one resumable command.
 
-    python -m launch.reproduce pointrobot [--plan] [--jobs 2] [--launcher local|slurm|ray] [--snapshot]
+    python -m launch.reproduce pointrobot [--plan] [--jobs 2] [--launcher local|slurm|ray|submitit_local] [--snapshot]
     make reproduce FIGURE=pointrobot [PLAN=1] [JOBS=2] [LAUNCHER=local] [SNAPSHOT=1]
 
 A manifest, ``benchmarks/reproduce/<name>.yaml``, names the runs the figure needs (algo, env, seeds, label, Hydra
@@ -411,8 +411,7 @@ def launch_cluster(campaign: Campaign, python: str, todo: list[tuple[RunSpec, li
         shared = tuple(o for o in overrides if not o.startswith("seed="))
         by_label.setdefault(shared, []).append(spec.seed)
     for shared, seeds in by_label.items():
-        extra = ["launcher=ray", f"hydra.launcher.ray.init.num_cpus={jobs}"] if launcher == "ray" else \
-            ["launcher=slurm"]
+        extra = [f"launcher={launcher}"] + ([f"hydra.launcher.ray.init.num_cpus={jobs}"] if launcher == "ray" else [])
         command = [python, "train.py", "--multirun", f"seed={','.join(map(str, seeds))}", *shared, *extra]
         print(f"[reproduce] {' '.join(command)}", flush=True)
         result = subprocess.run(command, cwd=campaign.code, env={**os.environ, "PYTHONPATH": str(campaign.code)})
@@ -454,7 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("figure", help="a manifest name (benchmarks/reproduce/<name>.yaml) or a manifest's path")
     parser.add_argument("--plan", action="store_true", help="print each run's state and the hours left; start nothing")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once on this machine (default 2)")
-    parser.add_argument("--launcher", choices=("local", "slurm", "ray"), default="local")
+    parser.add_argument("--launcher", choices=("local", "slurm", "ray", "submitit_local"), default="local",
+                        help="local: a niced process per run (default); slurm, ray, submitit_local: one Hydra multirun "
+                             "per label through conf/launcher/")
     parser.add_argument("--snapshot", action="store_true",
                         help="publish the curve so far of unfinished runs (marked in progress); start nothing")
     parser.add_argument("--results", type=Path, default=Path("results"), help="results root (default results)")

@@ -176,3 +176,18 @@ def test_a_campaign_survives_sigkill_resumes_at_its_commit_publishes_and_reports
     assert (report / "tiny_main_per_episode.png").stat().st_size > 10_000
     text = (report / "report.md").read_text()
     assert "ep 7" in text and "episode 2 no worse than episode 1" in text
+
+
+@pytest.mark.slow
+def test_a_campaign_runs_through_the_sweep_launchers_too(tmp_path):
+    """``--launcher submitit_local``: the code path of ``--launcher slurm`` (one multirun per label), without a
+    cluster."""
+    repo = _copy_of_this_repository(tmp_path / "repo")
+    manifest = repo / "tiny.yaml"
+    manifest.write_text(yaml.safe_dump(TINY_MANIFEST))
+    done = _reproduce(repo, manifest, "--launcher", "submitit_local")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "launcher=submitit_local" in done.stdout and "seed=0,1" in done.stdout
+    published = sorted((repo / "shipped" / "gridworld" / "tiny").iterdir())
+    assert [json.loads((run / "metadata.json").read_text())["status"] for run in published] == ["completed"] * 2
+    assert (repo / "results" / "reproduce" / "tiny" / "report" / "report.md").is_file()
