@@ -23,11 +23,13 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from algorithms.builder import CONF_DIR, build, env_options
+from algorithms.cli import check_command_line
 from algorithms.common.baselines import RandomAgent
 from algorithms.common.checkpoints import CheckpointError
 from algorithms.common.errors import ConfigError
 from algorithms.common.evaluator import meta_test, test_task_set
 from algorithms.common.results import RunDirectory, RunLockedError, _now, find_resumable
+from algorithms.common.run_checks import check_run_config
 from algorithms.common.tracking import NullTracker, Tracker, WandbTracker
 from algorithms.common.trainer import Preempted, Trainer, TrainerConfig
 from algorithms.registry import UnknownAlgorithmError, get_algo, resolve_device
@@ -138,6 +140,7 @@ def run(cfg: DictConfig) -> pd.DataFrame | None:
     if _in_multirun() and stop_file and Path(stop_file).exists():
         _sweep_note(f"seed {cfg.seed}: not started (the sweep was stopped before this job began)")
         return None
+    check_run_config(cfg)  # before anything is built or written
     early = EarlyStop()
     try:
         return _run(cfg, early)
@@ -231,6 +234,10 @@ def launch() -> None:
     too (one process group) and each run finishes its iteration, checkpoints and is marked ``preempted``; jobs not
     yet started are not started; the launching process waits for them and prints one summary instead of
     tracebacks. A second Ctrl-C stops at once."""
+    problem = check_command_line(sys.argv[1:])
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
     if not any(arg in ("-m", "--multirun") for arg in sys.argv[1:]):
         main()
         return
