@@ -24,14 +24,14 @@ from omegaconf.errors import OmegaConfBaseException
 
 from algorithms.builder import CONF_DIR, build, env_options
 from algorithms.cli import check_command_line
-from algorithms.common.baselines import RandomAgent
 from algorithms.common.checkpoints import CheckpointError
 from algorithms.common.errors import ConfigError
-from algorithms.common.evaluator import meta_test, test_task_set
+from algorithms.common.evaluator import EvaluationInterrupted, summary_table, test_task_set
 from algorithms.common.results import RunDirectory, RunLockedError, _now, find_resumable
 from algorithms.common.run_checks import check_run_config
 from algorithms.common.tracking import NullTracker, Tracker, WandbTracker
 from algorithms.common.trainer import Preempted, Trainer, TrainerConfig
+from algorithms.references.random_policy import random_policy_returns
 from algorithms.registry import UnknownAlgorithmError, get_algo, resolve_device
 from envs.registry import UnknownEnvError, get_spec
 
@@ -207,13 +207,17 @@ def _run(cfg: DictConfig, early: EarlyStop) -> pd.DataFrame | None:
     tracker.finish()
     run_dir.close()
     env.close()
-    random_rows = meta_test(RandomAgent(env.single_action_space, seed=int(cfg.seed)), env_spec.name, eval_tasks,
-                            trainer_cfg.eval_episodes, seed=int(cfg.seed) + 10_000, **env_options(cfg))
-    table = pd.DataFrame({f"{algo_spec.name} mean": final.groupby("episode")["return"].mean(),
-                          f"{algo_spec.name} std": final.groupby("episode")["return"].std(),
-                          "random policy mean": random_rows.groupby("episode")["return"].mean()}).round(3)
-    print(f"[metarl-bench] final meta-test return per episode ({len(eval_tasks)} tasks, "
-          f"{'deterministic' if trainer_cfg.eval_deterministic else 'stochastic'} policy):\n{table.T.to_string()}")
+    try:
+        random_returns = random_policy_returns(
+            env_spec.name, env_options(cfg), eval_tasks, trainer_cfg.eval_episodes,
+            Path(cfg.results_dir) / "references" / "random_policy.json", should_stop=lambda: early.signum is not None,
+            log=lambda line: print(f"[metarl-bench] {line}", flush=True))
+    except EvaluationInterrupted:
+        print("[metarl-bench] random-policy baseline skipped (stopped)", flush=True)
+        random_returns = None
+    table = summary_table(final, algo_spec.name, random_returns, show_success=env_spec.name.startswith("ml1_"))
+    print(f"[metarl-bench] final meta-test per episode ({len(eval_tasks)} tasks, "
+          f"{'deterministic' if trainer_cfg.eval_deterministic else 'stochastic'} policy):\n{table.to_string()}")
     print(f"[metarl-bench] results written to {run_dir.path}", flush=True)
     return final
 

@@ -33,7 +33,8 @@ import pandas as pd
 
 SCHEMA_VERSION = 1
 RUN_FILES = ("metadata.json", "eval.csv", "train_metrics.csv", "config.yaml")
-NOT_RUN_FOLDERS = frozenset({"sweeps", "figures", "tables", "multirun", "outputs", "checkpoints"})
+NOT_RUN_FOLDERS = frozenset({"sweeps", "figures", "tables", "multirun", "outputs", "checkpoints", "references",
+                             "reproduce", "report"})
 STATUSES = ("running", "preempted", "completed", "failed")
 #: statuses of a run that has not finished (killed or pre-empted runs resume in place): kept, flagged as running
 #: (``stale``: marked running, but its process is gone)

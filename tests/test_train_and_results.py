@@ -53,6 +53,29 @@ def test_a_final_meta_test_with_more_episodes_goes_to_its_own_file(tmp_path):
     assert set(final["frames"]) == {2880} and final["task_id"].nunique() == 4
 
 
+def test_the_random_policy_baseline_is_computed_once_and_reused(tmp_path, monkeypatch, capsys):
+    from algorithms.references import random_policy
+
+    calls = []
+    real = random_policy.compute
+    monkeypatch.setattr(random_policy, "compute", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    train.run(compose_config(f"results_dir={tmp_path}", "seed=1", *TINY))
+    assert calls == ["gridworld"]
+    first = capsys.readouterr().out
+    assert "random-policy baseline for gridworld (4 tasks x 2 episodes): computing it once" in first
+    train.run(compose_config(f"results_dir={tmp_path}", "seed=2", *TINY))
+    assert calls == ["gridworld"]  # the second run reads the kept values
+    second = capsys.readouterr().out
+    assert "random-policy baseline" not in second
+    def random_row(out):
+        line = next(line for line in out.splitlines() if line.startswith("random policy mean"))
+        return [float(v) for v in line.split()[3:]]
+
+    assert random_row(first) == random_row(second) and len(random_row(first)) == 2
+    cache = json.loads((tmp_path / "references" / "random_policy.json").read_text())
+    assert [entry["episodes"] for entry in cache.values()] == [2]
+
+
 def test_runs_are_never_overwritten(tmp_path):
     cfg = compose_config(f"results_dir={tmp_path}", "run_name=fixed", *TINY)
     train.run(cfg)

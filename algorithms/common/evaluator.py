@@ -89,3 +89,20 @@ def meta_test(agent: Agent, env_name: str, tasks: np.ndarray, episodes: int, det
         "success": success.reshape(-1),
         "steps_to_success": first_success.reshape(-1),
     })
+
+
+def summary_table(final: pd.DataFrame, name: str, random_returns: list[float] | None,
+                  show_success: bool = False) -> pd.DataFrame:
+    """The end-of-run table, one column per meta-test episode: the agent's mean and std return, its success rate (%)
+    where asked (Meta-World's metric) or where any episode succeeded, and the random policy's mean return where
+    known."""
+    per_episode = final.groupby("episode")
+    rows = {f"{name} mean": per_episode["return"].mean().round(3), f"{name} std": per_episode["return"].std().round(3)}
+    if show_success or final["success"].astype(bool).any():
+        rows[f"{name} success %"] = (100 * per_episode["success"].mean()).round(0)
+    table = pd.DataFrame(rows).T
+    if random_returns is not None:
+        table.loc["random policy mean"] = [round(random_returns[k - 1], 3) if k <= len(random_returns) else None
+                                           for k in table.columns]
+    table.columns.name = "episode"
+    return table
