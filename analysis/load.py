@@ -46,11 +46,16 @@ EVAL_COLUMNS: dict[str, str] = {"run_id": "string", "frames": "integer", "task_i
                                 "episode": "integer", "return": "number", "success": "bool",
                                 "steps_to_success": "number"}
 NULLABLE = frozenset({"steps_to_success"})
-RUN_KEYS = ["env", "algo", "seed", "run_id", "status"]
+RUN_KEYS = ["env", "algo", "seed", "run_id", "status", "protocol"]
 #: config keys that may differ between the seeds of one comparison: they do not change what a run computes (or,
 #: for ``seed``, are meant to differ)
 PER_RUN_CONFIG_KEYS = frozenset({"seed", "device", "torch_threads", "results_dir", "run_name", "progress", "resume",
-                                 "tracking", "allow_default_hyperparameters"})
+                                 "tracking", "allow_default_hyperparameters", "update_threads", "label"})
+#: dotted keys that only say how a run is operated (logging, checkpoints, the extra final meta-test), not what it
+#: computes: runs that differ in them are still seeds of one configuration
+OPERATIONAL_KEYS = frozenset({"train.log_interval_seconds", "train.log_interval_iterations",
+                              "train.checkpoint_interval_frames", "eval.final_episodes", "algo.rollout_overlap",
+                              "env.kwargs.num_workers"})
 
 
 class RunError(Exception):
@@ -267,7 +272,56 @@ def read_config(run: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(config, dict):
         return None
-    return {k: v for k, v in _flatten(config).items() if k.split(".")[0] not in PER_RUN_CONFIG_KEYS}
+    return {k: v for k, v in _flatten(config).items()
+            if k.split(".")[0] not in PER_RUN_CONFIG_KEYS and k not in OPERATIONAL_KEYS}
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value, default=str).strip('"')
+
+
+def split_by_config(configs: dict[str, dict[str, Any] | None], max_keys: int = 3) -> dict[str, str]:
+    """For the runs of one label whose configs disagree on results-relevant keys (keys some run lacks, e.g. added to
+    the code after it ran, are not compared): run id -> ``"[key=value, ...]"``, naming what tells its configuration
+    apart. Empty when they all agree (or have no readable config)."""
+    known = {run_id: c for run_id, c in configs.items() if c is not None}
+    if len(known) < 2:
+        return {}
+    shared = set.intersection(*(set(c) for c in known.values()))
+    differing = sorted(k for k in shared if len({json.dumps(c[k], sort_keys=True, default=str)
+                                                  for c in known.values()}) > 1)
+    if not differing:
+        return {}
+    suffixes = {}
+    for run_id, config in known.items():
+        parts = [f"{k}={_shown(config[k])}" for k in differing[:max_keys]]
+        more = f", +{len(differing) - max_keys} more" if len(differing) > max_keys else ""
+        suffixes[run_id] = f"[{', '.join(parts)}{more}]"
+    return suffixes
+
+
+def protocol_of(run: Path) -> str:
+    """The meta-test protocol a run was evaluated under, as a short text (``""``: the env's default): the protocol's
+    name where not ``default``, and the horizon, episodes per task and task set where the config sets them. Runs under
+    different protocols are never drawn on one axis or pooled in one table."""
+    import yaml
+
+    try:
+        config = yaml.safe_load((run / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return ""
+    if not isinstance(config, dict):
+        return ""
+    flat = _flatten(config)
+    parts = []
+    name = flat.get("protocol.name")
+    if name not in (None, "default"):
+        parts.append(str(name))
+    for key, short in (("env.horizon", "H"), ("eval.episodes", "K"), ("eval.num_tasks", "tasks"),
+                       ("env.kwargs.task_set", "task set")):
+        if flat.get(key) is not None:
+            parts.append(f"{short}={flat[key]}")
+    return ", ".join(parts)
 
 
 def config_differences(configs: dict[str, dict[str, Any]], max_keys: int = 6) -> str | None:
@@ -276,7 +330,7 @@ def config_differences(configs: dict[str, dict[str, Any]], max_keys: int = 6) ->
     configs = {run_id: c for run_id, c in configs.items() if c is not None}
     if len(configs) < 2:
         return None
-    keys = sorted(set().union(*configs.values()))
+    keys = sorted(set.intersection(*(set(c) for c in configs.values())))  # keys some run lacks are not compared
     differing = [k for k in keys if len({json.dumps(c.get(k, "<missing>"), sort_keys=True, default=str)
                                          for c in configs.values()}) > 1]
     if not differing:
@@ -361,7 +415,8 @@ def load_results(root: Path | str = "results", include_running: bool = True, env
             continue
         if note:
             notes.append(f"{run}: {note}")
-        keys = {"env": env, "algo": algo, "seed": meta["seed"], "run_id": meta["run_id"], "status": status}
+        keys = {"env": env, "algo": algo, "seed": meta["seed"], "run_id": meta["run_id"], "status": status,
+                "protocol": protocol_of(run)}
         configs.setdefault((env, algo), {})[meta["run_id"]] = read_config(run)
         evals.append(ev.drop(columns="run_id").assign(**keys)[RUN_KEYS + [c for c in EVAL_COLUMNS if c != "run_id"]])
         if train is not None:
@@ -374,6 +429,24 @@ def load_results(root: Path | str = "results", include_running: bool = True, env
                      "last_eval_frames": int(ev["frames"].max()),
                      "eval_points": int(ev["frames"].nunique()), "git_commit": meta.get("git_commit"),
                      "path": str(run)})
+    renamed: dict[tuple[str, str], str] = {}
+    for (env, algo), per_run in sorted(configs.items()):
+        suffixes = split_by_config(per_run)
+        if suffixes:
+            for run_id, suffix in suffixes.items():
+                renamed[(env, run_id)] = f"{algo} {suffix}"
+            notes.append(f"{env}/{algo}: its runs were configured differently ({config_differences(per_run)}): "
+                         f"shown as {len(set(suffixes.values()))} rows, never pooled; give each configuration its "
+                         "own label= to name them")
+    if renamed:
+        def relabel(frame: pd.DataFrame) -> pd.DataFrame:
+            if frame.empty:
+                return frame
+            return frame.assign(algo=[renamed.get((e, r), a) for e, r, a in
+                                     zip(frame["env"], frame["run_id"], frame["algo"], strict=True)])
+
+        evals, trains = [relabel(e) for e in evals], [relabel(t) for t in trains]
+        runs = [{**r, "algo": renamed.get((r["env"], r["run_id"]), r["algo"])} for r in runs]
     eval_df = (pd.concat(evals, ignore_index=True) if evals
                else pd.DataFrame(columns=RUN_KEYS + [c for c in EVAL_COLUMNS if c != "run_id"]))
     train_df = pd.concat(trains, ignore_index=True) if trains else pd.DataFrame(columns=[*RUN_KEYS, "frames"])
@@ -383,11 +456,6 @@ def load_results(root: Path | str = "results", include_running: bool = True, env
         if len(group) > 1:
             notes.append(f"{env}/{algo}: seed {seed} appears in {len(group)} runs ({', '.join(group['run_id'])}); "
                          "each run counts as one replicate")
-    for (env, algo), per_run in sorted(configs.items()):
-        differences = config_differences(per_run)
-        if differences:
-            notes.append(f"{env}/{algo}: its runs, pooled as seeds of one algorithm, were configured differently: "
-                         f"{differences}; give each configuration its own label= to compare them")
     order = ["env", "algo", "seed", "run_id"]
     eval_df = eval_df.sort_values([*order, "frames", "task_id", "episode"], kind="stable").reset_index(drop=True)
     train_df = train_df.sort_values([*order, "frames"], kind="stable").reset_index(drop=True)

@@ -30,16 +30,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from analysis.load import add_cli_arguments, load_for_cli
 from analysis.references import DEFAULT_REFERENCES, load_references, references_for
 from analysis.stats import ablation_groups, aggregate, coverage_notes, format_frames, frames_type, per_episode
-
-REFERENCE_STYLE: dict[str, tuple[str, str, str]] = {  # key -> (color, linestyle, label)
-    "optimal": ("black", "--", "optimal (knows the goal)"),
-    "bayes_optimal": ("tab:gray", "-.", "Bayes-optimal"),
-    "posterior_sampling": ("tab:brown", ":", "posterior sampling"),
-}
-
-
-def _reference_style(name: str, index: int) -> tuple[str, str, str]:
-    return REFERENCE_STYLE.get(name, (f"C{7 + index % 3}", (0, (3, 1, 1, 1)), name.replace("_", " ")))  # type: ignore[return-value]
+from analysis.style import label_colors, reference_style
 
 
 def _frames_range(lo: float, hi: float) -> str:
@@ -75,7 +66,7 @@ def plot_learning_curves(curves: pd.DataFrame, env: str, episodes: list[int], co
             handles.setdefault(_algo_label(algo, n_max, int(group["n_running"].max())), line)
         for index, (name, values) in enumerate(refs.items()):
             if episode <= len(values):
-                color, ls, label = _reference_style(name, index)
+                color, ls, label = reference_style(name, index)
                 handles.setdefault(label, ax.axhline(values[episode - 1], color=color, ls=ls, lw=1.0,
                                                         zorder=3))  # above an agent that sits on it
         ax.set_title(f"episode {episode}")
@@ -113,7 +104,7 @@ def plot_per_episode(table: pd.DataFrame, env: str, colors: dict[str, str], refs
         ax.errorbar(x, mean, yerr=yerr, color=colors[algo], marker="o", ms=5, capsize=4, lw=1.5, label=label)
     episodes = np.arange(1, int(table["episode"].max()) + 1)
     for index, (name, values) in enumerate(refs.items()):
-        color, ls, label = _reference_style(name, index)
+        color, ls, label = reference_style(name, index)
         k = min(len(values), len(episodes))
         ax.plot(episodes[:k], values[:k], color=color, ls=ls, lw=1.4, marker="_", ms=12, label=label,
                 zorder=3)  # drawn above an agent that reaches it (the oracle on 'optimal')
@@ -151,29 +142,36 @@ def main(argv: list[str] | None = None) -> int:
     if note:
         print(f"note: {note}", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
-    algos = sorted(results.eval["algo"].unique())
-    colors = {algo: f"C{i % 10}" for i, algo in enumerate(algos)}
+    colors = label_colors(results.eval["algo"].unique())
     ci = {"n_resamples": args.n_resamples, "method": args.ci_method}
     written = 0
     for env, ev_env in results.eval.groupby("env", sort=True):
-        groups = ablation_groups(ev_env["algo"].unique())
-        in_groups = {label for labels in groups.values() for label in labels}
-        sections = [("", ev_env[~ev_env["algo"].isin(in_groups)], env)]
-        sections += [(f"_ablation_{name}", ev_env[ev_env["algo"].isin(labels)], f"{env} ablation {name}")
-                     for name, labels in groups.items()]
-        for suffix, ev, title in sections:
-            if ev.empty:
-                continue
-            written += plot_env(ev, env, suffix, title, args, refs_all if not suffix else None, colors, ci)
+        # runs meta-tested under different protocols (horizon, episodes, task set) never share an axis
+        protocols = sorted(ev_env["protocol"].unique(), key=lambda p: (p != "", p))
+        for index, protocol in enumerate(protocols):
+            ev_protocol = ev_env[ev_env["protocol"] == protocol]
+            tag = "" if index == 0 else f"_protocol{index + 1}"
+            name = f"{env} [{protocol}]" if protocol else env
+            groups = ablation_groups(ev_protocol["algo"].unique())
+            in_groups = {label for labels in groups.values() for label in labels}
+            sections = [(tag, ev_protocol[~ev_protocol["algo"].isin(in_groups)], name)]
+            sections += [(f"{tag}_ablation_{group}", ev_protocol[ev_protocol["algo"].isin(labels)],
+                          f"{name} ablation {group}") for group, labels in groups.items()]
+            for suffix, ev, title in sections:
+                if ev.empty:
+                    continue
+                refs = refs_all if "_ablation_" not in suffix else None
+                written += plot_env(ev, env, suffix, title, args, refs, colors, ci, protocol)
     return 0 if written else 1
 
 
 def plot_env(ev: pd.DataFrame, env: str, suffix: str, title: str, args: argparse.Namespace,
-             refs_all: dict[str, Any] | None, colors: dict[str, str], ci: dict[str, Any]) -> int:
-    """The learning curves and the per-episode figure of one env (or one ablation of it); the number written."""
+             refs_all: dict[str, Any] | None, colors: dict[str, str], ci: dict[str, Any], protocol: str = "") -> int:
+    """The learning curves and the per-episode figure of one env under one protocol (or one ablation of it); the
+    number written."""
     written = 0
     n_episodes = int(ev["episode"].max())
-    refs, note = references_for(refs_all, env, n_episodes)
+    refs, note = references_for(refs_all, env, n_episodes, protocol=protocol)
     if note:
         print(f"note: {note}", file=sys.stderr)
     episodes = sorted(args.episode) if args.episode else list(range(1, n_episodes + 1))

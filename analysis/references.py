@@ -48,8 +48,22 @@ def load_references(paths: Path | list[Path] | None) -> tuple[dict[str, Any] | N
     return (merged or None), ("; ".join(notes) or None)
 
 
-def references_for(refs: dict[str, Any] | None, env: str, episodes: int,
-                   key: str = "K") -> tuple[dict[str, list[float]], str | None]:
+def protocol_setting(refs: dict[str, Any], protocol: str) -> dict[str, Any] | None:
+    """The ``settings`` block of an env's references that belongs to ``protocol`` (a task set it names: ``task
+    set=pearl`` takes the ``pearl`` block), or ``None`` for the file's main block."""
+    settings = refs.get("settings")
+    if not isinstance(settings, dict) or not protocol:
+        return None
+    for part in protocol.split(", "):
+        if part.startswith("task set="):
+            name = part.split("=", 1)[1]
+            if isinstance(settings.get(name), dict):
+                return settings[name]
+    return None
+
+
+def references_for(refs: dict[str, Any] | None, env: str, episodes: int, key: str = "K",
+                   protocol: str = "") -> tuple[dict[str, list[float]], str | None]:
     """Per-episode reference values for ``env`` evaluated with ``episodes`` episodes (key ``K<episodes>``; ``key``
     names another block of the same layout, e.g. ``success_K`` for success rates).
 
@@ -60,6 +74,11 @@ def references_for(refs: dict[str, Any] | None, env: str, episodes: int,
         return {}, None
     if env in refs and isinstance(refs[env], dict):
         refs = refs[env]
+        setting = protocol_setting(refs, protocol)
+        if setting is not None:  # a protocol with its own block (PointRobot: PEARL's 20 goals at H = 20)
+            block = setting.get("return" if key == "K" else "success", {})
+            return {name: [float(v) for v in values[:episodes]] for name, values in block.items()
+                    if isinstance(values, list)}, None
     elif env.startswith("gridworld") and isinstance(refs.get("gridworld"), dict):
         refs = refs["gridworld"]
     elif not env.startswith("gridworld"):

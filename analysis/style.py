@@ -3,6 +3,8 @@ styles."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 #: the agent a label belongs to is its longest prefix here (``varibad_5e7`` -> varibad, ``rl2 (shipped)`` -> rl2)
 AGENT_COLORS: dict[str, str] = {
     "varibad": "#1f77b4",  # blue
@@ -41,3 +43,29 @@ def agent_color(label: str) -> str:
 def reference_style(name: str, index: int) -> tuple[str, object, str]:
     """(colour, line style, legend text) of a reference line."""
     return REFERENCE_STYLE.get(name, (f"C{7 + index % 3}", (0, (3, 1, 1, 1)), name.replace("_", " ")))
+
+
+def _shade(color: str, amount: float) -> str:
+    """``color`` mixed with white (``amount`` > 0) or black (< 0)."""
+    from matplotlib.colors import to_hex, to_rgb
+
+    rgb = to_rgb(color)
+    target = 1.0 if amount > 0 else 0.0
+    return to_hex(tuple(c + (target - c) * abs(amount) for c in rgb))
+
+
+#: how the 2nd, 3rd, ... label of one agent in a figure is told apart: the agent's hue, lighter or darker
+SHADES = (0.0, 0.45, -0.35, 0.7, -0.55)
+
+
+def label_colors(labels: Iterable[str]) -> dict[str, str]:
+    """A colour for every label of a figure: the agent's fixed colour, in shades where one agent has several labels
+    (``varibad`` and ``varibad (shipped)``)."""
+    colors: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for label in sorted(set(labels)):
+        base = agent_color(label)
+        index = seen.get(base, 0)
+        seen[base] = index + 1
+        colors[label] = base if index == 0 else _shade(base, SHADES[index % len(SHADES)])
+    return colors

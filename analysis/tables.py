@@ -45,13 +45,23 @@ CI_NAMES = {"auto": "bootstrap (studentized for n >= 4, percentile for n <= 3)",
             "percentile": "percentile-bootstrap", "BCa": "BCa-bootstrap", "basic": "basic-bootstrap"}
 
 
-def format_cell(mean: float, lo: float, hi: float, n: int, decimals: int = 2) -> str:
-    """``"9.43 [6.15, 11.07] (n=3)"``; bounds that do not exist (one seed) read ``[n/a]``."""
+def decimals_for(values: object, requested: int = 2) -> int:
+    """Decimals that suit the scale of ``values``: ``requested`` below 100, none from 100 on (a return near 1000 reads
+    ``812``, not ``812.37``)."""
+    finite = [abs(float(v)) for v in pd.Series(values, dtype=float) if math.isfinite(v)]
+    largest = max(finite, default=0.0)
+    return 0 if largest >= 100 else requested
+
+
+def format_cell(mean: float, lo: float, hi: float, n: int | None = None, decimals: int = 2) -> str:
+    """``"9.43 [6.15, 11.07]"`` (``" (n=3)"`` after it where ``n`` is given: tables that say n once leave it out);
+    bounds that do not exist (one seed) read ``[n/a]``."""
+    tail = "" if n is None else f" (n={n})"
     if not math.isfinite(mean):
-        return f"n/a (n={n})"
+        return f"n/a{tail}"
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        return f"{mean:.{decimals}f} [n/a] (n={n})"
-    return f"{mean:.{decimals}f} [{lo:.{decimals}f}, {hi:.{decimals}f}] (n={n})"
+        return f"{mean:.{decimals}f} [n/a]{tail}"
+    return f"{mean:.{decimals}f} [{lo:.{decimals}f}, {hi:.{decimals}f}]{tail}"
 
 
 def format_wall_times(seconds: pd.Series) -> str:
@@ -66,21 +76,24 @@ def format_wall_times(seconds: pd.Series) -> str:
 
 def episode_table(per_ep: pd.DataFrame, decimals: int = 2, wall: dict[str, str] | None = None,
                   scale: float = 1.0) -> pd.DataFrame:
-    """The formatted table of one env: columns ``algorithm, frames, [wall/run,] ep 1 .. ep K`` (from
-    :func:`per_episode`); ``wall`` maps algorithm -> wall time text; ``scale`` multiplies values (100: percent)."""
+    """The formatted table of one env: columns ``algorithm, n, frames, [wall/run,] ep 1 .. ep K`` (from
+    :func:`per_episode`; n = seeds, said once per row); ``wall`` maps algorithm -> wall time text; ``scale``
+    multiplies values (100: percent). Decimals follow the values' scale (:func:`decimals_for`)."""
     rows = []
     episodes = sorted(per_ep["episode"].unique())
+    decimals = decimals_for(scale * per_ep["mean"], decimals)
     for algo, group in per_ep.groupby("algo", sort=True):
         lo_f, hi_f = group["frames_min"].iloc[0], group["frames_max"].iloc[0]
         frames = format_frames(lo_f) if lo_f == hi_f else f"{format_frames(lo_f)}-{format_frames(hi_f)}"
-        row = {"algorithm": algo, "frames": frames}
+        counts = sorted({int(n) for n in group["n"]})
+        row = {"algorithm": algo, "n": "/".join(map(str, counts)), "frames": frames}
         if wall is not None:
             row["wall/run"] = wall.get(algo, "")
-        cells = {r.episode: format_cell(scale * r.mean, scale * r.lo, scale * r.hi, int(r.n), decimals)
+        cells = {r.episode: format_cell(scale * r.mean, scale * r.lo, scale * r.hi, None, decimals)
                  for r in group.itertuples()}
         row.update({f"ep {e}": cells.get(e, "") for e in episodes})
         rows.append(row)
-    head = ["algorithm", "frames", *(["wall/run"] if wall is not None else [])]
+    head = ["algorithm", "n", "frames", *(["wall/run"] if wall is not None else [])]
     return pd.DataFrame(rows, columns=[*head, *(f"ep {e}" for e in episodes)])
 
 
@@ -92,6 +105,7 @@ def reference_rows(refs: dict[str, list[float]], columns: list[str], decimals: i
     for name, values in refs.items():
         row = dict.fromkeys(columns, "")
         row.update({"algorithm": f"reference: {name}", "frames": frames})
+        decimals = decimals_for(values, decimals)
         for k, value in enumerate(values, start=1):
             if f"ep {k}" in row:
                 row[f"ep {k}"] = f"{value:.{decimals}f}"
@@ -158,6 +172,24 @@ def latex_escape(text: str) -> str:
     return "".join(LATEX_SPECIAL.get(c, c) for c in text)
 
 
+#: the episodes a LaTeX table shows (and the last one): a page holds about six columns of "mean [lo, hi]"
+LATEX_EPISODES = (1, 2, 3, 5)
+#: the longest algorithm label a LaTeX table prints (longer ones are cut with "...")
+LATEX_LABEL = 22
+
+
+def for_the_page(table: pd.DataFrame) -> pd.DataFrame:
+    """The table a page can hold: the episode columns of :data:`LATEX_EPISODES` and the last one, the wall time and
+    run columns dropped, labels cut to :data:`LATEX_LABEL` characters."""
+    episodes = [c for c in table.columns if c.startswith("ep ")]
+    keep_eps = [c for c in episodes if int(c.split()[1]) in LATEX_EPISODES] + episodes[-1:]
+    columns = [c for c in table.columns if not c.startswith("ep ") and c not in ("wall/run", "run")]
+    out = table[columns + list(dict.fromkeys(keep_eps))].copy()
+    if "algorithm" in out:
+        out["algorithm"] = [a if len(a) <= LATEX_LABEL else a[:LATEX_LABEL - 3] + "..." for a in out["algorithm"]]
+    return out
+
+
 def latex_table(table: pd.DataFrame, caption: str, label: str) -> str:
     """A booktabs ``table`` environment written by hand (what ``DataFrame.to_latex`` gives, without jinja2)."""
     spec = "ll" + "c" * (len(table.columns) - 2)
@@ -195,12 +227,24 @@ def write_table(table: pd.DataFrame, values: pd.DataFrame | None, out: Path, ste
     """Write ``<stem>.md/.csv/.tex`` (and ``<stem>_values.csv``); return the Markdown."""
     markdown = f"{caption}\n\n{to_markdown(table)}"
     (out / f"{stem}.md").write_text(markdown)
-    (out / f"{stem}.tex").write_text(to_latex(table, caption, f"tab:{stem}"))
+    (out / f"{stem}.tex").write_text(to_latex(for_the_page(table), caption, f"tab:{stem}"))
     table.to_csv(out / f"{stem}.csv", index=False)
     if values is not None:
         values.to_csv(out / f"{stem}_values.csv", index=False)
     print(f"\n## {stem}\n\n{markdown}")
     return markdown
+
+
+def protocol_sections(evals: pd.DataFrame) -> list[tuple[str, str, str, pd.DataFrame]]:
+    """``(env, protocol, file tag, rows)`` per env and meta-test protocol: runs evaluated under different protocols
+    (horizon, episodes, task set) are never in one table. The env's default protocol (or its first) has no tag."""
+    sections = []
+    for env, ev_env in evals.groupby("env", sort=True):
+        protocols = sorted(ev_env["protocol"].unique(), key=lambda p: (p != "", p))
+        for index, protocol in enumerate(protocols):
+            sections.append((env, protocol, "" if index == 0 else f"_protocol{index + 1}",
+                             ev_env[ev_env["protocol"] == protocol]))
+    return sections
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,8 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {note}", file=sys.stderr)
     ci = {"n_resamples": args.n_resamples, "method": args.ci_method}
     written = 0
-    for env, ev in results.eval.groupby("env", sort=True):
-        runs = results.runs[results.runs["env"] == env]
+    for env, protocol, tag, ev in protocol_sections(results.eval):
+        runs = results.runs[(results.runs["env"] == env) & (results.runs["protocol"] == protocol)]
+        shown = f"{env} [{protocol}]" if protocol else env  # the caption says which protocol
         wall = {algo: format_wall_times(group["wall_time_s"]) for algo, group in runs.groupby("algo")}
         groups = ablation_groups(ev["algo"].unique())
         in_groups = {label for labels in groups.values() for label in labels}
@@ -233,33 +278,34 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             table = episode_table(per_ep, args.decimals, wall)
             if stem == "per_episode":
-                refs, ref_note = references_for(refs_all, env, int(per_ep["episode"].max()))
+                refs, ref_note = references_for(refs_all, env, int(per_ep["episode"].max()), protocol=protocol)
                 if ref_note:
                     print(f"note: {ref_note}", file=sys.stderr)
                 how = "exact" if env.startswith("gridworld") else "computed"
                 table = pd.concat([table, reference_rows(refs, list(table.columns), args.decimals, how)],
                                   ignore_index=True)
-            caption = (f"{env}: {title} over test tasks, mean over seeds [95% {CI_NAMES[args.ci_method]} CI] "
+            caption = (f"{shown}: {title} over test tasks, mean over seeds [95% {CI_NAMES[args.ci_method]} CI] "
                        "(n = seeds); wall/run: median wall time of a run (range)")
             running = int(per_ep.groupby("algo")["n_running"].max().sum())
             if running:
                 caption += f"; {running} run(s) still running"
-            write_table(table, per_ep, args.out, f"{env}_{stem}", caption)
+            write_table(table, per_ep, args.out, f"{env}{tag}_{stem}", caption)
             written += 1
         if not env.startswith("ml1_") and main_rows["success"].astype(bool).any():
             per_ep = per_episode(main_rows, args.frames, value="success", **ci)  # type: ignore[arg-type]
             if not per_ep.empty:
                 table = episode_table(per_ep, max(args.decimals - 2, 0), wall, scale=100.0)
-                refs, _ = references_for(refs_all, env, int(per_ep["episode"].max()), key="success_K")
+                refs, _ = references_for(refs_all, env, int(per_ep["episode"].max()), key="success_K",
+                                         protocol=protocol)
                 refs = {name: [100.0 * v for v in values] for name, values in refs.items()}
                 table = pd.concat([table, reference_rows(refs, list(table.columns), max(args.decimals - 2, 0),
                                                          "computed")], ignore_index=True)
                 write_table(table, per_ep, args.out,
-                            f"{env}_success", f"{env}: meta-test success rate (%) per episode: mean over seeds of "
-                            f"the fraction of test tasks solved in that episode [95% {CI_NAMES[args.ci_method]} "
-                            "CI] (n = seeds)")
+                            f"{env}{tag}_success", f"{shown}: meta-test success rate (%) per episode: mean over "
+                            "seeds of the fraction of test tasks solved in that episode "
+                            f"[95% {CI_NAMES[args.ci_method]} CI] (n = seeds)")
                 written += 1
-        write_table(runs_table(runs), None, args.out, f"{env}_runs", f"{env}: runs (frames done, wall time)")
+        write_table(runs_table(runs), None, args.out, f"{env}{tag}_runs", f"{shown}: runs (frames done, wall time)")
     ml1 = results.eval[results.eval["env"].str.startswith("ml1_")]
     if not ml1.empty:
         table = ml1_success_table(ml1, args.frames, max(args.decimals - 2, 0), **ci)

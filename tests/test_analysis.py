@@ -210,11 +210,25 @@ def test_per_episode_table_has_the_right_means_and_n(tmp_path):
 
     formatted = episode_table(per_episode(res.eval, n_resamples=999)).set_index("algorithm")
     lo, hi = table.loc[("a", 1), "lo"], table.loc[("a", 1), "hi"]
-    assert formatted.loc["a", "ep 1"] == f"4.00 [{lo:.2f}, {hi:.2f}] (n=3)"
-    assert formatted.loc["b", "ep 2"] == "3.00 [2.00, 4.00] (n=2)"
-    assert list(formatted.columns) == ["frames", "ep 1", "ep 2"]
+    # n said once per row, not in every cell
+    assert formatted.loc["a", "ep 1"] == f"4.00 [{lo:.2f}, {hi:.2f}]" and formatted.loc["a", "n"] == "3"
+    assert formatted.loc["b", "ep 2"] == "3.00 [2.00, 4.00]" and formatted.loc["b", "n"] == "2"
+    assert list(formatted.columns) == ["n", "frames", "ep 1", "ep 2"]
     assert formatted.loc["a", "frames"] == "100" and formatted.loc["b", "frames"] == "0"
     assert format_cell(1.0, float("nan"), float("nan"), 1) == "1.00 [n/a] (n=1)"
+    # decimals follow the scale: returns near 1000 are whole numbers
+    big = per_episode(res.eval, n_resamples=999).assign(mean=812.37, lo=790.1, hi=840.9)
+    assert episode_table(big).loc[0, "ep 1"] == "812 [790, 841]"
+
+
+def test_latex_tables_fit_a_page():
+    from analysis.tables import for_the_page
+
+    columns = {"algorithm": ["varibad_decode-future (shipped)"], "n": ["3"], "frames": ["20M"], "wall/run": ["9 min"],
+               **{f"ep {k}": ["1.00 [0.50, 1.50]"] for k in range(1, 31)}}
+    page = for_the_page(pd.DataFrame(columns))
+    assert list(page.columns) == ["algorithm", "n", "frames", "ep 1", "ep 2", "ep 3", "ep 5", "ep 30"]
+    assert page.loc[0, "algorithm"] == "varibad_decode-futu..." and len(page.loc[0, "algorithm"]) == 22
 
 
 def test_latex_without_jinja2_is_written_by_hand(monkeypatch):
@@ -249,7 +263,7 @@ def test_clis_write_their_files(tmp_path):
     assert done.returncode == 0, done.stderr
     for suffix in (".md", ".csv", ".tex"):
         assert (out / f"gw_per_episode{suffix}").stat().st_size > 0
-    assert "4.00 [" in done.stdout and "(n=3)" in done.stdout and "WARNING: left out" in done.stderr
+    assert "4.00 [" in done.stdout and "| n " in done.stdout and "WARNING: left out" in done.stderr
     assert pd.read_csv(out / "gw_per_episode.csv")["algorithm"].tolist() == ["a", "b"]
 
     assert _run(str(REPO / "analysis" / "tables.py"), "--results", str(tmp_path / "nowhere")).returncode == 2
@@ -281,7 +295,7 @@ def test_report_collects_figures_tables_and_belief_pictures(tmp_path):
                 "--n-resamples", "199", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     index = (out / "index.md").read_text()
-    assert "## gw" in index and "(n=3)" in index  # the Markdown table is inlined
+    assert "## gw" in index and "4.00 [" in index  # the Markdown table is inlined
     for name in ("gw_per_episode.png", "gw_learning_curves.png", f"{run.name}_goal1_1_cells.png",
                  f"{run.name}_goal1_1_latent.png", "gw_per_episode.tex", "gw_ablation_varibad_decode.md",
                  "gw_ablation_varibad_decode_per_episode.png", "gw_ablation_varibad_decode_learning_curves.png",
@@ -316,7 +330,7 @@ def test_tables_split_ablations_add_references_wall_times_and_runs(tmp_path):
     assert "| varibad " in main_table and "51 min (50-52)" in main_table
     refs = json.loads((REPO / "algorithms/references/gridworld_references.json").read_text())["K"]["6"]
     bayes = next(line for line in main_table.splitlines() if "reference: bayes_optimal" in line)
-    assert [c.strip() for c in bayes.split("|")[4:10]] == [f"{v:.2f}" for v in refs["bayes_optimal"]]
+    assert [c.strip() for c in bayes.split("|")[5:11]] == [f"{v:.2f}" for v in refs["bayes_optimal"]]
     ablation = pd.read_csv(out / "gridworld_ablation_varibad_decode_values.csv")
     assert set(ablation["algo"]) == {"varibad_decode-all", "varibad_decode-past"}
     assert ablation.groupby("algo")["mean"].first().to_dict() == {"varibad_decode-all": 4.0,
@@ -342,7 +356,7 @@ def test_ml1_success_table_counts_success_rates_and_seeds(tmp_path):
     table = pd.read_csv(out / "ml1_success.csv")
     row = table.iloc[0]
     assert (row["task"], row["algorithm"], row["seeds with success"]) == ("push", "varibad", "2/3")
-    assert row["ep 1"].startswith("25 [") and row["ep 1"].endswith("(n=3)")  # (50 + 25 + 0) / 3
+    assert row["ep 1"].startswith("25 [") and float(row["n"]) == 3  # (50 + 25 + 0) / 3
     assert row["ep 2"].startswith("50 [")  # (100 + 50 + 0) / 3
     # the paper's table 1 beside ours: variBAD in episodes 1-2; the baselines' episode 10 has no column here
     paper = table[table["algorithm"] == "paper: variBAD"].iloc[0]
@@ -383,16 +397,23 @@ def test_seeds_equal_up_to_rounding_have_no_spread():
     assert lo < mean < hi < 20.0  # the float-noise resamples are left out, not turned into huge t values
 
 
-def test_runs_pooled_under_one_label_with_different_configs_get_a_note(tmp_path):
+def test_runs_of_one_label_with_different_configs_are_never_pooled(tmp_path):
     for seed in (0, 1, 2):
         run = write_run(tmp_path, "gw", "alg", seed, GOOD)
         frames = 7000000 if seed == 2 else 5000000
-        (run / "config.yaml").write_text(f"seed: {seed}\nprogress: {seed == 0}\ntrain:\n  num_frames: {frames}\n"
-                                         "algo:\n  lr: 0.001\n")
-    notes = load_results(tmp_path).notes
-    assert len(notes) == 1 and "gw/alg" in notes[0] and "train.num_frames" in notes[0]
+        # operational keys differ too: they never split a label
+        (run / "config.yaml").write_text(
+            f"seed: {seed}\nprogress: {seed == 0}\nupdate_threads: {seed + 1}\ntrain:\n  num_frames: {frames}\n"
+            f"  log_interval_seconds: {10 * seed + 5}\n  checkpoint_interval_frames: {seed + 1}\n"
+            "algo:\n  lr: 0.001\n" + ("  added_later: 3\n" if seed == 0 else ""))
+    res = load_results(tmp_path)
+    assert sorted(res.runs["algo"]) == ["alg [train.num_frames=5000000]"] * 2 + ["alg [train.num_frames=7000000]"]
+    assert set(res.eval["algo"]) == set(res.runs["algo"]) and set(res.train["algo"]) == set(res.runs["algo"])
+    notes = res.notes
+    assert len(notes) == 1 and "gw/alg" in notes[0] and "train.num_frames" in notes[0] and "never pooled" in notes[0]
     assert "run_seed2: 7000000" in notes[0] and "run_seed0, run_seed1: 5000000" in notes[0]
-    assert "progress" not in notes[0] and "seed (" not in notes[0] and "algo.lr" not in notes[0]
+    for key in ("progress", "seed (", "algo.lr", "update_threads", "log_interval", "checkpoint", "added_later"):
+        assert key not in notes[0]
     for seed in (0, 1, 2):  # the same configuration apart from the seed: nothing to say
         (tmp_path / "gw" / "alg" / f"run_seed{seed}" / "config.yaml").write_text(f"seed: {seed}\ntrain:\n  x: 1\n")
-    assert load_results(tmp_path).notes == []
+    assert load_results(tmp_path).notes == [] and set(load_results(tmp_path).runs["algo"]) == {"alg"}
