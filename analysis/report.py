@@ -88,10 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         for cells in beliefs:
             latent = cells.name.replace("_cells.png", "_latent.png")
             lines += [f"![{cells.name}]({cells.name})", "", f"![{latent}]({latent})", ""]
+    if shipped is not None:  # the shipped runs' index, in the report (only publishing writes benchmarks/results/)
+        (args.out / "shipped_results.md").write_text(publish.index_table(shipped, args.n_resamples))
+        lines += ["## Shipped reference runs", "", "[shipped_results.md](shipped_results.md): their index", ""]
     (args.out / "index.md").write_text("\n".join(lines))
-    if shipped is not None:  # the shipped runs' own index, next to them (the repository README only for its own)
-        readme = publish.README if shipped.resolve() == publish.REPOSITORY_SHIPPED else None
-        print(f"wrote {publish.write_index(shipped, args.n_resamples, readme)}")
     print(f"wrote {args.out / 'index.md'} ({len(list(args.out.glob('*.png')))} figures)")
     return 0
 

@@ -1,6 +1,8 @@
 """Publishing finished runs as shipped reference results, and reports that draw them next to the user's runs."""
 
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -57,7 +59,8 @@ def test_report_draws_shipped_runs_alone_and_next_to_the_users(tmp_path):
                         "--n-resamples", "99"]) == 0
     table = (out / "gw_per_episode.md").read_text()
     assert "alg (shipped)" in table and (out / "gw_per_episode.png").stat().st_size > 10_000
-    assert (shipped / "README.md").read_text().startswith("# Shipped reference results")
+    assert not (shipped / "README.md").exists()  # only publishing writes the shipped folder's index
+    assert (out / "shipped_results.md").read_text().startswith("# Shipped reference results")
     # with a run of the user's own: both, labelled apart
     write_run(users, "gw", "alg", 0, {0: [[0.0, 0.0], [0.0, 0.0]], 100: [[9.0, 9.0], [9.0, 9.0]]})
     assert report.main(["--results", str(users), "--shipped", str(shipped), "--out", str(out),
@@ -70,6 +73,26 @@ def test_report_draws_shipped_runs_alone_and_next_to_the_users(tmp_path):
     assert report.main(["--results", str(users), "--no-shipped", "--out", str(tmp_path / "r2"),
                         "--n-resamples", "99"]) == 0
     assert "(shipped)" not in (tmp_path / "r2" / "gw_per_episode.md").read_text()
+
+
+def test_make_report_leaves_the_tracked_files_unchanged(tmp_path):
+    """The repository's own shipped runs and README: ``make report`` reads them, never writes them."""
+    repo = Path(__file__).resolve().parents[1]
+
+    def tracked_state() -> str:
+        return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", "README.md",
+                               "benchmarks/results"], cwd=repo, capture_output=True, text=True, check=True).stdout
+
+    before = tracked_state()
+    stamps = {p: p.stat().st_mtime_ns for p in [repo / "README.md", *(repo / "benchmarks/results").rglob("*.md")]}
+    users = tmp_path / "results"
+    write_run(users, "gridworld", "alg", 0, {0: [[0.0] * 6], 100: [[9.0] * 6]})
+    assert report.main(["--results", str(users), "--out", str(tmp_path / "report"), "--shipped",
+                        str(repo / "benchmarks" / "results"),
+                        "--n-resamples", "99"]) == 0
+    assert tracked_state() == before
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert (tmp_path / "report" / "shipped_results.md").is_file()
 
 
 def test_the_readme_block_of_shipped_results_is_generated(tmp_path):
