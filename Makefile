@@ -14,6 +14,9 @@ export OMP_NUM_THREADS := 1
 export MKL_NUM_THREADS := 1
 export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
+# A run stopped cleanly (Ctrl-C or SIGTERM: checkpointed, and the same command resumes it) exits 130 or 143: not an
+# error of make's
+CLEAN_STOP = || { code=$$?; [ $$code -eq 130 ] || [ $$code -eq 143 ] || exit $$code; }
 
 .PHONY: install demo train sweep reproduce slurm-script test test-fast bench ablation plots tables report beliefs references metaworld-eval metaworld-compare status publish lint clean-venv
 
@@ -29,10 +32,10 @@ install: $(BIN)/.installed
 ## The main job on the small default: VariBAD on GridWorld, meta-tested on all 21 goals; prints the table.
 demo: install
 	$(BIN)/python train.py algo=varibad env=gridworld seed=0 train.num_frames=$(DEMO_FRAMES) \
-		train.eval_interval_frames=1000000 $(ARGS)
+		train.eval_interval_frames=1000000 $(ARGS) $(CLEAN_STOP)
 
 train: install
-	$(BIN)/python train.py algo=$(ALGO) env=$(ENV) $(ARGS)
+	$(BIN)/python train.py algo=$(ALGO) env=$(ENV) $(ARGS) $(CLEAN_STOP)
 
 ## Seeds in parallel through Hydra multirun, one torch thread per job. LAUNCHER (conf/launcher/):
 ##   joblib          this machine, JOBS jobs at once (default)
@@ -44,7 +47,7 @@ LAUNCHER_JOBS_joblib = hydra.launcher.n_jobs=$(JOBS)
 LAUNCHER_JOBS_ray = hydra.launcher.ray.init.num_cpus=$(JOBS)
 LAUNCH = launcher=$(LAUNCHER) $(LAUNCHER_JOBS_$(LAUNCHER))
 sweep: install
-	$(BIN)/python train.py --multirun algo=$(ALGO) env=$(ENV) seed=$(SEEDS) $(LAUNCH) progress=false $(ARGS)
+	$(BIN)/python train.py --multirun algo=$(ALGO) env=$(ENV) seed=$(SEEDS) $(LAUNCH) progress=false $(ARGS) $(CLEAN_STOP)
 
 ## The sbatch script that `make sweep LAUNCHER=slurm` would submit (same ALGO/ENV/SEEDS/ARGS), without a cluster.
 slurm-script: install
@@ -56,8 +59,9 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
-## BENCH_BASELINE: the code GridWorld training is compared with in the same run (the commit before issue 15's work)
-BENCH_BASELINE ?= f2e1c69
+## BENCH_BASELINE: the code GridWorld training is compared with in the same run: default HEAD (the committed code
+## against the working tree's changes); BENCH_BASELINE=f2e1c69 measures against the code before the speed work
+BENCH_BASELINE ?= HEAD
 bench: install
 	$(BIN)/python -m benchmarks.train_throughput --baseline $(BENCH_BASELINE) $(ARGS)
 	$(BIN)/python -m benchmarks.vae_elbo
@@ -78,13 +82,13 @@ FIGURE ?= gridworld
 REPRODUCE_LAUNCHER = $(if $(filter joblib,$(LAUNCHER)),local,$(LAUNCHER))
 reproduce: install
 	$(BIN)/python -m launch.reproduce $(FIGURE) --jobs $(JOBS) --launcher $(REPRODUCE_LAUNCHER) \
-		$(if $(PLAN),--plan) $(if $(SNAPSHOT),--snapshot) $(ARGS)
+		$(if $(PLAN),--plan) $(if $(SNAPSHOT),--snapshot) $(ARGS) $(CLEAN_STOP)
 
 ## The paper's VariBAD ablations as named sweeps over seeds: NAME=decode_horizon|kl|latent_dim|rl_through_encoder
 NAME ?= decode_horizon
 ablation: install
 	$(BIN)/python train.py --multirun algo=varibad env=$(ENV) +ablation=$(NAME) seed=$(SEEDS) $(LAUNCH) \
-		progress=false $(ARGS)
+		progress=false $(ARGS) $(CLEAN_STOP)
 
 ## Publish finished runs as shipped reference results (benchmarks/results/, checkpoints left out) and re-index them:
 ## make publish RUN="results/gridworld/varibad/<run-id> results/gridworld/varibad/<run-id2>"

@@ -26,7 +26,7 @@ CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 def configure_process(threads: int) -> None:
-    """One torch thread per process by default (SPEC sec. 6); joblib reuses workers, so set it every job."""
+    """One torch thread per process by default (design.md §6); joblib reuses workers, so set it every job."""
     torch.set_num_threads(threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     torch.distributions.Distribution.set_default_validate_args(False)
@@ -88,7 +88,7 @@ def build(cfg: DictConfig) -> tuple[Agent, MetaVecEnv]:
 
 def update_threads(setting: Any, device: str) -> int:
     """torch threads for an agent's updates: an int, or ``auto``: 2 on a CPU with two cores or more for a run on
-    its own, 1 inside a sweep (``--multirun``: its jobs run side by side, one core each; SPEC sec. 6) and on a GPU
+    its own, 1 inside a sweep (``--multirun``: its jobs run side by side, one core each; design.md §6) and on a GPU
     (the host thread only launches kernels)."""
     if str(setting) != "auto":
         threads = int(setting)

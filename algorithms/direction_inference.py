@@ -2,7 +2,7 @@
 episode and the step of each episode from which the cheetah runs the task's way.
 
 On ``cheetah_dir`` a policy that does not infer the direction can at best run one way, which averages about 0 over
-the two tasks (issue 14); an agent that infers it within episode 1 turns around there. The forward velocity is read
+the two tasks; an agent that infers it within episode 1 turns around there. The forward velocity is read
 off the reward (``envs/mujoco_suite.py``: ``r = dir * v - 0.05 |a|^2``, so ``v = dir * (r + 0.05 |a|^2)``), and the
 *settling step* is the first step of the episode from which the running mean of the last ``window`` velocities
 keeps the task's sign to the episode's end (``None``: it never does). Episode 1 is where VariBAD and RL² adapt;

@@ -259,7 +259,7 @@ def count_directly(agent: Agent, env_name: str, episodes: int, horizon: int | No
 def compare(agent: Agent, env_name: str, adaptation_episodes: int = 1, evaluation_episodes: int = 1,
             horizon: int | None = None, benchmark_seed: int = 0, deterministic: bool = True,
             seed: int = 0) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
-    """The same agent on ML1's 50 test tasks, scored three ways (SPEC sec. 4 vs Meta-World's protocol):
+    """The same agent on ML1's 50 test tasks, scored three ways (design.md §4 vs Meta-World's protocol):
 
     * ``ours``: our evaluator (``meta_test``), ``A + E`` episodes per task, success = any step in the episode;
     * ``direct``: :func:`count_directly` on Meta-World's envs, the same episodes (must equal ``ours``);

@@ -1,4 +1,4 @@
-"""Published numbers that our tables print beside ours (data typed from the papers in ``shared/seeds``; nothing
+"""Published numbers that our tables print beside ours (typed from the papers, cited in docs/design.md; nothing
 here is computed, and nothing here is ours).
 
 ``ML1_TABLE_1``: VariBAD (Zintgraf et al., JMLR 2021), table 1, meta-test success rate (%) on Meta-World ML1's test

@@ -109,7 +109,8 @@ def run_row(run: Path) -> dict[str, Any] | None:
     frames = meta.get("frames") or 0
     if meta.get("wall_time_s") is not None:
         wall = float(meta["wall_time_s"])
-    eta = (budget - frames) / fps if state == "running" and fps and budget is not None else None
+    # a run's last iteration can pass its budget (whole iterations): never a negative ETA
+    eta = max(budget - frames, 0) / fps if state == "running" and fps and budget is not None else None
     eval_frames, per_episode = _last_meta_test(run)
     if state == "failed":
         note = str(meta.get("error") or "no error recorded")
@@ -148,8 +149,9 @@ def render(table: pd.DataFrame, root: Path) -> Group | str:
                        "run / note"):
             grid.add_column(column, overflow="fold")
         for row in group.itertuples():
+            # whole iterations can pass the budget: a completed run reads 100%, never 102%
             done = (f"{_frames(row.frames)} / {_frames(row.budget)}" + (
-                f" ({100 * row.frames / row.budget:.0f}%)" if row.budget else ""))
+                f" ({min(100 * row.frames / row.budget, 100):.0f}%)" if row.budget else ""))
             meta_test = ("-" if not row.last_meta_test else f"@{_frames(row.eval_frames)}: "
                          + " ".join(f"{v:.2f}" for v in row.last_meta_test[:6]))
             style = STATE_STYLE.get(row.state, "")

@@ -2,7 +2,7 @@
 
 * ``cheetah_dir``: per direction. A policy that does not infer the direction can at best run one way, which
   averages about 0 over the two tasks; one that infers it within episode 1 is positive in both directions already
-  in episode 1 (issue 14). Where a run folder holds ``direction_inference.json`` (written by
+  in episode 1. Where a run folder holds ``direction_inference.json`` (written by
   ``python -m algorithms.direction_inference RUN``), the step of episode 1 from which the cheetah runs the task's
   way is shown too.
 * ``cheetah_vel``: the episode returns next to the best a task-agnostic policy can do on the same targets,

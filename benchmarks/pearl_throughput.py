@@ -2,7 +2,7 @@
 [300, 300, 300], encoder [200, 200, 200]; RL batch 256 per task; context 256 per task).
 
 Measured for the configuration's own meta-batch (oyster's cheetah-dir.json: 4 tasks) and for the default meta-batch of
-16 tasks (SPEC sec. 3), on the device the agent would train on (``--device auto``: the GPU where one exists), one
+16 tasks (design.md §3), on the device the agent would train on (``--device auto``: the GPU where one exists), one
 torch thread, in float32 (oyster's arithmetic) and with bfloat16 hidden layers (``algo.hidden_precision``), the two
 interleaved in the same run so that the ratio does not depend on the machine's load. The buffers are filled by the
 agent's own collection on the real env (a short initial pool), so the timed steps sample, move to the device, infer

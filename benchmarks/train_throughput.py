@@ -7,11 +7,12 @@ rollout / policy update / VAE update, and the raw env throughput with random act
 machine is shared and noisy. For simulator envs the raw throughput is also measured for 0, 1, 2, 4 and 16 worker
 processes (the choice of ``num_workers``).
 
-``--baseline REV`` (``make bench`` passes the commit before issue 15's work) also measures GridWorld training with
+``--baseline REV`` (``make bench BENCH_BASELINE=REV``; default ``HEAD``, the committed code, against the working
+tree's) also measures GridWorld training with
 that revision's code, checked out in a temporary git worktree and run by its own ``benchmarks.train_throughput``,
 interleaved with runs of the current code (``--rounds`` of each, best counts), and reports the speed-up.
 
-Targets (issue 15): VariBAD on GridWorld at least 2x the baseline on the same machine; on cheetah_dir and ml1_push
+Targets: VariBAD on GridWorld at least 2x the baseline on the same machine; on cheetah_dir and ml1_push
 training at least 60% of raw env throughput. Updates use ``update_threads`` (default ``auto``: 2 here), the rollout
 one thread. Where a GPU is present the simulator envs are measured with ``device=cuda`` too. Writes
 ``bench/<algo>_<env>[_cuda].json``, ``bench/gridworld_vs_baseline.json`` and ``bench/summary.md``.
@@ -39,9 +40,9 @@ from algorithms import builder
 from envs.registry import make_meta_env
 
 TARGET_FPS = {("varibad", "gridworld"): 10_000}
-#: training fps / the baseline revision's on the same machine (issue 15)
+#: training fps / the baseline revision's on the same machine (the speed work's target against its starting point)
 TARGET_SPEEDUP = {("varibad", "gridworld"): 2.0}
-#: training fps / raw env fps with the same batching (SPEC/issue: the agent's overhead at most 40%)
+#: training fps / raw env fps with the same batching (the speed target: the agent's overhead at most 40%)
 TARGET_FRACTION = {("varibad", "cheetah_dir"): 0.6, ("varibad", "ml1_push"): 0.6}
 
 

@@ -30,7 +30,7 @@ register(
         description="sparse 2D navigation to a goal on the unit semicircle (PEARL sec. 6.3, VariBAD sec. 5.1)",
     )
 )
-# Meta-World ML1 (VariBAD sec. 5.4; SPEC sec. 2): metaworld is imported only when a copy is built
+# Meta-World ML1 (VariBAD sec. 5.4; design.md §2): metaworld is imported only when a copy is built
 # (pip install -e .[metaworld]). H = 150 as in the paper's protocol; make_meta_env(horizon=...) up to 500.
 for _name, _factory, _what in (("ml1_reach", ML1Reach, "reach unknown goals"),
                                ("ml1_push", ML1Push, "push a puck to unknown goals"),
@@ -48,7 +48,7 @@ for _name, _factory, _what in (("ml1_reach", ML1Reach, "reach unknown goals"),
         )
     )
 del _name, _factory, _what
-# MuJoCo suite (VariBAD sec. 5.2; SPEC sec. 2): mujoco is imported only when a copy is built
+# MuJoCo suite (VariBAD sec. 5.2; design.md §2): mujoco is imported only when a copy is built
 # (pip install -e .[mujoco]). H = 200, K = 2 in meta-training and 5 at meta-test; a seeded sample of 20 test tasks
 # (the walker's PEARL task set has its own 10): 20 x 5 x 200 = 20k steps per evaluation.
 for _name, _factory, _what in MUJOCO_ENVS:

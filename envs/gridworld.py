@@ -1,6 +1,6 @@
 """The 5x5 GridWorld of the VariBAD paper (sec. 5.1, fig. 1), natively batched in numpy.
 
-SPEC section 2: start (0, 0) every episode; actions noop, up (y+1), right (x+1), down (y-1), left (x-1),
+design.md §2: start (0, 0) every episode; actions noop, up (y+1), right (x+1), down (y-1), left (x-1),
 clipped at the walls; reward +1 if the new cell is the goal, else -0.1; no termination at the goal;
 observation (x, y); goal uniform over the 21 cells other than (0,0), (0,1), (1,0), (1,1).
 """

@@ -1,6 +1,6 @@
 """Meta-World ML1 (Yu et al. 2019) on Meta-World 3.1.1: ``ml1_reach``, ``ml1_push``, ``ml1_pick_place``.
 
-SPEC section 2. Each copy is a plain Meta-World env built the documented way,
+design.md §2. Each copy is a plain Meta-World env built the documented way,
 ``ml1 = metaworld.ML1(name, seed=benchmark_seed)``, ``env = ml1.train_classes[name]()``,
 ``env.set_task(task)`` with a ``Task`` from ``ml1.train_tasks`` / ``ml1.test_tasks`` (never the
 ``Meta-World/ML1-train`` gymnasium id: in 3.1.1 it hands out the test tasks). ``metaworld`` is imported lazily,

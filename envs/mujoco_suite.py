@@ -1,11 +1,11 @@
-"""The MuJoCo meta-RL suite (SPEC section 2): HalfCheetahDir/Vel, AntDir/Goal, HumanoidDir, Walker2d random params.
+"""The MuJoCo meta-RL suite (design.md §2): HalfCheetahDir/Vel, AntDir/Goal, HumanoidDir, Walker2d random params.
 
 Every env is a :class:`~envs.simulator.SimulatorBatchedEnv`: ``N`` copies stepped in worker processes, each copy a
 gymnasium v5 model (``gymnasium.make("<Name>-v5").unwrapped``: no TimeLimit or checker wrappers, the BAMDP layer
 owns the horizon H = 200). The copies keep gymnasium's v5 *observation* and physics (``do_simulation``: the
 control is written to ``data.ctrl``, ``mj_step`` x ``frame_skip``, then ``mj_rnePostConstraint`` so that
 ``data.cfrc_ext`` is current) but compute the *per-task reward* and the termination here, from the simulator
-state, exactly by the SPEC formulas (dt = ``timestep * frame_skip``; ``a`` is the action as passed to ``step``):
+state, exactly by these formulas (dt = ``timestep * frame_skip``; ``a`` is the action as passed to ``step``):
 
 * ``cheetah_dir`` (obs 17, act 6, task 1): ``dir * (x' - x) / dt - 0.05 |a|^2``, ``x = qpos[0]``; never terminates.
 * ``cheetah_vel`` (obs 17, act 6, task 1): ``-|(x' - x) / dt - v_goal| - 0.05 |a|^2``; never terminates.

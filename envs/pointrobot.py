@@ -1,6 +1,6 @@
 """Sparse 2D navigation ("PointRobot", PEARL paper sec. 6.3 / fig. 4; VariBAD paper sec. 5.1), batched in numpy.
 
-SPEC section 2: start (0, 0); the action is clipped to [-1, 1]^2 and the point moves by ``0.1 * a`` (the plane
+design.md §2: start (0, 0); the action is clipped to [-1, 1]^2 and the point moves by ``0.1 * a`` (the plane
 is unbounded); with ``d`` the distance to the goal, the sparse reward is ``1 - d`` inside the goal radius 0.2
 and 0 outside (the dense reward ``-d`` is reported in ``info["dense_reward"]``); success means ``d <= 0.2``.
 Goals lie on the upper unit semicircle. Two task sets:

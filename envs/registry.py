@@ -1,4 +1,4 @@
-"""The environment registry: one entry per benchmark env (SPEC section 2).
+"""The environment registry: one entry per benchmark env (design.md §2).
 
 ``make_meta_env(name, ...)`` is the only way the rest of the suite builds environments, so adding an env is one
 ``register`` call: a factory for the batched physical env plus the benchmark's horizon and episodes per task.

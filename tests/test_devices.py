@@ -1,4 +1,4 @@
-"""Devices, threads and the pipelined rollout (issue 15): every agent trains, checkpoints and resumes with ``device``
+"""Devices, threads and the pipelined rollout: every agent trains, checkpoints and resumes with ``device``
 passed explicitly; checkpoints hold CPU tensors whatever the device; ``update_threads``; overlap on == off."""
 
 from __future__ import annotations

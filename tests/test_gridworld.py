@@ -1,4 +1,4 @@
-"""GridWorld dynamics, rewards, goal set and BAMDP episode handling against SPEC section 2."""
+"""GridWorld dynamics, rewards, goal set and BAMDP episode handling against design.md §2."""
 
 import gymnasium as gym
 import numpy as np

@@ -1,4 +1,4 @@
-"""Meta-World ML1 (envs/metaworld_ml1.py) against SPEC section 2 and plain Meta-World 3.1.1 envs.
+"""Meta-World ML1 (envs/metaworld_ml1.py) against design.md §2 and plain Meta-World 3.1.1 envs.
 
 The reference every check compares to is Meta-World itself, built here independently of envs/ the documented way:
 ``metaworld.ML1(name, seed=0)``, ``ml1.train_classes[name]()``, ``env.set_task(ml1.test_tasks[i])``.

@@ -1,4 +1,4 @@
-"""The MuJoCo suite against SPEC section 2: rewards recomputed from the simulator state, termination rules, task
+"""The MuJoCo suite against design.md §2: rewards recomputed from the simulator state, termination rules, task
 sampling, walker physics parameters, BAMDP episodes, seeding and exact resume."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def snapshot(copy):
 
 
 def expected_reward(name, task, before, after, action, timestep):
-    """SPEC section 2's reward, from the simulator state before and after the step."""
+    """design.md §2's reward, from the simulator state before and after the step."""
     dt = timestep * FRAME_SKIP[name]
     a2 = float(np.sum(action**2))
     if name in ("cheetah_dir", "cheetah_vel", "walker_params"):

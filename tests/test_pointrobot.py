@@ -1,4 +1,4 @@
-"""Sparse PointRobot against SPEC section 2: dynamics, sparse/dense reward, goal sets, BAMDP episodes, seeding."""
+"""Sparse PointRobot against design.md §2: dynamics, sparse/dense reward, goal sets, BAMDP episodes, seeding."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Checkpoints and resume (SPEC sec. 5): a run killed with SIGKILL or stopped with SIGTERM and started again with
+"""Checkpoints and resume (design.md §5): a run killed with SIGKILL or stopped with SIGTERM and started again with
 the same arguments continues from its last checkpoint, and its record equals an uninterrupted run's."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # 50 iterations of 960 frames; a checkpoint every 10, a meta-test every 5, a metrics row every iteration
 RESUME_ARGS = ["algo=varibad", "env=gridworld", "seed=3", "train.num_frames=48000", "train.eval_interval_frames=4800",
                "train.checkpoint_interval_frames=9600", "train.log_interval_iterations=1", "algo.precollect_frames=960",
-               "eval.num_tasks=5", "progress=false"]
+               "eval.num_tasks=5", "progress=false", "train.log_interval_seconds=0.001"]
 #: columns that measure time, not what was computed
 TIMING = ("wall_time", "fps")
 
@@ -110,6 +110,9 @@ def test_sigkill_after_second_checkpoint_then_restart_equals_uninterrupted_run(u
     out = subprocess.run(_command(tmp_path, "killed"), cwd=ROOT, env=_env(), capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "resuming" in out.stdout and "at frame 19200" in out.stdout
+    # the first progress line after the resume already shows the last meta-test (at 14,400, before the checkpoint)
+    first = next(line for line in out.stdout.splitlines() if "frames/s" in line)
+    assert "last meta-test @14,400: " in first, first
     meta = json.loads((run / "metadata.json").read_text())
     assert meta["status"] == "completed" and len(meta["resumes"]) == 1
     assert meta["command"].startswith("python train.py algo=varibad env=gridworld seed=3")  # the user's command

@@ -1,4 +1,4 @@
-"""The one interface every agent implements (SPEC section 3).
+"""The one interface every agent implements (design.md §3).
 
 Meta-training: :meth:`Agent.train_iteration` collects the agent's own data from a batched meta-env and updates;
 the :class:`~algorithms.common.trainer.Trainer` owns the frame budget, evaluation schedule, logging and

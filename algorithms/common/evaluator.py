@@ -1,4 +1,4 @@
-"""The one meta-test protocol for every agent (SPEC section 4).
+"""The one meta-test protocol for every agent (design.md §4).
 
 Per test task: ``K_eval`` consecutive episodes, the belief starting at the prior and carried across episodes;
 deterministic actions by default. One row per (task, episode) with the return, success (any step with

@@ -134,7 +134,7 @@ class BeliefConditionedActorCritic(nn.Module):
 
     @staticmethod
     def mode(dist: Distribution) -> torch.Tensor:
-        """The deterministic action used at meta-test by default (SPEC sec. 4)."""
+        """The deterministic action used at meta-test by default (design.md §4)."""
         if isinstance(dist, Categorical):
             return dist.logits.argmax(dim=-1)
         return dist.mean

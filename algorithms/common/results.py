@@ -1,4 +1,4 @@
-"""The results folder of one run (SPEC section 5): ``results/<env>/<algo>/<run-id>/``.
+"""The results folder of one run (design.md §5): ``results/<env>/<algo>/<run-id>/``.
 
 Files (the schema ``analysis/`` reads; nothing else is needed to analyse a run):
 

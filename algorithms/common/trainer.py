@@ -51,6 +51,11 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
+def _eval_summary(frames: int, returns: pd.Series) -> str:
+    """``"@1,000,000: 3.90 9.55 ..."``: a meta-test's mean return of its first six episodes."""
+    return f"@{frames:,}: " + " ".join(f"{v:.2f}" for v in returns.iloc[:6]) + (" ..." if len(returns) > 6 else "")
+
+
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or inf; the message names the loss and the iteration."""
 
@@ -133,8 +138,7 @@ class Trainer:
         self._eval_rate = len(self.eval_tasks) * episodes * int(self.env.horizon) / max(seconds, 1e-9)
         self.run.append_eval(self.frames, rows, self.eval_tasks, file)
         per_episode = rows.groupby("episode")[["return", "success"]].mean()
-        self.last_eval_summary = (f"@{self.frames:,}: " + " ".join(f"{v:.2f}" for v in per_episode["return"].iloc[:6])
-                                  + (" ..." if len(per_episode) > 6 else ""))
+        self.last_eval_summary = _eval_summary(self.frames, per_episode["return"])
         self.tracker.log({**{f"eval/return_ep{k}": float(v) for k, v in per_episode["return"].items()},
                           **{f"eval/success_ep{k}": float(v) for k, v in per_episode["success"].items()}},
                          step=self.frames)
@@ -153,8 +157,9 @@ class Trainer:
 
     def _progress_line(self, start: float, fps: float) -> None:
         cfg = self.cfg
-        left = (cfg.num_frames - self.frames) / fps if fps > 0 else float("nan")
-        self._log(f"frames {self.frames:,}/{cfg.num_frames:,} ({100 * self.frames / max(cfg.num_frames, 1):.1f}%), "
+        left = max(cfg.num_frames - self.frames, 0) / fps if fps > 0 else float("nan")
+        done = min(100 * self.frames / max(cfg.num_frames, 1), 100.0)
+        self._log(f"frames {self.frames:,}/{cfg.num_frames:,} ({done:.1f}%), "
                   f"{fps:,.0f} frames/s, ETA {_duration(left)}, wall {_duration(time.perf_counter() - start)}, "
                   f"last meta-test {self.last_eval_summary or '-'}")
 
@@ -198,6 +203,13 @@ class Trainer:
         self.last_eval_frames, self.elapsed_before = state["last_eval_frames"], state["elapsed"]
         np.random.set_state(state["numpy_global_rng"])
         torch.set_rng_state(state["torch_rng"])
+        # the progress lines show the last meta-test from the first one after a resume, not "-" until the next
+        evals = self.run.path / "eval.csv"
+        if evals.is_file() and self.last_eval_frames >= 0:
+            rows = pd.read_csv(evals, usecols=["frames", "episode", "return"])
+            last = rows[rows["frames"] == self.last_eval_frames]
+            if not last.empty:
+                self.last_eval_summary = _eval_summary(self.last_eval_frames, last.groupby("episode")["return"].mean())
 
     def _stopping(self) -> bool:
         if self._stop_signal is None and self._stop_check is not None:

@@ -1,7 +1,7 @@
 """The PEARL agent (Rakelly et al., ICML 2019): off-policy meta-RL with a probabilistic, permutation-invariant context.
 
 Inference. ``q(z | c)`` is a product of Gaussian factors, one per context transition ``c_n = (s, a, r, s')``
-(PEARL sec. 3 and 4.1, SPEC sec. 3; ``context_next_obs=false`` gives oyster's default ``(s, a, r)``, which oyster
+(PEARL sec. 3 and 4.1, design.md §3; ``context_next_obs=false`` gives oyster's default ``(s, a, r)``, which oyster
 overrides for Walker only): an MLP gives ``(mu_n, sigma_n^2)`` per transition, and ``sigma^2 = 1 / sum 1/sigma_n^2``,
 ``mu = sigma^2 sum mu_n / sigma_n^2``. ``z`` is a reparameterised sample; the encoder is trained by the critic's
 Bellman loss plus ``kl_lambda * KL(q(z|c) || N(0, I))`` (eq. 3, Algorithm 1 line 19), never by the actor: ``z`` is

@@ -1,5 +1,5 @@
 """PEARL's configuration: every field documented; defaults are the reference code's (oyster, ``configs/default.py``,
-SPEC sec. 3); values per env come from ``conf/algo_env/pearl_<env>.yaml`` (oyster's ``configs/<env>.json``).
+design.md §3); values per env come from ``conf/algo_env/pearl_<env>.yaml`` (oyster's ``configs/<env>.json``).
 
 The Hydra YAML under ``conf/algo/pearl.yaml`` and ``conf/algo_env/`` is merged onto this dataclass, so a misspelt or
 unknown key is an error that names it, and types are checked.
@@ -44,7 +44,7 @@ class PEARLConfig:
     latent_dim: int = 5
     encoder_layers: list[int] = field(default_factory=lambda: [200, 200, 200])
     #: false: a context transition is (s, a, r), as every one of oyster's configs (``use_next_obs_in_context=False``)
-    #: and SPEC sec. 3; true: (s, a, r, s') as PEARL sec. 3 writes it
+    #: and design.md §3; true: (s, a, r, s') as PEARL sec. 3 writes it
     context_next_obs: bool = False
     #: context transitions per task per gradient step, and per posterior during collection ("embedding_batch_size")
     embedding_batch_size: int = 64

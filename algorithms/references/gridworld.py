@@ -2,7 +2,7 @@
 
 These are the reference lines of the VariBAD paper (Zintgraf et al.), fig. 1e and App. B.2 / fig. 12: the
 "hard-coded" optimal policy with privileged goal information, the Bayes-optimal policy and the posterior sampling
-policy. The paper hard-codes them; here every number is *computed* from the environment definition (SPEC sec. 2,
+policy. The paper hard-codes them; here every number is *computed* from the environment definition (design.md §2,
 ``envs/gridworld.py``), never typed in, so the reference lines cannot drift from the environment.
 
 Environment facts used (all read from ``envs.gridworld`` / the env registry): start (0, 0) every episode;

@@ -410,7 +410,7 @@ class VariBADAgent(Agent):
         }
         if resume:
             # the rollout in flight and the VAE buffer: without them a resumed run would diverge from an
-            # uninterrupted one (SPEC sec. 5: resume continues the same record)
+            # uninterrupted one (design.md §5: resume continues the same record)
             state["rollout"] = {
                 "obs": self._obs, "hidden": self._hidden, "held": self._held, "cursor": self._cursor.copy(),
                 "episode_returns": None if self._episode_returns is None else self._episode_returns.copy(),

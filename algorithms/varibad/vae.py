@@ -7,7 +7,7 @@ For a trajectory ``tau_:H+`` and every ``t = 0..H+`` (``t = 0`` is the prior), t
 
 with ``q(m | tau_:-1) = N(0, I)``. The loss sums the negative ELBO_t over t; over the trajectories of a batch it
 averages the reconstruction terms and, as the reference code does, sums the KL terms (``vae_batch_reduction``).
-Ablations (SPEC section 3): the decoding horizon, the KL variant, optional subsampling of ELBO and decode terms.
+Ablations (design.md §3): the decoding horizon, the KL variant, optional subsampling of ELBO and decode terms.
 """
 
 from __future__ import annotations
