@@ -213,31 +213,63 @@ def index_table(dest: Path, n_resamples: int = 9999) -> str:
     return "\n".join(lines)
 
 
+def summary_markdown(dest: Path, n_resamples: int = 9999) -> str:
+    """One compact table of the published runs for the README: per env, protocol and label, the final meta-test's
+    mean return in episodes 1 and 2 and the success rate of episode 1 (the full tables: ``docs/results.md``)."""
+    results = load_results(dest, include_running=False)
+    if results.eval.empty:
+        return "No published runs yet.\n"
+    rows = []
+    for env, protocol, _, ev in protocol_sections(results.eval):
+        returns = per_episode(ev, "common", n_resamples=n_resamples)
+        success = per_episode(ev, "common", value="success", n_resamples=n_resamples)
+        decimals = decimals_for(returns["mean"])
+        for algo, group in returns.groupby("algo", sort=True):
+            cells = group.set_index("episode")
+            done = success[(success["algo"] == algo) & (success["episode"] == 1)]
+            row: dict[str, Any] = {"env": env + (f" [{protocol}]" if protocol else ""), "agent": algo,
+                                   "n": int(cells["n"].max()),
+                                   "frames": format_frames(float(cells["frames_max"].max()))}
+            for k in (1, 2):
+                row[f"return ep {k}"] = (format_cell(cells.loc[k, "mean"], cells.loc[k, "lo"], cells.loc[k, "hi"],
+                                                     None, decimals) if k in cells.index else "")
+            # an env with no notion of success (the cheetah) leaves the column empty, never "0"
+            has_success = bool(ev["success"].astype(bool).any()) or env.startswith("ml1_")
+            row["success ep 1 (%)"] = "" if done.empty or not has_success else f"{100 * done['mean'].iloc[0]:.0f}"
+            rows.append(row)
+    return to_markdown(pd.DataFrame(rows))
+
+
+#: the generated page of the full tables (the index, with the docs' header)
+RESULTS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "results.md"
+
+
 def write_index(dest: Path = SHIPPED_RESULTS, n_resamples: int = 9999, readme: Path | None = None) -> Path:
-    """Write ``dest/README.md`` and, where a ``readme`` with the markers is given, its generated block (see the
-    module doc)."""
+    """Write ``dest/README.md`` and, where a ``readme`` with the markers is given (the repository's), its generated
+    block (:func:`summary_markdown`) and ``docs/results.md`` (the full tables)."""
     dest.mkdir(parents=True, exist_ok=True)
     path = dest / "README.md"
     table = index_table(dest, n_resamples)
     path.write_text(table)
     if readme is not None and readme.is_file():
-        update_readme(readme, table)
+        update_readme(readme, summary_markdown(dest, n_resamples))
+        if RESULTS_PAGE.parent.is_dir() and readme.resolve() == README.resolve():
+            RESULTS_PAGE.write_text(table.replace("# Shipped reference results", "# Measured results", 1))
     return path
 
 
-def update_readme(readme: Path, index: str) -> bool:
-    """Replace the block between the markers of ``readme`` with the index's tables (its env sections, one heading
-    level down); text outside the block is kept. Returns whether the file has the markers."""
+def update_readme(readme: Path, summary: str) -> bool:
+    """Replace the block between the markers of ``readme`` with ``summary``; text outside the block is kept.
+    Returns whether the file has the markers."""
     text = readme.read_text()
     if README_START not in text or README_END not in text:
         return False
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
-    body = index.split("\n## ", 1)
-    tables = ("### " + body[1].replace("\n## ", "\n### ")) if len(body) == 2 else "No published runs yet.\n"
     note = ("Generated from `benchmarks/results/` by `make publish` (`python -m analysis.publish --index`); do not "
-            "edit. Final meta-test, mean over seeds [95% bootstrap CI] (n = seeds).")
-    readme.write_text(f"{head}{README_START}\n{note}\n\n{tables.rstrip()}\n{README_END}{tail}")
+            "edit. Final meta-test, mean over seeds [95% bootstrap CI]; n = seeds; every episode, the per-task "
+            "breakdowns and the paper's rows: [docs/results.md](docs/results.md).")
+    readme.write_text(f"{head}{README_START}\n{note}\n\n{summary.rstrip()}\n{README_END}{tail}")
     return True
 
 

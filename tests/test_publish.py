@@ -104,7 +104,9 @@ def test_the_readme_block_of_shipped_results_is_generated(tmp_path):
     text = readme.read_text()
     assert text.startswith("# Title\n\nBefore.\n\n") and text.endswith(f"{README_END}\n\nAfter.\n")
     block = text.split(README_START)[1].split(README_END)[0]
-    assert "old, typed table" not in block and "### gw" in block and "| alg " in block and "0,1" in block
+    assert "old, typed table" not in block and "| gw " in block and "| alg " in block and "docs/results.md" in block
+    ours = next(line for line in block.splitlines() if line.startswith("| gw "))
+    assert [c.strip() for c in ours.split("|")[3:4]] == ["2"]  # n = 2 seeds, said once
     from analysis.publish import README
 
     before = README.read_text()
