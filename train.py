@@ -154,8 +154,10 @@ def _run(cfg: DictConfig, early: EarlyStop) -> pd.DataFrame | None:
     algo_spec = get_algo(cfg.algo.name)
     eval_tasks = test_task_set(env_spec.name, cfg.eval.num_tasks, seed=int(cfg.seed), **env_options(cfg))
     run_dir, resuming = open_run_directory(cfg, env_spec.name, algo_spec.name)
+    if resuming and run_dir.metadata.get("update_threads"):
+        agent.update_threads = int(run_dir.metadata["update_threads"])  # what update_threads=auto chose at the start
     run_dir.write_metadata(device=resolve_device(str(cfg.device), algo_spec, torch.cuda.is_available()),
-                           command=launch_command())
+                           command=launch_command(), update_threads=agent.update_threads)
     trainer_cfg = TrainerConfig(
         num_frames=int(cfg.train.num_frames), eval_interval_frames=int(cfg.train.eval_interval_frames),
         log_interval_iterations=int(cfg.train.log_interval_iterations),

@@ -7,6 +7,7 @@ share these, so nothing in ``algorithms/`` imports the entry point.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -82,22 +83,55 @@ def build(cfg: DictConfig) -> tuple[Agent, MetaVecEnv]:
     env = make_meta_env(env_spec.name, num_envs=num_envs, seed=int(cfg.seed), split="train",
                         episodes_per_task=episodes, **env_options(cfg))
     agent = build_agent(algo_spec.name, cfg.algo, EnvInfo.from_env(env), int(cfg.seed), device)
-    agent.update_threads = update_threads(cfg.get("update_threads", 1), device)
+    agent.update_threads = update_threads(cfg.get("update_threads", "auto"), device, env_spec.name)
     return agent, env
 
 
-def update_threads(setting: Any, device: str) -> int:
-    """torch threads for an agent's updates: an int, or ``auto``: 2 on a CPU with two cores or more for a run on
-    its own, 1 inside a sweep (``--multirun``: its jobs run side by side, one core each; design.md §6) and on a GPU
-    (the host thread only launches kernels)."""
+#: envs whose networks are too small for a second thread to speed their updates up (measured: GridWorld 30k frames
+#: took 4.76 s with 1 and with 2 threads on a quiet 2-core machine)
+SMALL_NETWORK_ENVS = frozenset({"gridworld"})
+
+
+def idle_cores(seconds: float = 0.25) -> float | None:
+    """How many cores sat idle over the next ``seconds`` (``/proc/stat``), or ``None`` where it cannot be read."""
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        return fields[3] + (fields[4] if len(fields) > 4 else 0), sum(fields[:8])  # idle + iowait, total
+    try:
+        idle0, total0 = sample()
+        time.sleep(seconds)
+        idle1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return (idle1 - idle0) / (total1 - total0) * (os.cpu_count() or 1)
+
+
+def choose_update_threads(cores: int, idle: float | None, env: str, device: str, in_sweep: bool) -> int:
+    """``update_threads=auto``, from measurements on a 2-core machine (whole runs, twice each): a second thread made
+    PointRobot's runs 1.4x faster when the other core was free (32k frames: 14.4 s against 20.5-20.8 s) and
+    GridWorld's no faster (30k frames: 4.6-4.8 s either way), while beside one busy process 2 threads were far slower
+    than 1: GridWorld 13.5-30.3 s against 4.8-5.0 s, PointRobot 129.5 s against 20.7-20.9 s. So 2 threads only where
+    they pay and nothing else runs: a CPU run on its own (not a sweep's job) of an env with larger networks, with at
+    least 1.5 cores idle when it starts; 1 everywhere else."""
+    if device != "cpu" or in_sweep or cores < 2 or env in SMALL_NETWORK_ENVS:
+        return 1
+    return 2 if idle is not None and idle >= 1.5 else 1
+
+
+def update_threads(setting: Any, device: str, env: str = "") -> int:
+    """torch threads for an agent's updates: an int, or ``auto`` (:func:`choose_update_threads`, the cores measured
+    when the run starts; a resumed run keeps what it chose, see ``train.py``)."""
     if str(setting) != "auto":
         threads = int(setting)
         if threads < 1:
             raise ConfigError(f"update_threads must be >= 1 or 'auto', got {setting!r}")
         return threads
-    if device != "cpu" or _in_multirun():
-        return 1
-    return max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    in_sweep = _in_multirun()
+    idle = None if device != "cpu" or in_sweep or cores < 2 or env in SMALL_NETWORK_ENVS else idle_cores()
+    return choose_update_threads(cores, idle, env, device, in_sweep)
 
 
 def _in_multirun() -> bool:

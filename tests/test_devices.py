@@ -3,7 +3,11 @@ passed explicitly; checkpoints hold CPU tensors whatever the device; ``update_th
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -119,9 +123,33 @@ def test_no_agent_code_moves_tensors_to_a_hard_coded_device():
     assert not offenders
 
 
+def test_update_threads_auto_follows_the_measurements():
+    choose = builder.choose_update_threads
+    assert choose(2, 1.9, "pointrobot_sparse", "cpu", False) == 2  # the other core is free: 1.4x faster updates
+    assert choose(2, 0.9, "pointrobot_sparse", "cpu", False) == 1  # something else runs: 2 threads were 2.7x slower
+    assert choose(2, 1.9, "gridworld", "cpu", False) == 1  # tiny networks: no gain from a second thread
+    assert choose(2, 1.9, "pointrobot_sparse", "cpu", True) == 1  # a sweep's jobs share the cores
+    assert choose(1, 1.0, "pointrobot_sparse", "cpu", False) == 1
+    assert choose(2, 1.9, "pointrobot_sparse", "cuda", False) == 1
+    assert choose(2, None, "pointrobot_sparse", "cpu", False) == 1  # cannot tell: the safe choice
+
+
+def test_update_threads_auto_beside_a_busy_process_is_one_thread():
+    """The default thread choice beside a busy process: one thread, never slower than one thread."""
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(max(1, os.cpu_count() - 1))]
+    try:
+        time.sleep(0.5)
+        idle = builder.idle_cores(0.5)
+        assert idle is None or idle < 1.5
+        for env_name in ("pointrobot_sparse", "cheetah_dir", "gridworld"):
+            assert builder.update_threads("auto", "cpu", env_name) == 1
+    finally:
+        for proc in busy:
+            proc.kill()
+            proc.wait()
+
+
 def test_update_threads_setting(monkeypatch):
-    cores = len(__import__("os").sched_getaffinity(0))
-    assert builder.update_threads("auto", "cpu") == min(2, cores)
     assert builder.update_threads("auto", "cuda") == 1
     assert builder.update_threads(3, "cpu") == 3
     with pytest.raises(ConfigError, match="update_threads must be >= 1"):

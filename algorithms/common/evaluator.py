@@ -97,12 +97,14 @@ def summary_table(final: pd.DataFrame, name: str, random_returns: list[float] | 
     where asked (Meta-World's metric) or where any episode succeeded, and the random policy's mean return where
     known."""
     per_episode = final.groupby("episode")
-    rows = {f"{name} mean": per_episode["return"].mean().round(3), f"{name} std": per_episode["return"].std().round(3)}
+    episodes = list(per_episode.groups)
+    rows = {f"{name} mean": [f"{v:.3f}" for v in per_episode["return"].mean()],
+            f"{name} std": [f"{v:.3f}" for v in per_episode["return"].std()]}
     if show_success or final["success"].astype(bool).any():
-        rows[f"{name} success %"] = (100 * per_episode["success"].mean()).round(0)
-    table = pd.DataFrame(rows).T
+        rows[f"{name} success %"] = [f"{100 * v:.0f}" for v in per_episode["success"].mean()]
     if random_returns is not None:
-        table.loc["random policy mean"] = [round(random_returns[k - 1], 3) if k <= len(random_returns) else None
-                                           for k in table.columns]
+        rows["random policy mean"] = [f"{random_returns[k - 1]:.3f}" if k <= len(random_returns) else "" for k in
+                                      episodes]
+    table = pd.DataFrame(rows, index=episodes).T
     table.columns.name = "episode"
     return table
