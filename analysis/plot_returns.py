@@ -43,7 +43,7 @@ def _algo_label(algo: str, n: int, running: int) -> str:
 
 
 def plot_learning_curves(curves: pd.DataFrame, env: str, episodes: list[int], colors: dict[str, str],
-                         refs: dict[str, list[float]], path: Path, dpi: int = 150) -> None:
+                         refs: dict[str, list[float]], path: Path, dpi: int = 150, what: str = "return") -> None:
     """One panel per meta-test episode: mean return vs frames per algorithm, CI band, n seeds in the legend."""
     ncols = min(3, len(episodes))
     nrows = math.ceil(len(episodes) / ncols)
@@ -75,12 +75,12 @@ def plot_learning_curves(curves: pd.DataFrame, env: str, episodes: list[int], co
     for ax in axes[len(episodes):]:
         ax.set_visible(False)
     for ax in axes[::ncols]:
-        ax.set_ylabel("meta-test return")
+        ax.set_ylabel(f"meta-test {what}")
     for ax in axes[(nrows - 1) * ncols:]:
         ax.set_xlabel("training frames")
         ax.tick_params(labelbottom=True)
     note = "; dashed: fewer seeds (runs at different progress)" if any_partial else ""
-    fig.suptitle(f"{env}: meta-test return per episode vs training frames\n"
+    fig.suptitle(f"{env}: meta-test {what} per episode vs training frames\n"
                  f"mean over seeds, shaded 95% bootstrap CI{note}", fontsize=11)
     fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(4, len(handles)),
                fontsize=9, frameon=False)
@@ -88,9 +88,10 @@ def plot_learning_curves(curves: pd.DataFrame, env: str, episodes: list[int], co
 
 
 def plot_per_episode(table: pd.DataFrame, env: str, colors: dict[str, str], refs: dict[str, list[float]],
-                     path: Path, dpi: int = 150) -> None:
-    """Mean return per meta-test episode with CI error bars, one series per algorithm, reference lines."""
-    fig = Figure(figsize=(6.4, 4.6), layout="constrained")
+                     path: Path, dpi: int = 150, what: str = "return") -> None:
+    """Mean return (or success rate) per meta-test episode with CI error bars, one series per algorithm, reference
+    lines; the legend below the axes, never on the data."""
+    fig = Figure(figsize=(6.4, 4.6 + 0.25 * (table["algo"].nunique() + len(refs))), layout="constrained")
     ax = fig.subplots()
     algos = sorted(table["algo"].unique())
     for i, algo in enumerate(algos):
@@ -109,11 +110,11 @@ def plot_per_episode(table: pd.DataFrame, env: str, colors: dict[str, str], refs
         ax.plot(episodes[:k], values[:k], color=color, ls=ls, lw=1.4, marker="_", ms=12, label=label,
                 zorder=3)  # drawn above an agent that reaches it (the oracle on 'optimal')
     ax.set_xlabel("meta-test episode")
-    ax.set_ylabel("mean return (over test tasks)")
+    ax.set_ylabel(f"mean {what} (over test tasks)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    ax.set_title(f"{env}: per-episode meta-test return\nmean over seeds, 95% bootstrap CI", fontsize=11)
-    ax.legend(fontsize=8, loc="best")
+    ax.set_title(f"{env}: per-episode meta-test {what}\nmean over seeds, 95% bootstrap CI", fontsize=11)
+    fig.legend(fontsize=8, loc="outside lower center", ncols=2, frameon=False)
     fig.savefig(path, dpi=dpi)
 
 
@@ -198,7 +199,32 @@ def plot_env(ev: pd.DataFrame, env: str, suffix: str, title: str, args: argparse
     where = "; ".join(f"{a} at {_frames_range(lo, hi)} frames (n={n})" for a, lo, hi, n in
                       table.groupby("algo")[["frames_min", "frames_max", "n"]].max().itertuples())
     print(f"wrote {path}: per-episode returns, {where}" + (f", references: {', '.join(refs)}" if refs else ""))
-    return written + 1
+    written += 1
+    if env.startswith("ml1_"):  # Meta-World's metric is success: its figures too
+        written += plot_success(ev, env, suffix, title, args, colors, ci, episodes)
+    return written
+
+
+def plot_success(ev: pd.DataFrame, env: str, suffix: str, title: str, args: argparse.Namespace,
+                 colors: dict[str, str], ci: dict[str, Any], episodes: list[int]) -> int:
+    """The success rate (%) per meta-test episode: learning curves and the per-episode figure."""
+    def percent(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.assign(**{c: 100 * frame[c] for c in ("mean", "lo", "hi")})
+
+    written = 0
+    if episodes:
+        curves = percent(aggregate(ev[ev["episode"].isin(episodes)], value="success", **ci))
+        path = args.out / f"{env}{suffix}_success_learning_curves.png"
+        plot_learning_curves(curves, title, episodes, colors, {}, path, args.dpi, what="success rate (%)")
+        print(f"wrote {path}: success rate learning curves")
+        written += 1
+    table = per_episode(ev, args.frames, value="success", **ci)
+    if not table.empty:
+        path = args.out / f"{env}{suffix}_success_per_episode.png"
+        plot_per_episode(percent(table), title, colors, {}, path, args.dpi, what="success rate (%)")
+        print(f"wrote {path}: per-episode success rate")
+        written += 1
+    return written
 
 
 if __name__ == "__main__":

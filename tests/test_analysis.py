@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from analysis import plot_returns
 from analysis.load import load_results
 from analysis.stats import aggregate, mean_ci, per_episode, studentized_bootstrap_ci
 from analysis.tables import episode_table, format_cell, latex_table, to_latex, to_markdown
@@ -417,3 +418,51 @@ def test_runs_of_one_label_with_different_configs_are_never_pooled(tmp_path):
     for seed in (0, 1, 2):  # the same configuration apart from the seed: nothing to say
         (tmp_path / "gw" / "alg" / f"run_seed{seed}" / "config.yaml").write_text(f"seed: {seed}\ntrain:\n  x: 1\n")
     assert load_results(tmp_path).notes == [] and set(load_results(tmp_path).runs["algo"]) == {"alg"}
+
+
+def test_runs_under_different_protocols_are_never_drawn_on_one_axis(tmp_path):
+    results, out = tmp_path / "results", tmp_path / "out"
+    for seed in (0, 1):
+        write_run(results, "gw", "a", seed, GOOD)
+        run = write_run(results, "gw", "b", seed, GOOD)  # PEARL's way: its own horizon and episodes
+        (run / "config.yaml").write_text(f"seed: {seed}\nenv:\n  horizon: 20\neval:\n  episodes: 2\n")
+    assert set(load_results(results).runs["protocol"]) == {"", "H=20, K=2"}
+    done = _run("-m", "analysis.plot_returns", "--results", str(results), "--out", str(out), "--n-resamples", "99",
+                "--no-shipped")
+    assert done.returncode == 0, done.stderr
+    per_episode_lines = [line for line in done.stdout.splitlines() if "per-episode returns" in line]
+    assert len(per_episode_lines) == 2  # one figure per protocol, each with its own runs only
+    assert any("gw_per_episode.png" in line and " a at " in line and " b at " not in line for line in per_episode_lines)
+    assert any("gw_protocol2_per_episode.png" in line and " b at " in line and " a at " not in line
+               for line in per_episode_lines)
+    done = _run("-m", "analysis.tables", "--results", str(results), "--out", str(out), "--n-resamples", "99",
+                "--no-shipped")
+    assert done.returncode == 0, done.stderr
+    first, second = (out / "gw_per_episode.md").read_text(), (out / "gw_protocol2_per_episode.md").read_text()
+    assert "| a " in first and "| b " not in first
+    assert "| b " in second and "| a " not in second and second.startswith("gw [H=20, K=2]:")  # the caption says
+
+
+def test_one_colour_per_agent_in_every_figure():
+    from analysis.style import AGENT_COLORS, agent_color, label_colors
+
+    cheetah = label_colors(["varibad_5M", "rl2_5M", "pearl_bf16_104k", "pearl_fp32_104k", "varibad_5M (shipped)",
+                            "rl2_5M (shipped)", "pearl_bf16_104k (shipped)", "pearl_fp32_104k (shipped)",
+                            "oracle", "posterior_sampling", "posterior_sampling_exact", "random"])
+    gridworld = label_colors(["rl2_2e7", "varibad_2e7", "oracle_2e7"])
+    # the same agent, the same hue in every figure; 12 labels and no two alike
+    assert cheetah["varibad_5M"] == gridworld["varibad_2e7"] == AGENT_COLORS["varibad"] == agent_color("varibad")
+    assert cheetah["rl2_5M"] == gridworld["rl2_2e7"] and cheetah["oracle"] == gridworld["oracle_2e7"]
+    assert len(set(cheetah.values())) == len(cheetah)
+    assert len(set(AGENT_COLORS.values())) == len(AGENT_COLORS)
+    assert agent_color("posterior_sampling_exact") != agent_color("posterior_sampling")
+
+
+def test_ml1_figures_show_the_success_rate(tmp_path):
+    results, out = tmp_path / "results", tmp_path / "out"
+    for seed in (0, 1):
+        write_run(results, "ml1_push", "varibad", seed, {0: [[-1.0, -1.0]] * 2, 500: [[1.0, 1.0], [-1.0, 1.0]]})
+    assert plot_returns.main(["--results", str(results), "--out", str(out), "--n-resamples", "99",
+                              "--no-shipped"]) == 0
+    for name in ("ml1_push_success_per_episode.png", "ml1_push_success_learning_curves.png"):
+        assert (out / name).stat().st_size > 10_000
