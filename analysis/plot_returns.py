@@ -91,7 +91,7 @@ def plot_per_episode(table: pd.DataFrame, env: str, colors: dict[str, str], refs
                      path: Path, dpi: int = 150, what: str = "return") -> None:
     """Mean return (or success rate) per meta-test episode with CI error bars, one series per algorithm, reference
     lines; the legend below the axes, never on the data."""
-    fig = Figure(figsize=(6.4, 4.6 + 0.25 * (table["algo"].nunique() + len(refs))), layout="constrained")
+    fig = Figure(figsize=(7.2, 4.6 + 0.22 * (table["algo"].nunique() + len(refs))), layout="constrained")
     ax = fig.subplots()
     algos = sorted(table["algo"].unique())
     for i, algo in enumerate(algos):
@@ -113,8 +113,9 @@ def plot_per_episode(table: pd.DataFrame, env: str, colors: dict[str, str], refs
     ax.set_ylabel(f"mean {what} (over test tasks)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    ax.set_title(f"{env}: per-episode meta-test {what}\nmean over seeds, 95% bootstrap CI", fontsize=11)
-    fig.legend(fontsize=8, loc="outside lower center", ncols=2, frameon=False)
+    ax.set_title(f"{env}\nper-episode meta-test {what}, mean over seeds, 95% bootstrap CI", fontsize=10)
+    # one column below the axes: long labels never run off the figure, and nothing covers the data
+    fig.legend(fontsize=8, loc="outside lower center", ncols=1, frameon=False)
     fig.savefig(path, dpi=dpi)
 
 
