@@ -172,6 +172,8 @@ def plot_env(ev: pd.DataFrame, env: str, suffix: str, title: str, args: argparse
     """The learning curves and the per-episode figure of one env under one protocol (or one ablation of it); the
     number written."""
     written = 0
+    # per figure: every agent in its own hue, the first label of an agent in its full colour, further ones in shades
+    colors = label_colors(ev["algo"].unique())
     n_episodes = int(ev["episode"].max())
     refs, note = references_for(refs_all, env, n_episodes, protocol=protocol)
     if note:
