@@ -239,3 +239,23 @@ def test_a_pair_without_its_paper_configuration_is_refused():
     for algo in ("varibad", "rl2", "posterior_sampling", "oracle"):  # every env has all four
         for env in sorted(REGISTRY):
             builder.check_paper_config(compose_config(f"algo={algo}", f"env={env}"))
+
+
+def test_meta_test_progress_reports_its_envs_start_then_each_episode():
+    """A meta-test's progress counts the time its envs take to start (Meta-World's workers: tens of seconds, which
+    progress lines that started after them left out)."""
+    from algorithms.common.evaluator import meta_test
+    from algorithms.common.random_agent import RandomAgent
+
+    env = envs_make("gridworld")
+    calls = []
+    meta_test(RandomAgent(env.single_action_space, seed=0), "gridworld", env.inner.test_tasks()[:3], 2,
+              on_episode=lambda k, total, seconds: calls.append((k, total, seconds >= 0)))
+    env.close()
+    assert calls == [(0, 2, True), (1, 2, True), (2, 2, True)]
+
+
+def envs_make(name):
+    import envs
+
+    return envs.make_meta_env(name, num_envs=1, seed=0, split="test")

@@ -44,10 +44,15 @@ def meta_test(agent: Agent, env_name: str, tasks: np.ndarray, episodes: int, det
 
     ``should_stop`` is asked every step: when it says yes the meta-test is abandoned (:class:`EvaluationInterrupted`)
     instead of run to its end. ``on_episode(k, episodes, seconds)`` is called when every task has finished its
-    k-th episode, with the seconds spent so far (for progress lines)."""
+    k-th episode, with the seconds its episodes took so far, and once with ``k = 0`` when the meta-test's envs have
+    started, with the seconds that took (tens of seconds for Meta-World's worker processes: a progress line that
+    left it out made a meta-test look twice as fast as it was)."""
     n = len(tasks)
+    setup_started = time.perf_counter()
     env = make_meta_env(env_name, num_envs=n, seed=seed, split="test", episodes_per_task=episodes, **env_kwargs)
     obs, _ = env.reset(options={"tasks": tasks})
+    if on_episode is not None:
+        on_episode(0, episodes, time.perf_counter() - setup_started)
     belief = agent.initial_belief(n, tasks if agent.uses_true_task else None)
     returns = np.zeros((n, episodes))
     success = np.zeros((n, episodes), dtype=bool)

@@ -148,6 +148,8 @@ class Trainer:
         return rows
 
     def _eval_progress(self, done: int, total: int, seconds: float) -> None:
+        if done == 0 and seconds >= 1.0:
+            self._log(f"meta-test: its {len(self.eval_tasks)} envs started in {_duration(seconds)}")
         if done == 1 and total > 1:
             self._log(f"meta-test: episode 1 of {total} took {_duration(seconds)}, "
                       f"~{_duration(seconds * (total - 1))} left")
