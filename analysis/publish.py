@@ -110,22 +110,28 @@ def _is_snapshot(target: Path) -> bool:
         return False
 
 
+def _copy(run: Path, meta: dict[str, Any], target: Path, files: tuple[str, ...], refusal: str) -> dict[str, Any]:
+    """Copy ``files`` of ``run`` (those it has; metadata.json is the caller's) into ``target``, which may only replace
+    a progress snapshot (else :class:`PublishError` with ``refusal``); returns the machine that ran it."""
+    if target.exists():
+        if not _is_snapshot(target):
+            raise PublishError(f"{target} {refusal}")
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for name in files:
+        if name != "metadata.json" and (run / name).is_file():
+            shutil.copy2(run / name, target / name)
+    return this_machine() if meta.get("host") in (None, platform.node()) else {"host": meta.get("host")}
+
+
 def publish(run: Path, dest: Path = SHIPPED_RESULTS) -> Path:
     """Copy one finished run into ``dest`` (replacing a progress snapshot of it); :class:`PublishError` says why a
     run cannot be published."""
     run = Path(run)
     meta, relative = _checked(run, completed=True)
     target = Path(dest) / relative
-    if target.exists():
-        if not _is_snapshot(target):
-            raise PublishError(f"{target} is already published; runs are never overwritten")
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
-    for name in dict.fromkeys(PUBLISHED_FILES + OPTIONAL_FILES):
-        # metadata.json is written below, with where it was published from
-        if name != "metadata.json" and (run / name).is_file():
-            shutil.copy2(run / name, target / name)
-    machine = this_machine() if meta.get("host") in (None, platform.node()) else {"host": meta.get("host")}
+    machine = _copy(run, meta, target, tuple(dict.fromkeys(PUBLISHED_FILES + OPTIONAL_FILES)),
+                    "is already published; runs are never overwritten")
     meta["published"] = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "source": str(run),
                          "machine": machine}
     (target / "metadata.json").write_text(json.dumps(meta, indent=2))
@@ -139,15 +145,8 @@ def snapshot(run: Path, dest: Path = SHIPPED_RESULTS) -> Path:
     run = Path(run)
     meta, relative = _checked(run, completed=False)
     target = Path(dest) / relative
-    if target.exists():
-        if not _is_snapshot(target):
-            raise PublishError(f"{target} is published as a completed run; a snapshot never replaces it")
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
-    for name in ("config.yaml", "eval.csv", "train_metrics.csv"):
-        if (run / name).is_file():
-            shutil.copy2(run / name, target / name)
-    machine = this_machine() if meta.get("host") in (None, platform.node()) else {"host": meta.get("host")}
+    machine = _copy(run, meta, target, ("config.yaml", "eval.csv", "train_metrics.csv"),
+                    "is published as a completed run; a snapshot never replaces it")
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     meta["snapshot"] = {"time": now, "frames": meta.get("frames"), "status_then": meta["status"],
                         "source": str(run), "machine": machine}

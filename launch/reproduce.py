@@ -420,32 +420,27 @@ def launch_cluster(campaign: Campaign, python: str, todo: list[tuple[RunSpec, li
 
 
 # ---------------------------------------------------------------------------------------------------- main
-def publish_completed(found: list[RunStatus], shipped: Path) -> list[Path]:
-    published = []
+def _publish_each(found: list[RunStatus], states: tuple[str, ...], action: Any, done: str) -> list[Path]:
+    """``action(run folder)`` (publish or snapshot) for every run in one of ``states``; what it wrote."""
+    written = []
     for status in found:
-        if status.state == "completed" and status.path is not None:
+        if status.state in states and status.path is not None:
             try:
-                target = publish(status.path, shipped)
+                target = action(status.path)
             except PublishError as exc:
-                print(f"[reproduce] cannot publish {status.path}: {exc}", file=sys.stderr)
+                print(f"[reproduce] not {done}: {status.path}: {exc}", file=sys.stderr)
                 continue
-            print(f"[reproduce] published {target}")
-            published.append(target)
-    return published
+            print(f"[reproduce] {done} {target} ({status.last_eval})")
+            written.append(target)
+    return written
+
+
+def publish_completed(found: list[RunStatus], shipped: Path) -> list[Path]:
+    return _publish_each(found, ("completed",), lambda run: publish(run, shipped), "published")
 
 
 def snapshot_unfinished(found: list[RunStatus], shipped: Path) -> list[Path]:
-    written = []
-    for status in found:
-        if status.state in ("running", "stopped") and status.path is not None:
-            try:
-                target = snapshot(status.path, shipped)
-            except PublishError as exc:
-                print(f"[reproduce] no snapshot of {status.path}: {exc}", file=sys.stderr)
-                continue
-            print(f"[reproduce] progress snapshot {target} ({status.last_eval})")
-            written.append(target)
-    return written
+    return _publish_each(found, ("running", "stopped"), lambda run: snapshot(run, shipped), "progress snapshot")
 
 
 def build_parser() -> argparse.ArgumentParser:
