@@ -105,19 +105,19 @@ report: install
 
 ## GridWorld belief pictures (paper fig. 3) for one run: make beliefs RUN=results/gridworld/varibad/<run-id>
 beliefs: install
-	$(BIN)/python -m algorithms.varibad.export_beliefs $(RUN) $(ARGS)
+	$(BIN)/python -m tools.export_beliefs $(RUN) $(ARGS)
 	$(BIN)/python analysis/belief_pictures.py $(RUN)
 
 ## Meta-World's own evaluation (metaworld.evaluation.metalearning_evaluation) of an ML1 run's final checkpoint,
 ## written next to its eval.csv: make metaworld-eval RUN=results/ml1_push/varibad/<run-id> [ARGS="--compare"]
 metaworld-eval: install
-	$(BIN)/python -m algorithms.metaworld_eval $(RUN) $(ARGS)
+	$(BIN)/python -m tools.metaworld_eval $(RUN) $(ARGS)
 
 ## Our ML1 evaluator vs Meta-World's vs a direct count, with Meta-World's scripted policy (goal visible, action
 ## noise NOISE): make metaworld-compare ENV=ml1_reach NOISE=2.0
 NOISE ?= 2.0
 metaworld-compare: install
-	$(BIN)/python -m algorithms.metaworld_eval --scripted $(ENV) --noise $(NOISE) --compare $(ARGS)
+	$(BIN)/python -m tools.metaworld_eval --scripted $(ENV) --noise $(NOISE) --compare $(ARGS)
 
 ## Recompute the reference values: GridWorld's exact optimal, Bayes-optimal, posterior sampling; PointRobot's
 ## known-goal optimum and semicircle searcher (through the meta-test protocol); HalfCheetahVel's task-agnostic bound;

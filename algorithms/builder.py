@@ -21,6 +21,7 @@ from algorithms.common.errors import ConfigError
 from algorithms.registry import build_agent, check_compatible, get_algo, resolve_device
 from envs.base import MetaVecEnv
 from envs.registry import get_spec, make_meta_env
+from records import run_folder
 
 #: the Hydra config folder (``conf/`` at the repository root)
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -79,7 +80,7 @@ def build(cfg: DictConfig) -> tuple[Agent, MetaVecEnv]:
     torch.manual_seed(int(cfg.seed))
     np.random.seed(int(cfg.seed))  # no project code uses it; third-party code might
     episodes = cfg.env.episodes_per_task or env_spec.episodes_per_task
-    num_envs = int(cfg.algo[algo_spec.num_envs_key])
+    num_envs = int(cfg.algo.num_envs)
     env = make_meta_env(env_spec.name, num_envs=num_envs, seed=int(cfg.seed), split="train",
                         episodes_per_task=episodes, **env_options(cfg))
     agent = build_agent(algo_spec.name, cfg.algo, EnvInfo.from_env(env), int(cfg.seed), device)
@@ -149,7 +150,7 @@ def load_run_agent(run_dir: Path | str, checkpoint: str = "final") -> tuple[Agen
     """The agent of a run folder with the weights of ``checkpoints/<checkpoint>.pt``, its resolved config and the
     checkpoint's progress (``frames``). The training env built on the way is closed again."""
     run_dir = Path(run_dir)
-    config_file = run_dir / "config.yaml"
+    config_file = run_dir / run_folder.CONFIG
     checkpoint_file = run_dir / "checkpoints" / f"{checkpoint}.pt"
     for needed in (config_file, checkpoint_file):
         if not needed.is_file():

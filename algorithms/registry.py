@@ -13,6 +13,12 @@ from omegaconf import DictConfig
 
 from algorithms.common.agent import Agent, EnvInfo
 from algorithms.common.errors import ConfigError
+from algorithms.pearl import PEARLAgent
+from algorithms.pearl import load_config as load_pearl_config
+from algorithms.posterior_sampling import ExactPosteriorSamplingAgent
+from algorithms.rl2 import build_rl2
+from algorithms.varibad import VariBADAgent
+from algorithms.varibad import load_config as load_varibad_config
 from envs.registry import EnvSpec
 
 
@@ -22,8 +28,6 @@ class AlgoSpec:
     build: Callable[[DictConfig, EnvInfo, int, str], Agent]
     action_types: frozenset[str]
     description: str = ""
-    #: agent-config key that sets the number of parallel training envs
-    num_envs_key: str = "num_envs"
     #: envs the agent is defined for (None: any env with a supported action type)
     envs: frozenset[str] | None = None
     #: torch devices the agent runs on (``device=auto`` picks the GPU where one exists and is listed here)
@@ -31,14 +35,10 @@ class AlgoSpec:
 
 
 def _build_varibad(cfg: DictConfig, info: EnvInfo, seed: int, device: str) -> Agent:
-    from algorithms.varibad import VariBADAgent, load_config
-
-    return VariBADAgent(load_config(cfg), info, seed=seed, device=device)
+    return VariBADAgent(load_varibad_config(cfg), info, seed=seed, device=device)
 
 
 def _build_rl2(cfg: DictConfig, info: EnvInfo, seed: int, device: str) -> Agent:
-    from algorithms.rl2 import build_rl2
-
     return build_rl2(cfg, info, seed, device)
 
 
@@ -46,9 +46,7 @@ def _build_varibad_variant(required: dict[str, Any]) -> Callable[[DictConfig, En
     """Agents that are VariBAD's machinery with some fields fixed (checked, so the name cannot lie)."""
 
     def build(cfg: DictConfig, info: EnvInfo, seed: int, device: str) -> Agent:
-        from algorithms.varibad import VariBADAgent, load_config
-
-        config = load_config(cfg)
+        config = load_varibad_config(cfg)
         wrong = {k: getattr(config, k) for k, v in required.items() if getattr(config, k) != v}
         if wrong:
             raise ConfigError(f"algo {config.name!r} requires {required}; got {wrong}")
@@ -58,15 +56,11 @@ def _build_varibad_variant(required: dict[str, Any]) -> Callable[[DictConfig, En
 
 
 def _build_exact_posterior_sampling(cfg: DictConfig, info: EnvInfo, seed: int, device: str) -> Agent:
-    from algorithms.posterior_sampling import ExactPosteriorSamplingAgent
-
     return ExactPosteriorSamplingAgent(seed=seed, num_steps=int(cfg.num_steps))
 
 
 def _build_pearl(cfg: DictConfig, info: EnvInfo, seed: int, device: str) -> Agent:
-    from algorithms.pearl import PEARLAgent, load_config
-
-    return PEARLAgent(load_config(cfg), info, seed=seed, device=device)
+    return PEARLAgent(load_pearl_config(cfg), info, seed=seed, device=device)
 
 
 ALGORITHMS: dict[str, AlgoSpec] = {

@@ -1,6 +1,6 @@
 """GridWorld belief pictures (VariBAD paper fig. 3), drawn from a run's exported belief trace.
 
-Reads ``beliefs_goal<x>_<y>.npz`` files that ``python -m algorithms.varibad.export_beliefs RUN_DIR`` wrote into a
+Reads ``beliefs_goal<x>_<y>.npz`` files that ``python -m tools.export_beliefs RUN_DIR`` wrote into a
 run folder (this module reads files only). Per trace, two PNGs:
 
 * ``<run>_beliefs_goal<x>_<y>.png``: the decoder's reward probability per cell (red = likely goal) at every step
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     for run in args.runs:
         traces = sorted(run.glob("beliefs_goal*.npz"))
         if not traces:
-            print(f"note: {run}: no beliefs_goal*.npz (run python -m algorithms.varibad.export_beliefs {run})",
+            print(f"note: {run}: no beliefs_goal*.npz (run python -m tools.export_beliefs {run})",
                   file=sys.stderr)
         for path in traces:
             trace = dict(np.load(path))

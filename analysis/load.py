@@ -31,21 +31,15 @@ from typing import Any
 
 import pandas as pd
 
-SCHEMA_VERSION = 1
-RUN_FILES = ("metadata.json", "eval.csv", "train_metrics.csv", "config.yaml")
+from records import run_folder
+from records.run_folder import EVAL_COLUMNS, REQUIRED_METADATA, RUN_FILES, SCHEMA_VERSION, STATUSES
+
 NOT_RUN_FOLDERS = frozenset({"sweeps", "figures", "tables", "multirun", "outputs", "checkpoints", "references",
                              "reproduce", "report"})
-STATUSES = ("running", "preempted", "completed", "failed")
 #: statuses of a run that has not finished (killed or pre-empted runs resume in place): kept, flagged as running
 #: (``stale``: marked running, but its process is gone)
 INCOMPLETE = ("running", "preempted", "stale")
-REQUIRED_METADATA: dict[str, type] = {"schema_version": int, "run_id": str, "env": str, "algo": str, "seed": int,
-                                      "status": str}
-# eval.csv column -> kind ("string", "integer", "number", "bool"); only steps_to_success may be empty
-EVAL_COLUMNS: dict[str, str] = {"run_id": "string", "frames": "integer", "task_id": "integer", "task": "string",
-                                "episode": "integer", "return": "number", "success": "bool",
-                                "steps_to_success": "number"}
-NULLABLE = frozenset({"steps_to_success"})
+NULLABLE = run_folder.NULLABLE_EVAL_COLUMNS
 RUN_KEYS = ["env", "algo", "seed", "run_id", "status", "protocol"]
 #: config keys that may differ between the seeds of one comparison: they do not change what a run computes (or,
 #: for ``seed``, are meant to differ)
@@ -137,7 +131,7 @@ def run_state(run: Path, meta: dict[str, Any]) -> str:
 
 def read_metadata(run: Path) -> dict[str, Any]:
     """``metadata.json`` with the required keys checked; raises :class:`RunError`."""
-    path = run / "metadata.json"
+    path = run / run_folder.METADATA
     if not path.exists():
         raise RunError("metadata.json missing")
     try:
@@ -192,7 +186,7 @@ def _check_kind(df: pd.DataFrame, column: str, kind: str) -> None:
         raise RunError(f"eval.csv column {column!r} has dtype {series.dtype}, expected {kind}")
 
 
-def read_eval(run: Path, run_id: str, running: bool, file: str = "eval.csv") -> tuple[pd.DataFrame, str | None]:
+def read_eval(run: Path, run_id: str, running: bool, file: str = run_folder.EVAL) -> tuple[pd.DataFrame, str | None]:
     """Validated ``eval.csv`` rows (or those of another file of its columns: ``final_eval.csv``) and an optional note;
     raises :class:`RunError`."""
     path = run / file
@@ -236,7 +230,7 @@ def read_eval(run: Path, run_id: str, running: bool, file: str = "eval.csv") -> 
 
 def read_train(run: Path, running: bool) -> pd.DataFrame | None:
     """``train_metrics.csv`` (optional: ``None`` when absent); it must have a numeric ``frames`` column."""
-    path = run / "train_metrics.csv"
+    path = run / run_folder.TRAIN_METRICS
     if not path.exists():
         return None
     df = _read_csv(path, running)
@@ -267,7 +261,7 @@ def read_config(run: Path) -> dict[str, Any] | None:
     import yaml
 
     try:
-        config = yaml.safe_load((run / "config.yaml").read_text())
+        config = yaml.safe_load((run / run_folder.CONFIG).read_text())
     except (OSError, yaml.YAMLError):
         return None
     if not isinstance(config, dict):
@@ -307,7 +301,7 @@ def protocol_of(run: Path) -> str:
     import yaml
 
     try:
-        config = yaml.safe_load((run / "config.yaml").read_text())
+        config = yaml.safe_load((run / run_folder.CONFIG).read_text())
     except (OSError, yaml.YAMLError):
         return ""
     if not isinstance(config, dict):

@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "algorithm has), 'last' (each seed's last point) or a number of frames (default: common)")
     parser.add_argument("--references", type=Path, nargs="+", default=DEFAULT_REFERENCES,
                         help="reference-line JSON files ({'K6': {'optimal': [...], ...}}, per env); skipped with a "
-                             "note if missing (default: algorithms/references/{gridworld,pointrobot}_references.json)")
+                             "note if missing (default: records/reference_data/{gridworld,pointrobot}_references.json)")
     parser.add_argument("--no-references", action="store_true", help="draw no reference lines")
     parser.add_argument("--dpi", type=int, default=150, help="PNG resolution (default: 150)")
     return parser

@@ -46,14 +46,16 @@ from analysis.tables import (
     to_markdown,
 )
 from analysis.task_breakdown import breakdown_markdown
+from records import run_folder
 
 #: the files of a run that are published (checkpoints stay behind: too large, and not needed by analysis)
-PUBLISHED_FILES = ("config.yaml", "metadata.json", "train_metrics.csv", "eval.csv", "final_eval.csv")
+PUBLISHED_FILES = (run_folder.CONFIG, run_folder.METADATA, run_folder.TRAIN_METRICS, run_folder.EVAL,
+                   run_folder.FINAL_EVAL)
 #: published where the run folder holds them: ``train_metrics.csv`` (optional in the results schema: a run with a
 #: budget of 0 frames, e.g. exact posterior sampling, trains no iteration and writes none) and analyses of the run
-#: (cheetah_dir: the settling step that ``python -m algorithms.direction_inference`` measures on the final
+#: (cheetah_dir: the settling step that ``python -m tools.direction_inference`` measures on the final
 #: checkpoint, which is not published)
-OPTIONAL_FILES = ("train_metrics.csv", "direction_inference.json", "final_eval.csv")
+OPTIONAL_FILES = (run_folder.TRAIN_METRICS, "direction_inference.json", run_folder.FINAL_EVAL)
 #: meta-test episodes shown in the index
 INDEX_EPISODES = 6
 #: the repository README, whose block between these markers is generated from the shipped runs
@@ -96,7 +98,7 @@ def _checked(run: Path, completed: bool) -> tuple[dict[str, Any], Path]:
         raise PublishError(f"{run}: no git commit recorded; a published run must say which code produced it")
     if str(commit).endswith("-dirty"):
         raise PublishError(f"{run}: ran on uncommitted changes ({commit}); publish runs of a clean commit")
-    needed = PUBLISHED_FILES if completed else ("config.yaml", "eval.csv")
+    needed = PUBLISHED_FILES if completed else (run_folder.CONFIG, run_folder.EVAL)
     missing = [name for name in needed if name not in OPTIONAL_FILES and not (run / name).is_file()]
     if missing:
         raise PublishError(f"{run}: missing {', '.join(missing)}")
@@ -105,7 +107,7 @@ def _checked(run: Path, completed: bool) -> tuple[dict[str, Any], Path]:
 
 def _is_snapshot(target: Path) -> bool:
     try:
-        return bool(json.loads((target / "metadata.json").read_text()).get("snapshot"))
+        return bool(json.loads((target / run_folder.METADATA).read_text()).get("snapshot"))
     except (OSError, json.JSONDecodeError):
         return False
 
@@ -119,7 +121,7 @@ def _copy(run: Path, meta: dict[str, Any], target: Path, files: tuple[str, ...],
         shutil.rmtree(target)
     target.mkdir(parents=True)
     for name in files:
-        if name != "metadata.json" and (run / name).is_file():
+        if name != run_folder.METADATA and (run / name).is_file():
             shutil.copy2(run / name, target / name)
     return this_machine() if meta.get("host") in (None, platform.node()) else {"host": meta.get("host")}
 
@@ -134,7 +136,7 @@ def publish(run: Path, dest: Path = SHIPPED_RESULTS) -> Path:
                     "is already published; runs are never overwritten")
     meta["published"] = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "source": str(run),
                          "machine": machine}
-    (target / "metadata.json").write_text(json.dumps(meta, indent=2))
+    (target / run_folder.METADATA).write_text(json.dumps(meta, indent=2))
     return target
 
 
@@ -145,13 +147,13 @@ def snapshot(run: Path, dest: Path = SHIPPED_RESULTS) -> Path:
     run = Path(run)
     meta, relative = _checked(run, completed=False)
     target = Path(dest) / relative
-    machine = _copy(run, meta, target, ("config.yaml", "eval.csv", "train_metrics.csv"),
+    machine = _copy(run, meta, target, (run_folder.CONFIG, run_folder.EVAL, run_folder.TRAIN_METRICS),
                     "is published as a completed run; a snapshot never replaces it")
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     meta["snapshot"] = {"time": now, "frames": meta.get("frames"), "status_then": meta["status"],
                         "source": str(run), "machine": machine}
     meta["status"] = "running"  # in progress, whatever the process was doing when the snapshot was taken
-    (target / "metadata.json").write_text(json.dumps(meta, indent=2))
+    (target / run_folder.METADATA).write_text(json.dumps(meta, indent=2))
     return target
 
 
@@ -169,7 +171,7 @@ def index_table(dest: Path, n_resamples: int = 9999) -> str:
     breakdown = breakdown_markdown(results, references, n_resamples=n_resamples)
     metas = {}
     for run in results.runs.itertuples():
-        metas[run.run_id] = json.loads((Path(run.path) / "metadata.json").read_text())
+        metas[run.run_id] = json.loads((Path(run.path) / run_folder.METADATA).read_text())
     sections = protocol_sections(results.eval)
     for env, protocol, _, ev in sections:
         runs = results.runs[(results.runs["env"] == env) & (results.runs["protocol"] == protocol)]

@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_REFERENCES = [REPO_ROOT / "algorithms" / "references" / f"{env}_references.json"
-                      for env in ("gridworld", "pointrobot", "cheetah_vel")]
+from records.references import ENVS_WITH_REFERENCES, reference_file
+
+DEFAULT_REFERENCES = [reference_file(env) for env in ENVS_WITH_REFERENCES]
 
 
 def _load_one(path: Path) -> tuple[dict[str, Any] | None, str | None]:

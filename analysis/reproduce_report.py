@@ -29,6 +29,7 @@ from analysis.references import DEFAULT_REFERENCES, load_references, references_
 from analysis.stats import aggregate, format_frames, per_episode
 from analysis.style import agent_color, reference_style
 from analysis.tables import to_markdown
+from records import run_folder
 
 #: episodes shown in the tables, and the last one (all of them in the figures)
 TABLE_EPISODES = (1, 2, 3, 5, 10, 20, 30)
@@ -40,9 +41,9 @@ def final_meta_test(results: Any) -> pd.DataFrame:
     for run in results.runs.itertuples():
         keys = {k: getattr(run, k) for k in RUN_KEYS}
         rows = None
-        if (Path(run.path) / "final_eval.csv").is_file():
+        if (Path(run.path) / run_folder.FINAL_EVAL).is_file():
             try:
-                rows, _ = read_eval(Path(run.path), run.run_id, running=False, file="final_eval.csv")
+                rows, _ = read_eval(Path(run.path), run.run_id, running=False, file=run_folder.FINAL_EVAL)
             except RunError:
                 rows = None
         if rows is None:

@@ -30,6 +30,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analysis.load import discover_runs, run_state
+from records import run_folder
 
 #: rows of train_metrics.csv the recent frames/s is measured over
 RECENT_ROWS = 5
@@ -58,7 +59,7 @@ def _frames(n: float | None) -> str:
 
 def _budget(run: Path) -> int | None:
     try:
-        config = yaml.safe_load((run / "config.yaml").read_text())
+        config = yaml.safe_load((run / run_folder.CONFIG).read_text())
         return int(float(config["train"]["num_frames"]))
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
         return None
@@ -67,7 +68,8 @@ def _budget(run: Path) -> int | None:
 def _recent(run: Path) -> tuple[float | None, float | None]:
     """(recent frames/s, wall seconds) from the last rows of train_metrics.csv."""
     try:
-        metrics = pd.read_csv(run / "train_metrics.csv", usecols=["frames", "wall_time"]).dropna().tail(RECENT_ROWS)
+        metrics = pd.read_csv(run / run_folder.TRAIN_METRICS, usecols=["frames", "wall_time"])
+        metrics = metrics.dropna().tail(RECENT_ROWS)
     except (OSError, ValueError, pd.errors.ParserError):
         return None, None
     if metrics.empty:
@@ -83,7 +85,7 @@ def _recent(run: Path) -> tuple[float | None, float | None]:
 def _last_meta_test(run: Path) -> tuple[int | None, list[float]]:
     """(frames, mean return per episode) of the last complete evaluation point in eval.csv."""
     try:
-        ev = pd.read_csv(run / "eval.csv", usecols=["frames", "task_id", "episode", "return"])
+        ev = pd.read_csv(run / run_folder.EVAL, usecols=["frames", "task_id", "episode", "return"])
     except (OSError, ValueError, pd.errors.ParserError):
         return None, []
     if ev.empty:
@@ -98,7 +100,7 @@ def _last_meta_test(run: Path) -> tuple[int | None, list[float]]:
 def run_row(run: Path) -> dict[str, Any] | None:
     """The board's row of one run folder (``None`` when it has no readable metadata)."""
     try:
-        meta = json.loads((run / "metadata.json").read_text())
+        meta = json.loads((run / run_folder.METADATA).read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(meta, dict) or "status" not in meta:

@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--decimals", type=int, default=2, help="decimals in the cells (default: 2)")
     parser.add_argument("--references", type=Path, nargs="+", default=DEFAULT_REFERENCES,
                         help="reference JSON files (default: "
-                             "algorithms/references/{gridworld,pointrobot}_references.json)")
+                             "records/reference_data/{gridworld,pointrobot}_references.json)")
     return parser
 
 

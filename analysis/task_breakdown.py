@@ -3,7 +3,7 @@
 * ``cheetah_dir``: per direction. A policy that does not infer the direction can at best run one way, which
   averages about 0 over the two tasks; one that infers it within episode 1 is positive in both directions already
   in episode 1. Where a run folder holds ``direction_inference.json`` (written by
-  ``python -m algorithms.direction_inference RUN``), the step of episode 1 from which the cheetah runs the task's
+  ``python -m tools.direction_inference RUN``), the step of episode 1 from which the cheetah runs the task's
   way is shown too.
 * ``cheetah_vel``: the episode returns next to the best a task-agnostic policy can do on the same targets,
   ``-H mean_i |g_i - median(g)|`` (``algorithms/references/cheetah_vel.py``; ``H`` from its reference file),
@@ -148,7 +148,7 @@ def velocity_table(results: Results, references: dict | None, last: int = LAST, 
         return pd.DataFrame()
     refs = (references or {}).get("cheetah_vel")
     if not isinstance(refs, dict) or not isinstance(refs.get("horizon"), int):
-        raise ValueError("cheetah_vel needs its reference file (algorithms/references/cheetah_vel_references.json, "
+        raise ValueError("cheetah_vel needs its reference file (records/reference_data/cheetah_vel_references.json, "
                          "`make references`) for the episode length H of the bound")
     horizon = refs["horizon"]
     per_seed = per_seed_by_group(ev, lambda rows: pd.Series(["all targets"] * len(rows)), last)
@@ -177,7 +177,7 @@ def breakdown_markdown(results: Results, references: dict | None, last: int = LA
     if not directions.empty:
         out["cheetah_dir"] = ("Per direction: mean return over each run's last meta-tests, mean over seeds [95% "
                               "bootstrap CI]; settling step: the step of the episode from which the 10-step mean "
-                              "velocity keeps the task's sign (`python -m algorithms.direction_inference`; PEARL "
+                              "velocity keeps the task's sign (`python -m tools.direction_inference`; PEARL "
                               "acts on a prior z in episode 1 and adapts from episode 2, Algorithm 2).\n\n"
                               + to_markdown(directions))
     velocities = velocity_table(results, references, last, **ci)

@@ -23,7 +23,7 @@ import torch
 
 import train
 from algorithms import builder
-from algorithms.common.storage import TrajectoryBatch
+from algorithms.onpolicy.storage import TrajectoryBatch
 from algorithms.varibad import vae as vae_module
 
 ONE_PASS = 1 << 40

@@ -45,6 +45,7 @@ import yaml
 
 from analysis.load import SHIPPED_RESULTS, is_live
 from analysis.publish import PublishError, publish, snapshot, write_index
+from records import run_folder
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFESTS = REPO / "benchmarks" / "reproduce"
@@ -209,7 +210,7 @@ class RunStatus:
 
 def _meta(run: Path) -> dict[str, Any] | None:
     try:
-        meta = json.loads((run / "metadata.json").read_text())
+        meta = json.loads((run / run_folder.METADATA).read_text())
     except (OSError, json.JSONDecodeError):
         return None
     return meta if isinstance(meta, dict) else None
@@ -230,7 +231,7 @@ def _runs_of(root: Path, spec: RunSpec) -> list[tuple[Path, dict[str, Any]]]:
 
 def _budget(run: Path) -> int | None:
     try:
-        return int(yaml.safe_load((run / "config.yaml").read_text())["train"]["num_frames"])
+        return int(yaml.safe_load((run / run_folder.CONFIG).read_text())["train"]["num_frames"])
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
         return None
 
@@ -238,7 +239,7 @@ def _budget(run: Path) -> int | None:
 def _speed(run: Path, rows: int = 10) -> float | None:
     """Frames per second over the run's last logged rows (``train_metrics.csv``: frames, cumulative wall time)."""
     try:
-        metrics = pd.read_csv(run / "train_metrics.csv", usecols=["frames", "wall_time"]).dropna()
+        metrics = pd.read_csv(run / run_folder.TRAIN_METRICS, usecols=["frames", "wall_time"]).dropna()
     except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
         return None
     tail = metrics.tail(rows)
@@ -252,7 +253,7 @@ def _last_eval(run: Path) -> str:
     """``"@12M: ep1 0.41 (12% found), ep2 ..."``: the last complete meta-test's mean return (and success) per
     episode."""
     try:
-        ev = pd.read_csv(run / "eval.csv", usecols=["frames", "task_id", "episode", "return", "success"])
+        ev = pd.read_csv(run / run_folder.EVAL, usecols=["frames", "task_id", "episode", "return", "success"])
     except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
         return ""
     if ev.empty:

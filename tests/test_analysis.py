@@ -329,7 +329,7 @@ def test_tables_split_ablations_add_references_wall_times_and_runs(tmp_path):
     main_table = (out / "gridworld_per_episode.md").read_text()
     assert "varibad_decode" not in main_table  # ablation variants have their own table
     assert "| varibad " in main_table and "51 min (50-52)" in main_table
-    refs = json.loads((REPO / "algorithms/references/gridworld_references.json").read_text())["K"]["6"]
+    refs = json.loads((REPO / "records/reference_data/gridworld_references.json").read_text())["K"]["6"]
     bayes = next(line for line in main_table.splitlines() if "reference: bayes_optimal" in line)
     assert [c.strip() for c in bayes.split("|")[5:11]] == [f"{v:.2f}" for v in refs["bayes_optimal"]]
     ablation = pd.read_csv(out / "gridworld_ablation_varibad_decode_values.csv")

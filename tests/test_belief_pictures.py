@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 import train
-from algorithms.varibad.export_beliefs import export
 from envs.gridworld import ACTION_DELTAS
+from tools.export_beliefs import export
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,8 +8,8 @@ from omegaconf import OmegaConf
 
 from algorithms import builder
 from algorithms.common.checkpoints import save_checkpoint
-from algorithms.direction_inference import main, settling_step
 from tests.helpers import compose_config
+from tools.direction_inference import main, settling_step
 
 
 def test_settling_step():
@@ -26,7 +26,7 @@ def test_settling_step():
 def test_velocity_read_off_the_reward_is_the_simulated_forward_velocity():
     """``dir * (r + 0.05 |a|^2)`` equals ``(x' - x) / dt`` of the simulator, in both directions."""
     import envs
-    from algorithms.direction_inference import CONTROL_COST
+    from tools.direction_inference import CONTROL_COST
 
     env = envs.make_meta_env("cheetah_dir", num_envs=2, seed=0, num_workers=0, horizon=30)
     env.reset(options={"tasks": np.array([[1.0], [-1.0]], np.float32)})

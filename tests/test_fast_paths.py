@@ -8,10 +8,10 @@ from torch.distributions import Categorical, Independent, Normal
 
 import envs
 from algorithms import builder
-from algorithms.common.acting import FusedActing
 from algorithms.common.agent import EnvInfo
-from algorithms.common.networks import FAST_TANH_MIN_ELEMENTS, tanh
-from algorithms.common.storage import TrajectoryBatch
+from algorithms.onpolicy.acting import FusedActing
+from algorithms.onpolicy.networks import FAST_TANH_MIN_ELEMENTS, tanh
+from algorithms.onpolicy.storage import TrajectoryBatch
 from algorithms.varibad import VariBADAgent, VariBADConfig
 from algorithms.varibad.vae import VAE, elbo_loss, horizon_mask
 from tests.helpers import compose_config

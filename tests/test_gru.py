@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from algorithms.common.gru import gru_sequence
-from algorithms.common.recurrent import RecurrentEncoder
+from algorithms.onpolicy.gru import gru_sequence
+from algorithms.onpolicy.recurrent import RecurrentEncoder
 
 
 def gru_cell_loop(gru: nn.GRU, x: torch.Tensor, h0: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:

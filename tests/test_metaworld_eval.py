@@ -14,9 +14,9 @@ from metaworld.evaluation import metalearning_evaluation
 
 from algorithms import builder
 from algorithms.common.checkpoints import save_checkpoint
-from algorithms.metaworld_eval import MetaWorldAgent, compare, main, make_eval_envs
 from algorithms.references.metaworld_scripted import ScriptedML1Agent
 from tests.helpers import compose_config
+from tools.metaworld_eval import MetaWorldAgent, compare, main, make_eval_envs
 
 
 class BeliefSpy:

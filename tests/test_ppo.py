@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from algorithms.common.ppo import PPOConfig, value_loss_fn
+from algorithms.onpolicy.ppo import PPOConfig, value_loss_fn
 
 
 def huber(x: torch.Tensor) -> torch.Tensor:
@@ -63,7 +63,7 @@ def test_gaussian_policy_head_follows_the_reference():
     """normc mean head with gain 1 (rows of norm 1), log-std 0, optional tanh on the mean before sampling."""
     import gymnasium as gym
 
-    from algorithms.common.policy import BeliefConditionedActorCritic
+    from algorithms.onpolicy.policy import BeliefConditionedActorCritic
 
     space = gym.spaces.Box(-1, 1, (6,))
     torch.manual_seed(0)
@@ -79,7 +79,7 @@ def test_gaussian_policy_head_follows_the_reference():
 
 
 def test_policy_inputs_are_not_clipped_by_default():
-    from algorithms.common.normalization import InputNormalizer
+    from algorithms.onpolicy.normalization import InputNormalizer
     from algorithms.varibad import VariBADConfig
 
     assert VariBADConfig().policy_input_clip is None

@@ -10,8 +10,8 @@ from gymnasium import spaces
 from torch import nn
 
 from algorithms.common.agent import EnvInfo
-from algorithms.common.normalization import RewardNormalizer
-from algorithms.common.storage import RolloutStorage, TrajectoryBuffer
+from algorithms.onpolicy.normalization import RewardNormalizer
+from algorithms.onpolicy.storage import RolloutStorage, TrajectoryBuffer
 from algorithms.varibad import VariBADAgent, VariBADConfig, load_config
 from envs.base import BatchedTaskEnv, MetaVecEnv
 from tests.helpers import compose_config

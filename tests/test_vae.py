@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from algorithms.common.storage import TrajectoryBatch
+from algorithms.onpolicy.storage import TrajectoryBatch
 from algorithms.varibad.config import VariBADConfig
 from algorithms.varibad.vae import VAE, elbo_loss, horizon_mask, kl_terms
 

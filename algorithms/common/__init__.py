@@ -1,1 +1,2 @@
-"""Building blocks shared by every agent: networks, PPO, storage, normalisation, trainer and evaluator."""
+"""The run framework every agent uses: the ``Agent`` interface, the trainer, the meta-test, checkpoints, the run
+folder, tracking and the checks of a run's config."""

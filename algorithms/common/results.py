@@ -1,15 +1,4 @@
-"""The results folder of one run (design.md §5): ``results/<env>/<algo>/<run-id>/``.
-
-Files (the schema ``analysis/`` reads; nothing else is needed to analyse a run):
-
-* ``config.yaml``: the fully resolved Hydra config;
-* ``metadata.json``: run id, env, algo, label (the name analysis groups by; default the algo), seed, git commit,
-  package versions, start/end time, status (``running`` -> ``completed`` | ``failed``), frames done;
-* ``train_metrics.csv``: one row per logged iteration: ``frames``, ``wall_time``, ``fps`` and metric columns;
-* ``eval.csv``: meta-test rows ``run_id, frames, task_id, task, episode, return, success, steps_to_success``;
-* ``final_eval.csv`` (with ``eval.final_episodes``): the same columns, one more meta-test after the last one, with
-  more episodes per task;
-* ``checkpoints/``: ``latest.pt`` (everything needed to resume) and, once completed, ``final.pt`` (the model).
+"""Writes one run's folder, ``<results_dir>/<env>/<label>/<run-id>/`` (its files: ``records.run_folder``).
 
 Rows are appended and flushed as they are produced, so a run that dies keeps everything it wrote.
 A run folder is created exclusively: an existing run is never overwritten. A run that was killed or pre-empted
@@ -35,9 +24,9 @@ from typing import Any
 
 import pandas as pd
 
-SCHEMA_VERSION = 1
-#: statuses of a run that can be resumed (``running`` only when no live process holds its lock)
-RESUMABLE = ("running", "preempted")
+from records import run_folder
+from records.run_folder import RESUMABLE, SCHEMA_VERSION
+
 #: config keys that do not change what a run computes (progress display, resume switch, tracking)
 VOLATILE_CONFIG_KEYS = ("progress", "resume", "tracking", "allow_default_hyperparameters")
 PACKAGES = ("torch", "numpy", "gymnasium", "hydra-core", "omegaconf", "pandas", "mujoco", "metaworld")
@@ -98,13 +87,13 @@ class RunDirectory:
         self.path = parent / name
         self.run_id = name
         self._lock = _acquire_lock(self.path)
-        self.checkpoints = self.path / "checkpoints"
+        self.checkpoints = self.path / run_folder.CHECKPOINTS
         self.checkpoints.mkdir()
         self.metadata: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION, "run_id": name, "env": env, "algo": algo, "label": label, "seed": seed,
             "git_commit": git_commit(Path(__file__).resolve().parent), "packages": package_versions(),
             "host": platform.node(), "command": " ".join(sys.argv), "start_time": _now(), "end_time": None,
-            "status": "running", "frames": 0,
+            "status": run_folder.RUNNING, "frames": 0,
         }
         self.write_metadata()
         self._metric_fields: list[str] | None = None
@@ -116,14 +105,14 @@ class RunDirectory:
         self.path = Path(path)
         self.run_id = self.path.name
         self._lock = _acquire_lock(self.path)
-        self.checkpoints = self.path / "checkpoints"
-        self.metadata = json.loads((self.path / "metadata.json").read_text())
-        metrics = self.path / "train_metrics.csv"
+        self.checkpoints = self.path / run_folder.CHECKPOINTS
+        self.metadata = json.loads((self.path / run_folder.METADATA).read_text())
+        metrics = self.path / run_folder.TRAIN_METRICS
         self._metric_fields = list(pd.read_csv(metrics, nrows=0).columns) if metrics.exists() else None
         resumes = list(self.metadata.get("resumes", []))
         resumes.append({"time": _now(), "host": platform.node(), "from_status": self.metadata.get("status"),
                         "git_commit": git_commit(Path(__file__).resolve().parent)})
-        self.write_metadata(status="running", end_time=None, resumes=resumes)
+        self.write_metadata(status=run_folder.RUNNING, end_time=None, resumes=resumes)
         return self
 
     def close(self) -> None:
@@ -133,7 +122,7 @@ class RunDirectory:
     def row_counts(self) -> dict[str, int]:
         """Data rows (header excluded) in each CSV file; stored in checkpoints to cut files back on resume."""
         counts = {}
-        for name in ("train_metrics.csv", "eval.csv"):
+        for name in (run_folder.TRAIN_METRICS, run_folder.EVAL):
             path = self.path / name
             counts[name] = 0 if not path.exists() else max(sum(1 for _ in path.open()) - 1, 0)
         return counts
@@ -146,7 +135,7 @@ class RunDirectory:
                 continue
             with path.open() as f:
                 lines = f.readlines()
-            if keep == 0 and name == "eval.csv":
+            if keep == 0 and name == run_folder.EVAL:
                 path.unlink()  # it is recreated with its header by the first evaluation
                 continue
             if len(lines) - 1 > keep:
@@ -158,14 +147,14 @@ class RunDirectory:
         self.metadata.update(updates)
         tmp = self.path / "metadata.json.tmp"
         tmp.write_text(json.dumps(self.metadata, indent=2))
-        os.replace(tmp, self.path / "metadata.json")  # atomic: never a half-written file
+        os.replace(tmp, self.path / run_folder.METADATA)  # atomic: never a half-written file
 
     def write_config(self, yaml_text: str) -> None:
-        (self.path / "config.yaml").write_text(yaml_text)
+        (self.path / run_folder.CONFIG).write_text(yaml_text)
 
     def append_metrics(self, row: dict[str, float]) -> None:
         """Append a training-metrics row; the header is fixed by the first row (new keys go to the end)."""
-        path = self.path / "train_metrics.csv"
+        path = self.path / run_folder.TRAIN_METRICS
         keys = list(row)
         if self._metric_fields is None or any(k not in self._metric_fields for k in keys):
             old = pd.read_csv(path) if path.exists() else None
@@ -181,7 +170,7 @@ class RunDirectory:
         with path.open("a", newline="") as f:
             csv.DictWriter(f, fieldnames=self._metric_fields).writerow(row)
 
-    def append_eval(self, frames: int, rows: pd.DataFrame, tasks: Any, file: str = "eval.csv") -> None:
+    def append_eval(self, frames: int, rows: pd.DataFrame, tasks: Any, file: str = run_folder.EVAL) -> None:
         out = rows.copy()
         out.insert(0, "frames", frames)
         out.insert(0, "run_id", self.run_id)
@@ -193,7 +182,7 @@ class RunDirectory:
 def _acquire_lock(path: Path) -> Any:
     """An exclusive advisory lock on ``<run>/.lock`` for the life of this process (released by the OS even on
     SIGKILL, which is how a killed run is told apart from a live one)."""
-    handle = (path / ".lock").open("a+")
+    handle = (path / run_folder.LOCK).open("a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -224,7 +213,7 @@ def find_resumable(root: Path | str, env: str, label: str, seed: int, config_yam
     wanted = comparable_config(config_yaml)
     candidates = [parent / run_name] if run_name else sorted(parent.iterdir(), reverse=True)
     for path in candidates:
-        meta_path, config_path = path / "metadata.json", path / "config.yaml"
+        meta_path, config_path = path / run_folder.METADATA, path / run_folder.CONFIG
         if not (meta_path.is_file() and config_path.is_file()):
             continue
         try:
@@ -239,9 +228,9 @@ def find_resumable(root: Path | str, env: str, label: str, seed: int, config_yam
         except RunLockedError:
             continue  # a live process is running it
         try:
-            if (path / "checkpoints" / "latest.pt").is_file():
+            if (path / run_folder.CHECKPOINTS / "latest.pt").is_file():
                 return path
-            meta.update(status="failed", end_time=_now(),
+            meta.update(status=run_folder.FAILED, end_time=_now(),
                         error="stopped before its first checkpoint; nothing to resume (a new run was started)")
             tmp = meta_path.with_suffix(".json.tmp")
             tmp.write_text(json.dumps(meta, indent=2))

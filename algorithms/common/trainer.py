@@ -23,6 +23,7 @@ from algorithms.common.evaluator import EvaluationInterrupted, meta_test
 from algorithms.common.results import RunDirectory, _now
 from algorithms.common.tracking import NullTracker, Tracker
 from envs.base import MetaVecEnv
+from records import run_folder
 
 
 @dataclass
@@ -68,9 +69,6 @@ class Preempted(Exception):  # noqa: N818 - a stop, not an error: the run is che
         self.signum = signum
 
 
-#: the final meta-test with ``final_eval_episodes`` (the columns of eval.csv)
-FINAL_EVAL_FILE = "final_eval.csv"
-
 #: signals that make a run checkpoint and stop: Slurm's SIGTERM before a kill, Ctrl-C, and SIGUSR2, which
 #: submitit asks Slurm to send ahead of a time limit or pre-emption (its handler then requeues the job)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
@@ -111,7 +109,7 @@ class Trainer:
         after a resume, or abandon a meta-test), checkpointing first; what a stop signal does (:data:`STOP_SIGNALS`)."""
         self._stop_signal = signum
 
-    def evaluate(self, episodes: int | None = None, file: str = "eval.csv") -> pd.DataFrame:
+    def evaluate(self, episodes: int | None = None, file: str = run_folder.EVAL) -> pd.DataFrame:
         """One meta-test of ``episodes`` per task (default: ``eval_episodes``), appended to ``file``. A stop signal
         abandons it part way (:class:`EvaluationInterrupted`) with the random streams it drew from put back, so that
         the resumed run redoes it exactly."""
@@ -206,7 +204,7 @@ class Trainer:
         np.random.set_state(state["numpy_global_rng"])
         torch.set_rng_state(state["torch_rng"])
         # the progress lines show the last meta-test from the first one after a resume, not "-" until the next
-        evals = self.run.path / "eval.csv"
+        evals = self.run.path / run_folder.EVAL
         if evals.is_file() and self.last_eval_frames >= 0:
             rows = pd.read_csv(evals, usecols=["frames", "episode", "return"])
             last = rows[rows["frames"] == self.last_eval_frames]
@@ -258,9 +256,9 @@ class Trainer:
                         self.next_eval += cfg.eval_interval_frames
                     window_frames, window_start = self.frames, time.perf_counter()  # fps of training only
                 if done:
-                    if cfg.final_eval_episodes and not (self.run.path / FINAL_EVAL_FILE).exists():
+                    if cfg.final_eval_episodes and not (self.run.path / run_folder.FINAL_EVAL).exists():
                         try:
-                            self.evaluate(cfg.final_eval_episodes, FINAL_EVAL_FILE)
+                            self.evaluate(cfg.final_eval_episodes, run_folder.FINAL_EVAL)
                         except EvaluationInterrupted:
                             self._checkpoint_and_stop(start)
                     break
@@ -292,11 +290,11 @@ class Trainer:
                     self._progress_line(start, (self.frames - window_frames) / max(now - window_start, 1e-9))
                     last_line = now
         except Preempted as stop:
-            self.run.write_metadata(status="preempted", end_time=_now(), frames=self.frames,
+            self.run.write_metadata(status=run_folder.PREEMPTED, end_time=_now(), frames=self.frames,
                                     stop_signal=signal.Signals(stop.signum).name)
             raise
         except BaseException as exc:
-            self.run.write_metadata(status="failed", end_time=_now(), frames=self.frames,
+            self.run.write_metadata(status=run_folder.FAILED, end_time=_now(), frames=self.frames,
                                     error=f"{type(exc).__name__}: {exc}")
             raise
         finally:
@@ -304,7 +302,7 @@ class Trainer:
             for sig, handler in previous_handlers.items():
                 signal.signal(sig, handler)
         self.checkpoint("final")
-        self.run.write_metadata(status="completed", end_time=_now(), frames=self.frames,
+        self.run.write_metadata(status=run_folder.COMPLETED, end_time=_now(), frames=self.frames,
                                 wall_time_s=round(time.perf_counter() - start, 1))
         assert last_eval is not None
         return last_eval

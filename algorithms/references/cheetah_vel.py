@@ -18,15 +18,15 @@ to this file, with the bound estimated from the env's own task sampler; ``analys
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from algorithms.references import write_references
 from envs.registry import get_spec, make_meta_env
+from records.references import reference_file
 
-OUT = Path(__file__).resolve().parent / "cheetah_vel_references.json"
+OUT = reference_file("cheetah_vel")
 ENV = "cheetah_vel"
 #: episodes the reference line is written for (any shorter meta-test reads its prefix)
 EPISODES = 10

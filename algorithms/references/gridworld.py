@@ -42,6 +42,7 @@ import numpy as np
 
 from envs import get_spec
 from envs.gridworld import ACTION_DELTAS, EXCLUDED_GOALS, GOAL_REWARD, GRID_SIZE, STEP_REWARD, candidate_goals
+from records.references import reference_file
 
 Cell = tuple[int, int]
 
@@ -58,7 +59,7 @@ PS_TIE_BREAK = (
     "shortest path along x first (right/left until the column matches), then along y (up/down); "
     "known goal: the same path to the goal, then noop on it"
 )
-DEFAULT_JSON = Path(__file__).with_name("gridworld_references.json")
+DEFAULT_JSON = reference_file("gridworld")
 MC_SEED = 0
 MC_ROLLOUTS = 20_000
 

@@ -18,7 +18,6 @@ this file; ``analysis/`` draws it as data (it imports no agent code).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,8 +27,9 @@ from algorithms.common.evaluator import meta_test, test_task_set
 from algorithms.references import write_references
 from envs.base import MetaVecEnv
 from envs.pointrobot import STEP_SIZE
+from records.references import reference_file
 
-OUT = Path(__file__).resolve().parent / "pointrobot_references.json"
+OUT = reference_file("pointrobot")
 #: angle walked along the unit semicircle per step: its chord (< 0.1) fits the action box [-0.1, 0.1]^2
 SWEEP_STEP = 0.1
 #: search modes of the searcher

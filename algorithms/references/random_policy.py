@@ -1,7 +1,7 @@
 """The uniform random policy's meta-test return per episode: the floor a run's end-of-run table is read against.
 
 It is the same for every run of one env, protocol, task set and episode count, so it is computed once and kept:
-``random_policy.json`` beside this file holds the values ``make references`` computed for the envs' default
+``records/reference_data/random_policy.json`` holds the values ``make references`` computed for the envs' default
 protocols, and a run that needs another combination computes it (saying so, and stopping on a signal) and keeps it in
 ``<results_dir>/references/random_policy.json`` for the next run. Keyed by a hash of the env, its options, the
 meta-test tasks and the episode count; the random policy is seeded by a constant, not by the run's seed.
@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
-SHIPPED = Path(__file__).resolve().parent / "random_policy.json"
+from records.references import RANDOM_POLICY_FILE
+
+SHIPPED = RANDOM_POLICY_FILE
 #: the random policy's seed and the meta-test's: fixed, so that one value serves every run
 SEED = 12_345
 #: envs whose values ``make references`` computes (the simulator envs take minutes each: ``--envs`` adds them)

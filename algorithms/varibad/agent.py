@@ -15,12 +15,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from algorithms.common.acting import FusedActing
 from algorithms.common.agent import Agent, EnvInfo, IterationStats
-from algorithms.common.normalization import InputNormalizer, RewardNormalizer
-from algorithms.common.policy import BeliefConditionedActorCritic
-from algorithms.common.ppo import PPOConfig, ppo_update
-from algorithms.common.storage import RolloutStorage, TrajectoryBatch, TrajectoryBuffer
+from algorithms.onpolicy.acting import FusedActing
+from algorithms.onpolicy.normalization import InputNormalizer, RewardNormalizer
+from algorithms.onpolicy.policy import BeliefConditionedActorCritic
+from algorithms.onpolicy.ppo import PPOConfig, ppo_update
+from algorithms.onpolicy.storage import RolloutStorage, TrajectoryBatch, TrajectoryBuffer
 from algorithms.varibad.config import VariBADConfig
 from algorithms.varibad.vae import VAE, elbo_loss
 from envs.base import MetaVecEnv

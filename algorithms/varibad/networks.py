@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from algorithms.common.networks import FeatureExtractor, mlp
+from algorithms.onpolicy.networks import FeatureExtractor, mlp
 
 
 class PerStateRewardDecoder(nn.Module):

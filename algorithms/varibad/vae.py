@@ -19,8 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from algorithms.common.recurrent import RecurrentEncoder
-from algorithms.common.storage import TrajectoryBatch
+from algorithms.onpolicy.recurrent import RecurrentEncoder
+from algorithms.onpolicy.storage import TrajectoryBatch
 from algorithms.varibad.config import VariBADConfig
 from algorithms.varibad.networks import (
     PerStateRewardDecoder,

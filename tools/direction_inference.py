@@ -8,7 +8,7 @@ off the reward (``envs/mujoco_suite.py``: ``r = dir * v - 0.05 |a|^2``, so ``v =
 keeps the task's sign to the episode's end (``None``: it never does). Episode 1 is where VariBAD and RL² adapt;
 PEARL acts on a prior sample of z there by design (Algorithm 2) and adapts from episode 2.
 
-    python -m algorithms.direction_inference RUN [RUN ...] [--episodes 2] [--window 10]
+    python -m tools.direction_inference RUN [RUN ...] [--episodes 2] [--window 10]
 
 Writes ``direction_inference.json`` next to each run's ``eval.csv`` and prints a table.
 """

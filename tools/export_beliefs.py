@@ -4,7 +4,7 @@ Agent-side half of the belief pictures: it loads a run's checkpoint, rolls the d
 goal for K episodes and writes ``beliefs_goal<x>_<y>.npz`` into the run folder. ``analysis/belief_pictures.py``
 draws from that file alone (analysis imports no agent code).
 
-    python -m algorithms.varibad.export_beliefs results/gridworld/varibad/<run-id> [--goal 3 4] [--episodes 4]
+    python -m tools.export_beliefs results/gridworld/varibad/<run-id> [--goal 3 4] [--episodes 4]
 
 Saved arrays (T = K x H steps; index 0 of the belief arrays is the prior, before any step):
 ``positions (T+1, 2)`` (start, then each s'), ``actions (T,)``, ``rewards (T,)``, ``episode_index (T,)``,

@@ -22,10 +22,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from algorithms.common.networks import Tanh, tanh
-from algorithms.common.normalization import InputNormalizer
-from algorithms.common.policy import BeliefConditionedActorCritic
-from algorithms.common.recurrent import RecurrentEncoder
+from algorithms.onpolicy.networks import Tanh, tanh
+from algorithms.onpolicy.normalization import InputNormalizer
+from algorithms.onpolicy.policy import BeliefConditionedActorCritic
+from algorithms.onpolicy.recurrent import RecurrentEncoder
 
 _ACTIVATIONS = {Tanh: tanh, nn.Tanh: torch.tanh, nn.ReLU: torch.relu}
 

@@ -18,7 +18,7 @@ from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 from torch.nn import functional as F
 
-from algorithms.common.networks import INITIALISERS, FeatureExtractor, mlp, run_sequential
+from algorithms.onpolicy.networks import INITIALISERS, FeatureExtractor, mlp, run_sequential
 
 
 class BeliefConditionedActorCritic(nn.Module):

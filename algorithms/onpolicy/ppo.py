@@ -13,8 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from algorithms.common.policy import BeliefConditionedActorCritic
-from algorithms.common.storage import RolloutStorage
+from algorithms.onpolicy.policy import BeliefConditionedActorCritic
+from algorithms.onpolicy.storage import RolloutStorage
 
 
 @dataclass

@@ -20,10 +20,10 @@ loop stops once every name has ``num_episodes`` finished episodes. In ML1 all en
 so it stops after ``evaluation_episodes`` episodes have finished over ALL envs together, and with
 terminate-on-success the successful ones finish first: its success rate is that of the first few episodes to end,
 not of ``evaluation_episodes`` episodes per task. :func:`compare` measures this against our evaluator and a direct
-count (``python -m algorithms.metaworld_eval --scripted ml1_reach --compare``).
+count (``python -m tools.metaworld_eval --scripted ml1_reach --compare``).
 
-    python -m algorithms.metaworld_eval results/ml1_push/varibad/<run-id>        # writes metaworld_eval.json
-    python -m algorithms.metaworld_eval --scripted ml1_reach --noise 2.0 --compare --out results/metaworld_check
+    python -m tools.metaworld_eval results/ml1_push/varibad/<run-id>        # writes metaworld_eval.json
+    python -m tools.metaworld_eval --scripted ml1_reach --noise 2.0 --compare --out results/metaworld_check
 """
 
 from __future__ import annotations

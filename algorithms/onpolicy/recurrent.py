@@ -14,8 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from algorithms.common.gru import gru_sequence
-from algorithms.common.networks import FeatureExtractor, mlp, run_sequential
+from algorithms.onpolicy.gru import gru_sequence
+from algorithms.onpolicy.networks import FeatureExtractor, mlp, run_sequential
 
 
 class RecurrentEncoder(nn.Module):

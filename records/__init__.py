@@ -1,0 +1,6 @@
+"""What one package writes to disk and another reads back, declared once: the run folder (written by
+``algorithms.common.results``, read by ``analysis`` and ``launch``) and the reference values (computed by
+``algorithms.references``, drawn by ``analysis``).
+
+It imports nothing of the project, so every package may import it.
+"""
