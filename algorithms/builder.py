@@ -1,30 +1,41 @@
-"""Build an agent and its training env from a composed config, and load a trained agent from a run folder.
+"""Compose a run's config, build what it trains (agent, env, meta-test tasks) and load a trained agent back.
 
-``train.py`` (the entry point) and the tools that need a trained agent (belief export, Meta-World's evaluation)
-share these, so nothing in ``algorithms/`` imports the entry point.
+``train.py`` (the entry point) and the tools that need a trained agent (``tools/``) share these, so nothing in
+``algorithms/`` imports the entry point.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from algorithms.common.agent import Agent, EnvInfo
 from algorithms.common.checkpoints import load_checkpoint
 from algorithms.common.errors import ConfigError
-from algorithms.registry import build_agent, check_compatible, get_algo, resolve_device
+from algorithms.common.evaluator import meta_test_tasks
+from algorithms.common.stopping import in_multirun
+from algorithms.registry import AlgoSpec, build_agent, check_compatible, get_algo, resolve_device
 from envs.base import MetaVecEnv
-from envs.registry import get_spec, make_meta_env
+from envs.registry import EnvSpec, get_spec, make_meta_env
 from records import run_folder
 
 #: the Hydra config folder (``conf/`` at the repository root)
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+def compose_config(*overrides: str) -> DictConfig:
+    """The config ``train.py`` would run with these command-line overrides (for tests, benchmarks and tools)."""
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
 
 
 def configure_process(threads: int) -> None:
@@ -68,8 +79,34 @@ def check_protocol(cfg: DictConfig) -> None:
                           f"{', '.join(have) or 'nothing'}); use protocol=default")
 
 
-def build(cfg: DictConfig) -> tuple[Agent, MetaVecEnv]:
-    """Validate the algo x env choice, then build the training env and the agent (seeded by ``cfg.seed``)."""
+@dataclass
+class RunSetup:
+    """What :func:`build` makes of a config: the agent, its training env and what a run needs besides."""
+
+    cfg: DictConfig
+    agent: Agent
+    env: MetaVecEnv
+    env_spec: EnvSpec
+    algo_spec: AlgoSpec
+    device: str
+    #: env settings shared by the training env and the meta-test env (:func:`env_options`)
+    env_options: dict[str, Any]
+
+    @cached_property
+    def eval_tasks(self) -> np.ndarray:
+        """The meta-test tasks (the env's test set, or a sample seeded by the run's seed)."""
+        return meta_test_tasks(self.env_spec.name, self.cfg.eval.num_tasks, seed=int(self.cfg.seed),
+                               **self.env_options)
+
+    @property
+    def eval_episodes(self) -> int:
+        """K at meta-test: ``eval.episodes``, else the env config's, else the registry's."""
+        return int(self.cfg.eval.episodes or self.cfg.env.get("episodes_eval") or self.env_spec.episodes_eval)
+
+
+def build(cfg: DictConfig, update_threads: int | None = None) -> RunSetup:
+    """Validate the algo x env choice, then build the training env and the agent (seeded by ``cfg.seed``).
+    ``update_threads``: what a resumed run chose at its start (default: from the ``update_threads`` config)."""
     env_spec = get_spec(cfg.env.name)
     algo_spec = get_algo(cfg.algo.name)
     check_compatible(algo_spec, env_spec)  # fail before any work or any results folder
@@ -80,12 +117,12 @@ def build(cfg: DictConfig) -> tuple[Agent, MetaVecEnv]:
     torch.manual_seed(int(cfg.seed))
     np.random.seed(int(cfg.seed))  # no project code uses it; third-party code might
     episodes = cfg.env.episodes_per_task or env_spec.episodes_per_task
-    num_envs = int(cfg.algo.num_envs)
-    env = make_meta_env(env_spec.name, num_envs=num_envs, seed=int(cfg.seed), split="train",
-                        episodes_per_task=episodes, **env_options(cfg))
-    agent = build_agent(algo_spec.name, cfg.algo, EnvInfo.from_env(env), int(cfg.seed), device)
-    agent.update_threads = update_threads(cfg.get("update_threads", "auto"), device, env_spec.name)
-    return agent, env
+    options = env_options(cfg)
+    env = make_meta_env(env_spec.name, num_envs=int(cfg.algo.num_envs), seed=int(cfg.seed), split="train",
+                        episodes_per_task=episodes, **options)
+    threads = update_threads or resolve_update_threads(cfg.get("update_threads", "auto"), device, env_spec.name)
+    agent = build_agent(algo_spec.name, cfg.algo, EnvInfo.from_env(env), int(cfg.seed), device, threads)
+    return RunSetup(cfg, agent, env, env_spec, algo_spec, device, options)
 
 
 #: envs whose networks are too small for a second thread to speed their updates up (measured: GridWorld 30k frames
@@ -121,7 +158,7 @@ def choose_update_threads(cores: int, idle: float | None, env: str, device: str,
     return 2 if idle is not None and idle >= 1.5 else 1
 
 
-def update_threads(setting: Any, device: str, env: str = "") -> int:
+def resolve_update_threads(setting: Any, device: str, env: str = "") -> int:
     """torch threads for an agent's updates: an int, or ``auto`` (:func:`choose_update_threads`, the cores measured
     when the run starts; a resumed run keeps what it chose, see ``train.py``)."""
     if str(setting) != "auto":
@@ -130,20 +167,13 @@ def update_threads(setting: Any, device: str, env: str = "") -> int:
             raise ConfigError(f"update_threads must be >= 1 or 'auto', got {setting!r}")
         return threads
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    in_sweep = _in_multirun()
+    in_sweep = in_multirun()
     idle = None if device != "cpu" or in_sweep or cores < 2 or env in SMALL_NETWORK_ENVS else idle_cores()
     return choose_update_threads(cores, idle, env, device, in_sweep)
 
 
-def _in_multirun() -> bool:
-    """Whether this process runs a job of a Hydra ``--multirun`` sweep."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
-        return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    except (ImportError, ValueError):
-        return False
+#: agent-config keys that runs of earlier versions wrote and that no longer exist (they changed nothing computed)
+RETIRED_ALGO_KEYS = ("rollout_overlap",)
 
 
 def load_run_agent(run_dir: Path | str, checkpoint: str = "final") -> tuple[Agent, DictConfig, dict[str, Any]]:
@@ -151,14 +181,17 @@ def load_run_agent(run_dir: Path | str, checkpoint: str = "final") -> tuple[Agen
     checkpoint's progress (``frames``). The training env built on the way is closed again."""
     run_dir = Path(run_dir)
     config_file = run_dir / run_folder.CONFIG
-    checkpoint_file = run_dir / "checkpoints" / f"{checkpoint}.pt"
+    checkpoint_file = run_dir / run_folder.CHECKPOINTS / f"{checkpoint}.pt"
     for needed in (config_file, checkpoint_file):
         if not needed.is_file():
             raise FileNotFoundError(f"{run_dir} is not a run folder with a {checkpoint!r} checkpoint: {needed} "
                                     "is missing")
     cfg = OmegaConf.load(config_file)
-    agent, env = build(cfg)
-    env.close()
+    for key in RETIRED_ALGO_KEYS:
+        cfg.algo.pop(key, None)
+    setup = build(cfg)
+    setup.env.close()
+    agent = setup.agent
     state = load_checkpoint(checkpoint_file)  # weights-only: a foreign run's checkpoint cannot run code
     agent.load_state_dict(state["agent"])
     return agent, cfg, {"frames": int(state.get("frames", 0))}

@@ -25,7 +25,8 @@ from envs.registry import EnvSpec
 @dataclass(frozen=True)
 class AlgoSpec:
     name: str
-    build: Callable[[DictConfig, EnvInfo, int, str], Agent]
+    #: (agent config, env info, seed, device, update threads) -> the agent
+    build: Callable[[DictConfig, EnvInfo, int, str, int], Agent]
     action_types: frozenset[str]
     description: str = ""
     #: envs the agent is defined for (None: any env with a supported action type)
@@ -34,33 +35,33 @@ class AlgoSpec:
     devices: frozenset[str] = frozenset({"cpu", "cuda"})
 
 
-def _build_varibad(cfg: DictConfig, info: EnvInfo, seed: int, device: str) -> Agent:
-    return VariBADAgent(load_varibad_config(cfg), info, seed=seed, device=device)
+def _build_varibad(cfg: DictConfig, info: EnvInfo, seed: int, device: str, threads: int) -> Agent:
+    return VariBADAgent(load_varibad_config(cfg), info, seed=seed, device=device, update_threads=threads)
 
 
-def _build_rl2(cfg: DictConfig, info: EnvInfo, seed: int, device: str) -> Agent:
-    return build_rl2(cfg, info, seed, device)
+def _build_rl2(cfg: DictConfig, info: EnvInfo, seed: int, device: str, threads: int) -> Agent:
+    return build_rl2(cfg, info, seed, device, threads)
 
 
-def _build_varibad_variant(required: dict[str, Any]) -> Callable[[DictConfig, EnvInfo, int, str], Agent]:
+def _build_varibad_variant(required: dict[str, Any]) -> Callable[[DictConfig, EnvInfo, int, str, int], Agent]:
     """Agents that are VariBAD's machinery with some fields fixed (checked, so the name cannot lie)."""
 
-    def build(cfg: DictConfig, info: EnvInfo, seed: int, device: str) -> Agent:
+    def build(cfg: DictConfig, info: EnvInfo, seed: int, device: str, threads: int) -> Agent:
         config = load_varibad_config(cfg)
         wrong = {k: getattr(config, k) for k, v in required.items() if getattr(config, k) != v}
         if wrong:
             raise ConfigError(f"algo {config.name!r} requires {required}; got {wrong}")
-        return VariBADAgent(config, info, seed=seed, device=device)
+        return VariBADAgent(config, info, seed=seed, device=device, update_threads=threads)
 
     return build
 
 
-def _build_exact_posterior_sampling(cfg: DictConfig, info: EnvInfo, seed: int, device: str) -> Agent:
+def _build_exact_posterior_sampling(cfg: DictConfig, info: EnvInfo, seed: int, device: str, threads: int) -> Agent:
     return ExactPosteriorSamplingAgent(seed=seed, num_steps=int(cfg.num_steps))
 
 
-def _build_pearl(cfg: DictConfig, info: EnvInfo, seed: int, device: str) -> Agent:
-    return PEARLAgent(load_pearl_config(cfg), info, seed=seed, device=device)
+def _build_pearl(cfg: DictConfig, info: EnvInfo, seed: int, device: str, threads: int) -> Agent:
+    return PEARLAgent(load_pearl_config(cfg), info, seed=seed, device=device, update_threads=threads)
 
 
 ALGORITHMS: dict[str, AlgoSpec] = {
@@ -127,5 +128,7 @@ def resolve_device(requested: str, algo: AlgoSpec, cuda_available: bool) -> str:
     return requested
 
 
-def build_agent(name: str, cfg: DictConfig | dict[str, Any], info: EnvInfo, seed: int, device: str) -> Agent:
-    return get_algo(name).build(cfg, info, seed, device)
+def build_agent(name: str, cfg: DictConfig | dict[str, Any], info: EnvInfo, seed: int, device: str,
+                update_threads: int = 1) -> Agent:
+    """The agent ``name`` from its config section (``cfg.algo``); ``update_threads``: torch threads of its updates."""
+    return get_algo(name).build(cfg, info, seed, device, update_threads)

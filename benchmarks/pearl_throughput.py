@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import train
 from algorithms import builder
 from algorithms.pearl.agent import _CollectStats, _Phase, _WorkItem
 
@@ -41,10 +40,11 @@ def measure(meta_batch: int, precisions: list[str], steps: int, warmup: int, rep
     """One agent per precision, the same seed and data; their timed repeats alternate."""
     agents = {}
     for precision in precisions:
-        cfg = train.compose_config("algo=pearl", f"env={ENV}", "progress=false", f"device={device}",
+        cfg = builder.compose_config("algo=pearl", f"env={ENV}", "progress=false", f"device={device}",
                                    f"algo.meta_batch={meta_batch}", "env.kwargs.num_workers=0",
                                    f"algo.hidden_precision={precision}")
-        agent, env = builder.build(cfg)
+        setup = builder.build(cfg)
+        agent, env = setup.agent, setup.env
         agent._setup_tasks(env)
         assert agent.train_tasks is not None
         pool = [_WorkItem(t, [_Phase("prior", pool_steps, True)]) for t in range(len(agent.train_tasks))]

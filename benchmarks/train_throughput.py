@@ -35,7 +35,6 @@ import numpy as np
 import torch
 from tabulate import tabulate
 
-import train
 from algorithms import builder
 from envs.registry import make_meta_env
 
@@ -63,9 +62,10 @@ def raw_env_fps(env_name: str, num_envs: int, steps: int, seed: int = 0, **env_k
 
 def measure(algo: str, env_name: str, min_frames: int, warmup: int, repeats: int, device: str = "cpu",
             raw: bool = True) -> dict:
-    cfg = train.compose_config(f"algo={algo}", f"env={env_name}", "progress=false", f"device={device}")
+    cfg = builder.compose_config(f"algo={algo}", f"env={env_name}", "progress=false", f"device={device}")
     options = builder.env_options(cfg)
-    agent, env = builder.build(cfg)
+    setup = builder.build(cfg)
+    agent, env = setup.agent, setup.env
     frames_per_iteration = int(cfg.algo.num_envs) * int(cfg.algo.num_steps)
     iterations = max(1, -(-min_frames // frames_per_iteration))
     while agent.frames < int(cfg.algo.get("precollect_frames", 0)) or warmup > 0:

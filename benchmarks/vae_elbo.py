@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import train
 from algorithms import builder
 from algorithms.onpolicy.storage import TrajectoryBatch
 from algorithms.varibad import vae as vae_module
@@ -53,8 +52,9 @@ def time_update(agent, batch: TrajectoryBatch, repeats: int) -> float:
 
 
 def measure(env_name: str, repeats: int) -> dict:
-    cfg = train.compose_config("algo=varibad", f"env={env_name}", "progress=false")
-    agent, env = builder.build(cfg)
+    cfg = builder.compose_config("algo=varibad", f"env={env_name}", "progress=false")
+    setup = builder.build(cfg)
+    agent, env = setup.agent, setup.env
     env.close()
     batch = random_batch(agent)
     default = vae_module.PAIR_BLOCK_ENTRIES

@@ -1,5 +1,5 @@
 """Shared test helpers."""
 
-from train import compose_config
+from algorithms.builder import compose_config
 
 __all__ = ["compose_config"]

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 import train
+from algorithms import builder
 from envs.gridworld import ACTION_DELTAS
 from tools.export_beliefs import export
 
@@ -14,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_export_then_draw(tmp_path):
-    cfg = train.compose_config(f"results_dir={tmp_path}", "train.num_frames=1920", "train.eval_interval_frames=1920",
+    cfg = builder.compose_config(f"results_dir={tmp_path}", "train.num_frames=1920", "train.eval_interval_frames=1920",
                                "algo.precollect_frames=960", "eval.num_tasks=2", "eval.episodes=2", "progress=false")
     train.run(cfg)
     run = next((tmp_path / "gridworld" / "varibad").iterdir())

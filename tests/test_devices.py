@@ -1,5 +1,5 @@
 """Devices, threads and the pipelined rollout: every agent trains, checkpoints and resumes with ``device``
-passed explicitly; checkpoints hold CPU tensors whatever the device; ``update_threads``; overlap on == off."""
+passed explicitly; checkpoints hold CPU tensors whatever the device; ``update_threads``."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 def build(algo: str, env_name: str, device: str):
     cfg = compose_config(f"algo={algo}", f"env={env_name}", f"device={device}", "seed=4", "progress=false", THREADS,
                          *SMALL["pearl" if algo == "pearl" else "varibad"])
-    return builder.build(cfg)
+    setup = builder.build(cfg)
+    return setup.agent, setup.env
 
 
 def parameters(agent) -> list[torch.Tensor]:
@@ -142,7 +143,7 @@ def test_update_threads_auto_beside_a_busy_process_is_one_thread():
         idle = builder.idle_cores(0.5)
         assert idle is None or idle < 1.5
         for env_name in ("pointrobot_sparse", "cheetah_dir", "gridworld"):
-            assert builder.update_threads("auto", "cpu", env_name) == 1
+            assert builder.resolve_update_threads("auto", "cpu", env_name) == 1
     finally:
         for proc in busy:
             proc.kill()
@@ -150,40 +151,20 @@ def test_update_threads_auto_beside_a_busy_process_is_one_thread():
 
 
 def test_update_threads_setting(monkeypatch):
-    assert builder.update_threads("auto", "cuda") == 1
-    assert builder.update_threads(3, "cpu") == 3
+    assert builder.resolve_update_threads("auto", "cuda") == 1
+    assert builder.resolve_update_threads(3, "cpu") == 3
     with pytest.raises(ConfigError, match="update_threads must be >= 1"):
-        builder.update_threads(0, "cpu")
-    monkeypatch.setattr(builder, "_in_multirun", lambda: True)  # a sweep's jobs share the cores: one each
-    assert builder.update_threads("auto", "cpu") == 1
-    agent, env = build("varibad", "gridworld", "cpu")
-    agent.update_threads = 2
+        builder.resolve_update_threads(0, "cpu")
+    monkeypatch.setattr(builder, "in_multirun", lambda: True)  # a sweep's jobs share the cores: one each
+    assert builder.resolve_update_threads("auto", "cpu") == 1
+    setup = builder.build(compose_config("algo=varibad", "env=gridworld", "update_threads=2"))
+    agent, env = setup.agent, setup.env
+    assert agent.update_threads == 2
     before = torch.get_num_threads()
     with agent.updating():
         assert torch.get_num_threads() == 2
     assert torch.get_num_threads() == before
     env.close()
-
-
-def run_iterations(overlap: bool, env_name: str, *extra: str):
-    cfg = compose_config("algo=varibad", f"env={env_name}", "seed=2", "progress=false", "algo.num_steps=40",
-                         "algo.precollect_frames=0", f"algo.rollout_overlap={str(overlap).lower()}", *extra)
-    agent, env = builder.build(cfg)
-    metrics = [agent.train_iteration(env).metrics for _ in range(3)]
-    out = parameters(agent), agent.storage.rewards.clone(), np.array(agent.buffer.lengths[:len(agent.buffer)])
-    env.close()
-    return out, [{k: v for k, v in m.items() if not k.startswith("time/")} for m in metrics]
-
-
-@pytest.mark.parametrize(("env_name", "extra"), [("gridworld", ()), ("cheetah_dir", ("env.kwargs.num_workers=1",))])
-def test_rollout_overlap_on_equals_off(env_name, extra):
-    """The pipelined rollout does the same computations in the same order: same parameters, rewards, VAE buffer
-    and metrics, bit for bit (here with a simulator worker process, where the overlap is real)."""
-    (params_on, rewards_on, lengths_on), metrics_on = run_iterations(True, env_name, *extra)
-    (params_off, rewards_off, lengths_off), metrics_off = run_iterations(False, env_name, *extra)
-    assert all(torch.equal(a, b) for a, b in zip(params_on, params_off, strict=True))
-    assert torch.equal(rewards_on, rewards_off) and np.array_equal(lengths_on, lengths_off)
-    assert metrics_on == metrics_off
 
 
 def test_async_step_protocol_errors():

@@ -47,7 +47,8 @@ def test_cli_writes_the_analysis_next_to_the_run(tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     cfg = compose_config("algo=varibad", "env=cheetah_dir", "env.horizon=15", "algo.num_envs=2", "progress=false")
-    agent, env = builder.build(cfg)
+    setup = builder.build(cfg)
+    agent, env = setup.agent, setup.env
     env.close()
     (run / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     save_checkpoint({"agent": agent.state_dict(resume=False), "frames": 77}, run / "checkpoints" / "final.pt")

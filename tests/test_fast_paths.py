@@ -20,7 +20,8 @@ from tests.helpers import compose_config
 def trained_agent(algo: str, env_name: str, *overrides: str) -> tuple[VariBADAgent, envs.MetaVecEnv]:
     cfg = compose_config(f"algo={algo}", f"env={env_name}", "progress=false", "algo.num_envs=4",
                          "algo.num_steps=40", "algo.precollect_frames=0", *overrides)
-    agent, env = builder.build(cfg)
+    setup = builder.build(cfg)
+    agent, env = setup.agent, setup.env
     for _ in range(3):  # normalisers with real statistics, weights moved off their initialisation
         agent.train_iteration(env)
     return agent, env

@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 import train
+from algorithms import builder
 
 
 @pytest.mark.slow
@@ -18,7 +19,7 @@ def test_varibad_learns_gridworld(tmp_path):
     """
     means = []
     for seed in (0, 1):
-        cfg = train.compose_config(f"results_dir={tmp_path}", f"seed={seed}", "train.num_frames=2000000",
+        cfg = builder.compose_config(f"results_dir={tmp_path}", f"seed={seed}", "train.num_frames=2000000",
                                    "train.eval_interval_frames=1000000", "progress=false")
         per_episode = train.run(cfg).groupby("episode")["return"].mean()
         assert per_episode[1] >= 1.0, (seed, per_episode)

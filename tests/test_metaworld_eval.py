@@ -49,7 +49,8 @@ class BeliefSpy:
 @pytest.fixture(scope="module")
 def varibad_reach():
     cfg = compose_config("algo=varibad", "env=ml1_reach", "algo.num_envs=2", "env.kwargs.num_workers=0")
-    agent, env = builder.build(cfg)
+    setup = builder.build(cfg)
+    agent, env = setup.agent, setup.env
     env.close()
     return agent
 

@@ -19,7 +19,7 @@ import pytest
 metaworld = pytest.importorskip("metaworld")
 
 import envs  # noqa: E402
-from algorithms.common.evaluator import test_task_set as evaluator_test_task_set  # noqa: E402
+from algorithms.common.evaluator import meta_test_tasks as evaluator_meta_test_tasks  # noqa: E402
 from envs.metaworld_ml1 import ML1_ENVS, MetaWorldML1Copy  # noqa: E402
 
 NAMES = list(ML1_ENVS)  # registry names; ML1_ENVS maps them to Meta-World's
@@ -71,7 +71,7 @@ def test_task_sets_are_ml1s_own_train_and_test_tasks_and_disjoint(name):
     np.testing.assert_array_equal(env.task_pool, train)
     drawn = env.inner.sample_tasks(500, np.random.default_rng(0))
     assert {tuple(v) for v in drawn} <= {tuple(v) for v in train} and len({tuple(v) for v in drawn}) > 40
-    np.testing.assert_array_equal(evaluator_test_task_set(name, None, 0, num_workers=0), test)
+    np.testing.assert_array_equal(evaluator_meta_test_tasks(name, None, 0, num_workers=0), test)
     # each vector maps back to exactly ML1's Task object (float64 rand_vec, same pickled data)
     copy = MetaWorldML1Copy(mw_name, 0, seed=0)
     for vector, task in zip(np.concatenate([train, test]), [*ml1.train_tasks, *ml1.test_tasks], strict=True):

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 import envs
+from algorithms.builder import compose_config
 from algorithms.common.agent import EnvInfo
 from algorithms.common.evaluator import meta_test
 from algorithms.registry import build_agent
-from train import compose_config
 
 
 def oracle(*overrides):

@@ -408,10 +408,9 @@ def test_a_stop_between_gradient_steps_carries_the_iteration_on_after_a_resume(s
     stopped, env2 = make_agent(seed=5, env_seed=7, num_train_steps_per_itr=4)
     stopped.load_state_dict(_roundtrip(state))
     env2.set_state(copy.deepcopy(env_state))
-    stopped.should_stop = _StopAfter(steps_before_stop)
     grad_steps_before = stopped.grad_steps
     with pytest.raises(IterationInterrupted, match=f"after {steps_before_stop} of 4 gradient steps"):
-        stopped.train_iteration(env2)
+        stopped.train_iteration(env2, _StopAfter(steps_before_stop))
     assert stopped.grad_steps == grad_steps_before + steps_before_stop and stopped.iterations == 1
     mid_state, mid_env = _roundtrip(stopped.state_dict(resume=True)), copy.deepcopy(env2.get_state())
     assert mid_state["in_progress"]["steps_done"] == steps_before_stop and mid_state["in_progress"]["frames"] > 0

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 import envs
+from algorithms.builder import compose_config
 from algorithms.common.agent import EnvInfo
 from algorithms.common.evaluator import meta_test
 from algorithms.posterior_sampling import ExactPosteriorSamplingAgent
 from algorithms.registry import IncompatibleError, build_agent, check_compatible, get_algo
 from envs import EnvSpec, GridWorld
-from train import compose_config
 
 RIGHT, UP, NOOP = 2, 1, 0
 

@@ -3,10 +3,10 @@
 import torch
 
 import envs
+from algorithms.builder import compose_config
 from algorithms.common.agent import EnvInfo
 from algorithms.registry import build_agent
 from algorithms.varibad import VariBADAgent
-from train import compose_config
 
 
 def build(algo, **overrides):

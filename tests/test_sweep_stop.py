@@ -91,7 +91,8 @@ def test_a_stop_that_reaches_only_the_launcher_still_stops_every_run(tmp_path):
 def _tiny_trainer(tmp_path, name):
     cfg = compose_config("algo=varibad", "env=gridworld", "seed=4", "algo.precollect_frames=960",
                          "algo.vae_buffer_size=1000")
-    agent, env = builder.build(cfg)
+    setup = builder.build(cfg)
+    agent, env = setup.agent, setup.env
     tasks = env.inner.test_tasks()[:6]
     run = RunDirectory(tmp_path, "gridworld", "varibad", 4, name)
     trainer_cfg = TrainerConfig(num_frames=4 * 960, eval_interval_frames=1920, log_interval_iterations=1,

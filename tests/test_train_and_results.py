@@ -115,7 +115,8 @@ def test_env_options_reach_training_and_meta_test(tmp_path):
                          "env.horizon=10", "algo.num_steps=30", "algo.num_envs=2", "algo.precollect_frames=0",
                          "algo.vae_batch_trajectories=2", "train.num_frames=120", "train.eval_interval_frames=120",
                          "train.log_interval_iterations=1", "eval.episodes=2", "progress=false")
-    _, env = builder.build(cfg)
+    setup = builder.build(cfg)
+    _, env = setup.agent, setup.env
     assert env.horizon == 10 and env.inner.task_set == "pearl"
     final = train.run(cfg)
     ev = pd.read_csv(next((tmp_path / "pointrobot_sparse" / "varibad").iterdir()) / "eval.csv")
@@ -161,7 +162,8 @@ def test_nan_loss_stops_the_run_naming_it_and_keeps_the_last_checkpoint(tmp_path
     assert not (run / "checkpoints" / "final.pt").exists()
     for part in ("vae", "policy"):
         assert all(torch.isfinite(v).all() for v in state["agent"][part].values()), part
-    fresh, env = builder.build(cfg)
+    setup = builder.build(cfg)
+    fresh, env = setup.agent, setup.env
     fresh.load_state_dict(state["agent"])  # loadable into a new agent
     assert all(torch.isfinite(p).all() for p in fresh.vae.parameters())
     env.close()

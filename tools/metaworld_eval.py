@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from algorithms.common.agent import Agent
-from algorithms.common.evaluator import meta_test, test_task_set
+from algorithms.common.evaluator import meta_test, meta_test_tasks
 from envs.metaworld_ml1 import ML1_ENVS
 from envs.registry import get_spec
 
@@ -271,7 +271,7 @@ def compare(agent: Agent, env_name: str, adaptation_episodes: int = 1, evaluatio
     horizon = horizon or get_spec(env_name).horizon
     A, E = adaptation_episodes, evaluation_episodes
     options = {"horizon": horizon, "benchmark_seed": benchmark_seed}
-    tasks = test_task_set(env_name, None, seed, **options)
+    tasks = meta_test_tasks(env_name, None, seed, **options)
     ours = meta_test(agent, env_name, tasks, A + E, deterministic=deterministic, seed=seed, **options)
     direct = count_directly(agent, env_name, A + E, horizon, 50, benchmark_seed, deterministic)
     mw, mw_episodes = metaworld_evaluate(agent, env_name, 1, A, E, horizon, 50, benchmark_seed, deterministic)

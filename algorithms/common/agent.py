@@ -21,6 +21,9 @@ import torch
 
 from envs.base import MetaVecEnv
 
+#: asked during a long iteration: whether a stop is pending
+StopQuery = Callable[[], bool]
+
 
 @dataclass
 class IterationStats:
@@ -40,13 +43,8 @@ class Agent(abc.ABC):
 
     name: str = "agent"
     #: torch intra-op threads for the gradient updates (:meth:`updating`); the rollout keeps the process's setting.
-    #: Set by the builder from the ``update_threads`` config.
+    #: Agents that update take it in their constructor (the ``update_threads`` config).
     update_threads: int = 1
-    #: set by the trainer: whether a stop (a signal, a sweep told to stop) is pending. Agents whose iterations last
-    #: minutes (PEARL's thousands of gradient steps) ask it inside the iteration and raise
-    #: :class:`IterationInterrupted`, so that a scheduler's grace period (Slurm: 30 s by default) is enough to
-    #: checkpoint; the others stop at the end of their iteration.
-    should_stop: Callable[[], bool] | None = None
 
     @contextlib.contextmanager
     def updating(self) -> Iterator[None]:
@@ -70,8 +68,14 @@ class Agent(abc.ABC):
 
     # ------------------------------------------------------------------ meta-training
     @abc.abstractmethod
-    def train_iteration(self, env: MetaVecEnv) -> IterationStats:
-        """Collect data from ``env`` and update; return the frames used and metrics."""
+    def train_iteration(self, env: MetaVecEnv, should_stop: StopQuery | None = None) -> IterationStats:
+        """Collect data from ``env`` and update; return the frames used and metrics.
+
+        ``should_stop`` says whether a stop (a signal, a sweep told to stop) is pending. Agents whose iterations last
+        minutes (PEARL's thousands of gradient steps) ask it inside the iteration and raise
+        :class:`IterationInterrupted`, so that a scheduler's grace period (Slurm: 30 s by default) is enough to
+        checkpoint; the others stop at the end of their iteration.
+        """
 
     # ------------------------------------------------------------------ meta-testing
     #: only the multi-task oracle (an upper bound, not a meta-learner) is given the true tasks

@@ -23,7 +23,7 @@ class EvaluationInterrupted(Exception):  # noqa: N818 - a stop, not an error
     """``should_stop`` said stop: the meta-test was abandoned part way (no rows)."""
 
 
-def test_task_set(env_name: str, num_tasks: int | None, seed: int, **env_options) -> np.ndarray:
+def meta_test_tasks(env_name: str, num_tasks: int | None, seed: int, **env_options) -> np.ndarray:
     """The env's fixed test set where one exists, else a fixed seeded sample of ``num_tasks`` tasks (default:
     the registry's ``default_eval_tasks``)."""
     probe = make_meta_env(env_name, num_envs=1, seed=seed, split="test", **env_options)

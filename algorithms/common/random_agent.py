@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from algorithms.common.agent import Agent, IterationStats
+from algorithms.common.agent import Agent, IterationStats, StopQuery
 from envs.base import MetaVecEnv
 
 
@@ -26,7 +26,7 @@ class RandomAgent(Agent):
         low, high = self.action_space.low, self.action_space.high
         return self.rng.uniform(low, high, size=(n, *low.shape)).astype(np.float32)
 
-    def train_iteration(self, env: MetaVecEnv) -> IterationStats:
+    def train_iteration(self, env: MetaVecEnv, should_stop: StopQuery | None = None) -> IterationStats:
         for _ in range(self.num_steps):
             env.step(self._sample(env.num_envs))
         return IterationStats(frames=self.num_steps * env.num_envs)

@@ -98,6 +98,11 @@ class RunDirectory:
         self.write_metadata()
         self._metric_fields: list[str] | None = None
 
+    @staticmethod
+    def read_metadata(path: Path | str) -> dict[str, Any]:
+        """A run folder's ``metadata.json``."""
+        return json.loads((Path(path) / run_folder.METADATA).read_text())
+
     @classmethod
     def reopen(cls, path: Path | str) -> RunDirectory:
         """Reopen an existing run to resume it (takes its lock; raises :class:`RunLockedError` if held)."""
@@ -238,3 +243,23 @@ def find_resumable(root: Path | str, env: str, label: str, seed: int, config_yam
         finally:
             handle.close()
     return None
+
+
+def resumable_run(cfg: Any) -> Path | None:
+    """With ``resume=true``: the killed or pre-empted run of the composed config ``cfg`` (same config and seed), to
+    be resumed in place (:func:`find_resumable`)."""
+    from omegaconf import OmegaConf
+
+    if not cfg.get("resume", True):
+        return None
+    return find_resumable(cfg.results_dir, cfg.env.name, cfg.get("label") or cfg.algo.name, int(cfg.seed),
+                          OmegaConf.to_yaml(cfg, resolve=True), cfg.run_name)
+
+
+def new_run_directory(cfg: Any) -> RunDirectory:
+    """A fresh run folder for the composed config ``cfg``, its resolved config written into it."""
+    from omegaconf import OmegaConf
+
+    run_dir = RunDirectory(cfg.results_dir, cfg.env.name, cfg.algo.name, int(cfg.seed), cfg.run_name, cfg.get("label"))
+    run_dir.write_config(OmegaConf.to_yaml(cfg, resolve=True))
+    return run_dir

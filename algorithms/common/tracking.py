@@ -50,3 +50,30 @@ class WandbTracker:
 
     def finish(self, exit_code: int = 0) -> None:
         self.run.finish(exit_code=exit_code)
+
+
+def make_tracker(cfg: Any, run_dir: Any) -> Tracker:
+    """The tracker chosen by ``tracking.backend`` (none | wandb) for a run of the composed config ``cfg``, writing
+    into ``run_dir`` (a ``RunDirectory``); a resumed run continues its wandb run."""
+    from omegaconf import OmegaConf
+
+    from algorithms.common.errors import ConfigError
+    from algorithms.common.stopping import in_multirun
+
+    tracking = cfg.get("tracking")
+    if tracking is None or tracking.backend in (None, "none"):
+        return NullTracker()
+    if tracking.backend != "wandb":
+        raise ConfigError(f"unknown tracking.backend {tracking.backend!r}; choose one of: none, wandb")
+    group = tracking.group
+    if group is None:
+        group = f"{cfg.env.name}/{cfg.get('label') or cfg.algo.name}"
+        if in_multirun():
+            from hydra.core.hydra_config import HydraConfig
+
+            group += "/" + Path(HydraConfig.get().sweep.dir).name  # one group per sweep
+    tracker = WandbTracker(run_dir.path, OmegaConf.to_container(cfg, resolve=True), project=tracking.project,
+                           group=group, name=run_dir.run_id, mode=tracking.mode,
+                           run_id=run_dir.metadata.get("wandb_run_id"))
+    run_dir.write_metadata(wandb_run_id=tracker.run_id)
+    return tracker

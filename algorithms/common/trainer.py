@@ -21,6 +21,7 @@ from algorithms.common.agent import Agent, IterationInterrupted
 from algorithms.common.checkpoints import CheckpointError, load_checkpoint, previous_path, save_checkpoint
 from algorithms.common.evaluator import EvaluationInterrupted, meta_test
 from algorithms.common.results import RunDirectory, _now
+from algorithms.common.stopping import STOP_SIGNALS
 from algorithms.common.tracking import NullTracker, Tracker
 from envs.base import MetaVecEnv
 from records import run_folder
@@ -41,6 +42,16 @@ class TrainerConfig:
     #: figure that shows more episodes than the meta-tests during training, e.g. the VariBAD paper's fig. 4a with
     #: 30); ``None``: none
     final_eval_episodes: int | None = None
+
+    @classmethod
+    def from_run_config(cls, cfg: Any, eval_episodes: int) -> TrainerConfig:
+        """From a composed run config (``conf/config.yaml``'s ``train`` and ``eval`` sections)."""
+        return cls(num_frames=int(cfg.train.num_frames), eval_interval_frames=int(cfg.train.eval_interval_frames),
+                   log_interval_iterations=int(cfg.train.log_interval_iterations),
+                   checkpoint_interval_frames=int(cfg.train.checkpoint_interval_frames),
+                   eval_episodes=eval_episodes, eval_deterministic=bool(cfg.eval.deterministic),
+                   progress=bool(cfg.progress), log_interval_seconds=float(cfg.train.log_interval_seconds),
+                   final_eval_episodes=cfg.eval.get("final_episodes"))
 
 
 def _duration(seconds: float) -> str:
@@ -69,9 +80,6 @@ class Preempted(Exception):  # noqa: N818 - a stop, not an error: the run is che
         self.signum = signum
 
 
-#: signals that make a run checkpoint and stop: Slurm's SIGTERM before a kill, Ctrl-C, and SIGUSR2, which
-#: submitit asks Slurm to send ahead of a time limit or pre-emption (its handler then requeues the job)
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
 
 
 class Trainer:
@@ -102,7 +110,6 @@ class Trainer:
         self._stop_check = stop_check
         self._eval_rate: float | None = None  # env steps per second of the last meta-test
         self.last_eval_summary: str | None = None
-        agent.should_stop = self._stopping  # long iterations (PEARL) stop part way (IterationInterrupted)
 
     def request_stop(self, signum: int) -> None:
         """Stop at the next safe point (the end of the iteration, a point inside it where the agent can carry it on
@@ -264,7 +271,7 @@ class Trainer:
                     break
                 it_start = time.perf_counter()
                 try:
-                    stats = self.agent.train_iteration(self.env)
+                    stats = self.agent.train_iteration(self.env, self._stopping)
                 except IterationInterrupted:  # the agent kept its place: frames and iteration count stay as they are
                     self._checkpoint_and_stop(start)
                 self.frames += stats.frames

@@ -65,7 +65,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from algorithms.common.agent import Agent, EnvInfo, IterationInterrupted, IterationStats
+from algorithms.common.agent import Agent, EnvInfo, IterationInterrupted, IterationStats, StopQuery
 from algorithms.common.errors import ConfigError
 from algorithms.pearl.buffers import MultiTaskBuffer, TransitionLayout
 from algorithms.pearl.config import PEARLConfig
@@ -148,8 +148,8 @@ class _CollectStats:
 @dataclass
 class _IterationInProgress:
     """An iteration whose data is collected and whose gradient steps are under way. Part of the resume state, so
-    that a stop between two gradient steps (``Agent.should_stop``) loses no work: the resumed run carries on from
-    step ``steps_done`` with the same random streams, as if it had not stopped."""
+    that a stop between two gradient steps (``train_iteration``'s ``should_stop``) loses no work: the resumed run
+    carries on from step ``steps_done`` with the same random streams, as if it had not stopped."""
 
     frames: int
     discarded: int
@@ -164,7 +164,9 @@ class _IterationInProgress:
 class PEARLAgent(Agent):
     name = "pearl"
 
-    def __init__(self, cfg: PEARLConfig, env_info: EnvInfo, seed: int, device: str = "cpu") -> None:
+    def __init__(self, cfg: PEARLConfig, env_info: EnvInfo, seed: int, device: str = "cpu",
+                 update_threads: int = 1) -> None:
+        self.update_threads = update_threads
         space = env_info.action_space
         if not isinstance(space, gym.spaces.Box):
             raise ConfigError(f"PEARL needs a continuous (Box) action space, got {space}")
@@ -344,9 +346,9 @@ class PEARLAgent(Agent):
         raise ConfigError(f"algo.num_train_tasks={n}, but {max_rounds} x {n} draws from the env's task distribution "
                           f"gave only {len(found)} distinct tasks")
 
-    def train_iteration(self, env: MetaVecEnv) -> IterationStats:
+    def train_iteration(self, env: MetaVecEnv, should_stop: StopQuery | None = None) -> IterationStats:
         """Algorithm 1's outer loop body: collect, then ``num_train_steps_per_itr`` gradient steps. A pending stop
-        (:attr:`should_stop`) is acted on between gradient steps (:class:`IterationInterrupted`); the next call then
+        (``should_stop``) is acted on between gradient steps (:class:`IterationInterrupted`); the next call then
         carries the same iteration on without collecting again."""
         cfg = self.cfg
         if self.train_tasks is None:
@@ -355,7 +357,7 @@ class PEARLAgent(Agent):
             self._in_progress = self._collect_iteration_data(env)
         progress = self._in_progress
         with self.updating():
-            metrics = self._train(cfg.num_train_steps_per_itr, progress)
+            metrics = self._train(cfg.num_train_steps_per_itr, progress, should_stop)
         self._in_progress = None
         self.frames += progress.frames
         self.iterations += 1
@@ -548,7 +550,8 @@ class PEARLAgent(Agent):
     METRIC_NAMES = ("sac/qf_loss", "sac/kl", "sac/vf_loss", "sac/policy_loss", "sac/q_mean", "sac/log_pi",
                     "sac/z_mean_abs", "sac/z_var")
 
-    def _train(self, steps: int, progress: _IterationInProgress | None = None) -> dict[str, float]:
+    def _train(self, steps: int, progress: _IterationInProgress | None = None,
+               should_stop: StopQuery | None = None) -> dict[str, float]:
         """Gradient steps ``progress.steps_done .. steps - 1`` (all ``steps`` without ``progress``: the throughput
         benchmark); the mean of their metrics once all are done."""
         assert self.train_tasks is not None
@@ -557,7 +560,7 @@ class PEARLAgent(Agent):
         started = time.perf_counter()
         try:
             while progress.steps_done < steps:
-                if self.should_stop is not None and self.should_stop():
+                if should_stop is not None and should_stop():
                     raise IterationInterrupted(f"PEARL stopped after {progress.steps_done} of {steps} gradient steps "
                                                f"of iteration {self.iterations + 1}")
                 task_ids = self.rng.integers(len(self.train_tasks), size=self.cfg.meta_batch)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from algorithms.common.agent import Agent, IterationStats
+from algorithms.common.agent import Agent, IterationStats, StopQuery
 from envs.base import MetaVecEnv
 from envs.gridworld import GOAL_REWARD, GRID_SIZE, candidate_goals
 
@@ -84,7 +84,7 @@ class ExactPosteriorSamplingAgent(Agent):
         return belief
 
     # ------------------------------------------------------------------ nothing to learn
-    def train_iteration(self, env: MetaVecEnv) -> IterationStats:
+    def train_iteration(self, env: MetaVecEnv, should_stop: StopQuery | None = None) -> IterationStats:
         """No parameters: rolls the policy out (so frame budgets mean the same as for learning agents)."""
         if self._train_obs is None:
             self._train_obs, _ = env.reset()

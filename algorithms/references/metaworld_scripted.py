@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from algorithms.common.agent import Agent, IterationStats
+from algorithms.common.agent import Agent, IterationStats, StopQuery
 from envs.base import MetaVecEnv
 
 #: registry name -> the scripted policy's class in ``metaworld.policies``
@@ -48,7 +48,7 @@ class ScriptedML1Agent(Agent):
         self.policy = getattr(metaworld.policies, SCRIPTED_POLICIES[env_name])()
         self.noise_std, self.seed = float(noise_std), int(seed)
 
-    def train_iteration(self, env: MetaVecEnv) -> IterationStats:
+    def train_iteration(self, env: MetaVecEnv, should_stop: StopQuery | None = None) -> IterationStats:
         raise NotImplementedError("a scripted policy is not trained")
 
     def initial_belief(self, num_envs: int, tasks: np.ndarray | None = None) -> ScriptedBelief:

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from algorithms.common.agent import Agent, IterationStats
-from algorithms.common.evaluator import meta_test, test_task_set
+from algorithms.common.agent import Agent, IterationStats, StopQuery
+from algorithms.common.evaluator import meta_test, meta_test_tasks
 from algorithms.references import write_references
 from envs.base import MetaVecEnv
 from envs.pointrobot import STEP_SIZE
@@ -44,7 +44,7 @@ def step_towards(position: np.ndarray, target: np.ndarray) -> np.ndarray:
 class _ScriptedAgent(Agent):
     """Nothing to learn; deterministic."""
 
-    def train_iteration(self, env: MetaVecEnv) -> IterationStats:
+    def train_iteration(self, env: MetaVecEnv, should_stop: StopQuery | None = None) -> IterationStats:
         raise NotImplementedError(f"{self.name} is a scripted reference: nothing to train")
 
     def state_dict(self, resume: bool = True) -> dict[str, Any]:
@@ -145,7 +145,7 @@ SETTINGS = {
 def evaluate(agent: Agent, setting: str, seed: int = 0) -> dict[str, list[float]]:
     """Mean return and success rate per meta-test episode of ``agent`` under ``setting``."""
     spec = SETTINGS[setting]
-    tasks = test_task_set("pointrobot_sparse", spec["num_tasks"], seed, **spec["options"])
+    tasks = meta_test_tasks("pointrobot_sparse", spec["num_tasks"], seed, **spec["options"])
     rows = meta_test(agent, "pointrobot_sparse", tasks, spec["episodes"], seed=seed, **spec["options"])
     by_episode = rows.groupby("episode")
     return {"return": [round(float(v), 6) for v in by_episode["return"].mean()],

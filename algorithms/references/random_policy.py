@@ -96,7 +96,7 @@ def random_policy_returns(env_name: str, env_options: dict[str, Any], tasks: np.
 
 
 def main(argv: list[str] | None = None) -> int:
-    from algorithms.common.evaluator import test_task_set
+    from algorithms.common.evaluator import meta_test_tasks
     from envs import get_spec
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     data = _read(args.out)
     for env_name in args.envs:
         spec = get_spec(env_name)
-        tasks = test_task_set(env_name, None, seed=0)
+        tasks = meta_test_tasks(env_name, None, seed=0)
         key = baseline_key(env_name, {}, tasks, spec.episodes_eval)
         values = compute(env_name, {}, tasks, spec.episodes_eval)
         data[key] = {"env": env_name, "options": {}, "tasks": len(tasks), "episodes": spec.episodes_eval,

@@ -15,9 +15,9 @@ from algorithms.common.errors import ConfigError
 from algorithms.varibad import VariBADAgent, load_config
 
 
-def build_rl2(cfg: DictConfig, info: EnvInfo, seed: int, device: str) -> Agent:
+def build_rl2(cfg: DictConfig, info: EnvInfo, seed: int, device: str, update_threads: int = 1) -> Agent:
     config = load_config(cfg)
     if config.vae_enabled or not config.rl_loss_through_encoder:
         raise ConfigError("rl2 needs algo.vae_enabled=false and algo.rl_loss_through_encoder=true "
                          "(otherwise it is VariBAD: use algo=varibad)")
-    return VariBADAgent(config, info, seed=seed, device=device)
+    return VariBADAgent(config, info, seed=seed, device=device, update_threads=update_threads)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from algorithms.common.agent import Agent, EnvInfo, IterationStats
+from algorithms.common.agent import Agent, EnvInfo, IterationStats, StopQuery
 from algorithms.onpolicy.acting import FusedActing
 from algorithms.onpolicy.normalization import InputNormalizer, RewardNormalizer
 from algorithms.onpolicy.policy import BeliefConditionedActorCritic
@@ -82,8 +82,10 @@ class _StepIO:
 class VariBADAgent(Agent):
     name = "varibad"
 
-    def __init__(self, cfg: VariBADConfig, env_info: EnvInfo, seed: int, device: str = "cpu") -> None:
+    def __init__(self, cfg: VariBADConfig, env_info: EnvInfo, seed: int, device: str = "cpu",
+                 update_threads: int = 1) -> None:
         self.cfg, self.info = cfg, env_info
+        self.update_threads = update_threads
         self.name = cfg.name
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)
@@ -210,7 +212,7 @@ class VariBADAgent(Agent):
         return RecurrentBelief(hidden, sample, belief.task)
 
     # ------------------------------------------------------------------ meta-training
-    def train_iteration(self, env: MetaVecEnv) -> IterationStats:
+    def train_iteration(self, env: MetaVecEnv, should_stop: StopQuery | None = None) -> IterationStats:
         cfg = self.cfg
         t0 = time.perf_counter()
         raw_obs, raw_beliefs, finished = self._collect(env)
@@ -299,10 +301,8 @@ class VariBADAgent(Agent):
                 ep_done = torch.as_tensor(episode_done, device=dev)
                 self._held[ep_done] = self.draw_latent(hidden[ep_done])
             obs = next_obs
+            # step t's host-side bookkeeping waits until simulator workers run step t + 1 (same order, same values)
             pending = (t, obs_np, action_np, reward_np, info)
-            if not cfg.rollout_overlap:
-                self._bookkeep(env, *pending, normalised_rewards, finished_returns)
-                pending = None
         if pending is not None:
             self._bookkeep(env, *pending, normalised_rewards, finished_returns)
         # elementwise in what the loop saw: the same values as computing them step by step

@@ -31,10 +31,6 @@ class VariBADConfig:
     num_envs: int = 16  #: parallel envs ("num processes")
     num_steps: int = 60  #: env steps per env between policy updates ("policy num steps")
     precollect_frames: int = 5000  #: frames collected before any update ("precollect len")
-    #: the rollout does the previous step's host-side bookkeeping (reward normalisation, the VAE's trajectories,
-    #: returns) while simulator workers step the envs; the same computations in the same order either way, so a run
-    #: gives the same numbers with it on or off (an in-process env, e.g. GridWorld, gains nothing from it)
-    rollout_overlap: bool = True
     # ----- policy network and inputs (App. E)
     policy_layers: list[int] = field(default_factory=lambda: [32])
     policy_activation: str = "tanh"
