@@ -69,10 +69,10 @@ bench: install
 
 ## Figures and tables from whatever runs are in results/ (analysis/ reads files only).
 plots: install
-	$(BIN)/python analysis/plot_returns.py $(ARGS)
+	$(BIN)/python -m analysis.plot_returns $(ARGS)
 
 tables: install
-	$(BIN)/python analysis/tables.py $(ARGS)
+	$(BIN)/python -m analysis.tables $(ARGS)
 
 ## One paper figure or table, resumable: starts what is missing, resumes what was stopped, publishes what completed,
 ## and writes the figure once every run is published (benchmarks/reproduce/<FIGURE>.yaml; report in
@@ -101,12 +101,12 @@ status: install
 
 ## All figures and tables for the runs present, in results/report/ with an index.md.
 report: install
-	$(BIN)/python analysis/report.py $(ARGS)
+	$(BIN)/python -m analysis.report $(ARGS)
 
 ## GridWorld belief pictures (paper fig. 3) for one run: make beliefs RUN=results/gridworld/varibad/<run-id>
 beliefs: install
 	$(BIN)/python -m tools.export_beliefs $(RUN) $(ARGS)
-	$(BIN)/python analysis/belief_pictures.py $(RUN)
+	$(BIN)/python -m analysis.belief_pictures $(RUN)
 
 ## Meta-World's own evaluation (metaworld.evaluation.metalearning_evaluation) of an ML1 run's final checkpoint,
 ## written next to its eval.csv: make metaworld-eval RUN=results/ml1_push/varibad/<run-id> [ARGS="--compare"]

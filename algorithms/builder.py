@@ -26,10 +26,10 @@ from algorithms.common.stopping import in_multirun
 from algorithms.registry import AlgoSpec, build_agent, check_compatible, get_algo, resolve_device
 from envs.base import MetaVecEnv
 from envs.registry import EnvSpec, get_spec, make_meta_env
-from records import run_folder
+from records import locations, run_folder
 
 #: the Hydra config folder (``conf/`` at the repository root)
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+CONF_DIR = str(locations.CONF_DIR)
 
 
 def compose_config(*overrides: str) -> DictConfig:

@@ -8,7 +8,7 @@ run folder (this module reads files only). Per trace, two PNGs:
 * ``<run>_latent_goal<x>_<y>.png``: the belief's mean and standard deviation per latent dimension over the whole
   rollout, episode boundaries dashed.
 
-    python analysis/belief_pictures.py RUN_DIR [RUN_DIR ...] [--out results/figures]
+    python -m analysis.belief_pictures RUN_DIR [RUN_DIR ...] [--out results/figures]
 """
 
 from __future__ import annotations
@@ -100,6 +100,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if __package__ in (None, ""):
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     sys.exit(main())

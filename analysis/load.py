@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from records import run_folder
+from records import locations, run_folder
 from records.run_folder import EVAL_COLUMNS, REQUIRED_METADATA, RUN_FILES, SCHEMA_VERSION, STATUSES
 
 NOT_RUN_FOLDERS = frozenset({"sweeps", "figures", "tables", "multirun", "outputs", "checkpoints", "references",
@@ -345,8 +345,7 @@ def _matches(value: str, wanted: Iterable[str] | None) -> bool:
 
 #: where published reference runs live (``make publish``); analysis reads them next to the user's own runs
 #: (``METARL_SHIPPED_RESULTS`` points elsewhere: the tests use it to read only their own hand-made runs)
-SHIPPED_RESULTS = Path(os.environ.get("METARL_SHIPPED_RESULTS",
-                                      Path(__file__).resolve().parents[1] / "benchmarks" / "results"))
+SHIPPED_RESULTS = Path(os.environ.get("METARL_SHIPPED_RESULTS", locations.SHIPPED_RESULTS))
 #: appended to the label of a shipped run, so that it is drawn and tabulated apart from the user's runs
 SHIPPED_SUFFIX = " (shipped)"
 #: appended to the label of a published progress snapshot (``analysis.publish.snapshot``): a run not finished yet

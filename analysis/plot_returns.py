@@ -1,7 +1,6 @@
 """Meta-test return figures per env: learning curves and per-episode returns, 95% bootstrap CIs over seeds.
 
-Usage (from the repo root): ``python analysis/plot_returns.py [--env gridworld] [--out results/figures]``
-(or ``python -m analysis.plot_returns``). Writes, per env,
+Usage: ``python -m analysis.plot_returns [--env gridworld] [--out results/figures]`` (``make plots``). Writes, per env,
 
 * ``<env>_learning_curves.png``: mean return of meta-test episode k vs training frames, one panel per episode,
   one line per algorithm with its shaded CI; solid where every seed has the point, dashed where fewer do (runs
@@ -18,9 +17,6 @@ import math
 import sys
 from pathlib import Path
 from typing import Any
-
-if __package__ in (None, ""):  # run as a script: make `analysis` importable from the repo root
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 import pandas as pd

@@ -30,9 +30,6 @@ from typing import Any
 
 import pandas as pd
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from analysis.load import SHIPPED_RESULTS, RunError, load_results, read_metadata
 from analysis.paper_values import ML1_TABLE_1_SOURCE
 from analysis.references import DEFAULT_REFERENCES, load_references
@@ -46,7 +43,7 @@ from analysis.tables import (
     to_markdown,
 )
 from analysis.task_breakdown import breakdown_markdown
-from records import run_folder
+from records import locations, run_folder
 
 #: the files of a run that are published (checkpoints stay behind: too large, and not needed by analysis)
 PUBLISHED_FILES = (run_folder.CONFIG, run_folder.METADATA, run_folder.TRAIN_METRICS, run_folder.EVAL,
@@ -59,9 +56,9 @@ OPTIONAL_FILES = (run_folder.TRAIN_METRICS, "direction_inference.json", run_fold
 #: meta-test episodes shown in the index
 INDEX_EPISODES = 6
 #: the repository README, whose block between these markers is generated from the shipped runs
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = locations.README
 #: the repository's own shipped runs: only their index goes into README (never a test's or a user's other folder)
-REPOSITORY_SHIPPED = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+REPOSITORY_SHIPPED = locations.SHIPPED_RESULTS
 README_START, README_END = "<!-- shipped-results:start -->", "<!-- shipped-results:end -->"
 
 
@@ -242,7 +239,7 @@ def summary_markdown(dest: Path, n_resamples: int = 9999) -> str:
 
 
 #: the generated page of the full tables (the index, with the docs' header)
-RESULTS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "results.md"
+RESULTS_PAGE = locations.RESULTS_PAGE
 
 
 def write_index(dest: Path = SHIPPED_RESULTS, n_resamples: int = 9999, readme: Path | None = None) -> Path:

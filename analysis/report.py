@@ -4,7 +4,7 @@ Runs ``plot_returns`` (learning curves, per-episode returns with the GridWorld r
 (per-episode tables: Markdown, CSV, LaTeX) and ``belief_pictures`` (for runs holding an exported belief trace),
 then writes ``index.md`` linking everything, with the Markdown tables inlined.
 
-    python analysis/report.py [--results results] [--out results/report]
+    python -m analysis.report [--results results] [--out results/report]
 """
 
 from __future__ import annotations
@@ -14,9 +14,6 @@ import contextlib
 import io
 import sys
 from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis import belief_pictures, plot_returns, publish, tables
 from analysis.load import SHIPPED_RESULTS, discover_runs

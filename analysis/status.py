@@ -26,9 +26,6 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from analysis.load import discover_runs, run_state
 from records import run_folder
 

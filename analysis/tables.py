@@ -1,10 +1,9 @@
 """Meta-test tables per env: rows algorithm, columns episode 1..K, 95% bootstrap CIs over seeds.
 
-Usage (from the repo root): ``python analysis/tables.py [--env gridworld] [--out results/tables]`` (or
-``python -m analysis.tables``). Each cell is ``mean [lo, hi] (n=seeds)``; the ``frames`` column is the evaluation
-point used (default: the last one every seed of the algorithm has) and ``wall/run`` the median wall time of a run
-(range over runs). Written per env, each as ``.md``, ``.csv`` (formatted cells), ``.tex`` and ``_values.csv``
-(the numbers, long format):
+Usage: ``python -m analysis.tables [--env gridworld] [--out results/tables]`` (``make tables``). Each cell is
+``mean [lo, hi] (n=seeds)``; the ``frames`` column is the evaluation point used (default: the last one every seed
+of the algorithm has) and ``wall/run`` the median wall time of a run (range over runs). Written per env, each as
+``.md``, ``.csv`` (formatted cells), ``.tex`` and ``_values.csv`` (the numbers, long format):
 
 * ``<env>_per_episode``: every algorithm that is not an ablation variant, with the GridWorld reference values
   (optimal, Bayes-optimal, posterior sampling; exact) as rows;
@@ -26,9 +25,6 @@ import argparse
 import math
 import sys
 from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: make `analysis` importable from the repo root
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pandas as pd
 

@@ -45,10 +45,10 @@ import yaml
 
 from analysis.load import SHIPPED_RESULTS, is_live
 from analysis.publish import PublishError, publish, snapshot, write_index
-from records import run_folder
+from records import locations, run_folder
 
-REPO = Path(__file__).resolve().parents[1]
-MANIFESTS = REPO / "benchmarks" / "reproduce"
+REPO = locations.REPO_ROOT
+MANIFESTS = locations.REPRODUCE_MANIFESTS
 #: settings every campaign run gets (operational: they do not change what a run computes): one torch thread per
 #: process (runs share the cores), progress lines for the log files instead of a bar
 CAMPAIGN_OVERRIDES = ("progress=false", "update_threads=1")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from unittest import mock
 
 from hydra import initialize_config_dir
@@ -25,7 +24,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+from records import locations
+
+CONF_DIR = str(locations.CONF_DIR)
 JOB_NAME = "train"  # hydra.job.name of `python train.py` (the Slurm job name)
 SLURM_TARGET = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
 
