@@ -13,9 +13,9 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from algorithms.builder import CONF_DIR
 from algorithms.common.errors import ConfigError
 from algorithms.common.run_checks import all_keys, check_run_config, explain_composition_error
+from records.locations import CONF_DIR
 
 #: command-line flags after which Hydra only prints or does something other than a run: nothing to check
 HYDRA_INFO_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--resolve", "--shell-completion",
@@ -53,7 +53,7 @@ def check_command_line(args: list[str]) -> str | None:
         return f"cannot read the command line: {str(exc).splitlines()[0]}"
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             try:
                 cfg = compose(config_name="config", overrides=overrides)
             except (HydraException, OmegaConfBaseException) as exc:

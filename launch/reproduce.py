@@ -364,6 +364,7 @@ class LocalPool:
     def run(self, todo: list[tuple[RunSpec, list[str]]]) -> int:
         previous = {s: signal.signal(s, self._stop) for s in (signal.SIGINT, signal.SIGTERM)}
         running: dict[subprocess.Popen, RunSpec] = {}
+        signalled: set[subprocess.Popen] = set()
         queue = list(todo)
         try:
             while queue or running:
@@ -382,13 +383,14 @@ class LocalPool:
                     running[proc] = spec
                 if self.stopping is not None:
                     for proc in running:
-                        if proc.poll() is None:
+                        if proc.poll() is None and proc not in signalled:  # once: a second could cut its exit short
                             proc.send_signal(signal.SIGTERM)
+                            signalled.add(proc)
                     queue.clear()
                 for proc in [p for p in running if p.poll() is not None]:
                     spec = running.pop(proc)
                     ok = proc.returncode == 0
-                    stopped = proc.returncode in (130, 143)
+                    stopped = proc.returncode in (130, 143, -signal.SIGTERM, -signal.SIGINT)
                     word = "finished" if ok else "stopped (checkpointed)" if stopped else f"failed ({proc.returncode})"
                     print(f"[reproduce] {spec.label} seed {spec.seed} {word}", flush=True)
                     if not ok and not stopped:
