@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from algorithms import builder
-from algorithms.pearl.agent import _CollectStats, _Phase, _WorkItem
+from algorithms.pearl.collection import CollectStats, Phase, WorkItem
 
 ENV = "cheetah_dir"
 
@@ -47,17 +47,17 @@ def measure(meta_batch: int, precisions: list[str], steps: int, warmup: int, rep
         agent, env = setup.agent, setup.env
         agent._setup_tasks(env)
         assert agent.train_tasks is not None
-        pool = [_WorkItem(t, [_Phase("prior", pool_steps, True)]) for t in range(len(agent.train_tasks))]
-        agent._collect(env, pool, _CollectStats())
+        pool = [WorkItem(t, [Phase("prior", pool_steps, True)]) for t in range(len(agent.train_tasks))]
+        agent.collect(env, pool, CollectStats())
         env.close()
-        agent._train(warmup)
+        agent.train_steps(warmup)
         agents[precision] = agent
     runs: dict[str, list[float]] = {p: [] for p in precisions}
     for _ in range(repeats):
         for precision, agent in agents.items():
             _synchronise(agent.device)
             start = time.perf_counter()
-            agent._train(steps)  # ends with a device-to-host copy of the metrics: the device has finished
+            agent.train_steps(steps)  # ends with a device-to-host copy of the metrics: the device has finished
             runs[precision].append(steps / (time.perf_counter() - start))
     return [_summary(cfg.algo, meta_batch, precision, str(agents[precision].device), steps, runs[precision])
             for precision in precisions]

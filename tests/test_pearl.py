@@ -26,6 +26,7 @@ from algorithms.common.checkpoints import load_checkpoint
 from algorithms.common.evaluator import meta_test
 from algorithms.pearl import PEARLAgent, PEARLConfig, load_config
 from algorithms.pearl.buffers import TaskBuffer
+from algorithms.pearl.learning import SACLearner
 from algorithms.pearl.networks import (
     ContextEncoder,
     TanhGaussianPolicy,
@@ -126,7 +127,8 @@ class StubV(nn.Module):
 
 def test_sac_targets_and_losses_on_a_hand_made_batch():
     agent, _ = make_agent(reward_scale=5.0, gamma=0.9, kl_lambda=0.5)
-    agent.qf1, agent.qf2, agent.vf, agent.target_vf = StubQ(1.0), StubQ(-0.5), StubV(), StubV()
+    learner = agent.learner
+    learner.qf1, learner.qf2, learner.vf, learner.target_vf = StubQ(1.0), StubQ(-0.5), StubV(), StubV()
     # 2 tasks x 2 transitions of (s (2), a (2), r, r_context, s' (2), terminal)
     rows = torch.tensor([[[0.1, 0.2, 0.5, -0.5, -1.0, 0.0, 0.3, 0.1, 0.0],
                           [1.0, 0.0, 0.0, 0.2, 0.5, 0.0, 1.1, 0.0, 1.0]],
@@ -135,8 +137,8 @@ def test_sac_targets_and_losses_on_a_hand_made_batch():
     z = torch.tensor([[0.5, 1.0, -1.0], [2.0, 0.0, 0.0]])
     mu = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, -1.0]])
     var = torch.tensor([[1.0, 0.5, 2.0], [0.25, 1.0, 1.0]])
-    b = agent._flat(rows, z)
-    out = agent.critic_loss(mu, var, b)
+    b = agent.learner.flat_batch(rows, z)
+    out = agent.learner.critic_loss(mu, var, b)
     # by hand: target V(s', z) = 2 (s'_0 + s'_1) - z_0; Q target = 5 r + (1 - d) 0.9 V'
     v_next = [2 * 0.4 - 0.5, 2 * 1.1 - 0.5, 2 * -0.8 - 2.0, 2 * 0.9 - 2.0]
     r, d = [-1.0, 0.5, 2.0, 0.0], [0.0, 1.0, 0.0, 0.0]
@@ -155,7 +157,7 @@ def test_sac_targets_and_losses_on_a_hand_made_batch():
     a_new = torch.tensor([[0.5, 0.5], [-1.0, 0.0], [0.0, 0.2], [0.3, -0.3]])
     log_pi = torch.tensor([-1.0, 0.5, 0.0, 2.0])
     pi = {"action": a_new, "log_pi": log_pi, "mean": torch.full((4, 2), 2.0), "log_std": torch.full((4, 2), -1.0)}
-    losses = agent.actor_value_losses(b, pi)
+    losses = agent.learner.actor_value_losses(b, pi)
     s_new = np.array([0.3 + 1.0, 1.0 - 1.0, -1.0 + 0.2, 1.0 + 0.0])
     min_q = np.minimum(1.0 * s_new + zsum, -0.5 * s_new + zsum)
     v_target = min_q - log_pi.numpy()
@@ -169,9 +171,10 @@ def test_sac_targets_and_losses_on_a_hand_made_batch():
 def test_target_v_is_polyak_averaged():
     agent, env = make_agent(tau=0.25)
     agent.train_iteration(env)  # fills the buffers
-    target_before = [p.detach().clone() for p in agent.target_vf.parameters()]
-    agent.gradient_step(*agent.sample_batches(np.array([0, 1, 2])))
-    for old, new, v in zip(target_before, agent.target_vf.parameters(), agent.vf.parameters(), strict=True):
+    target_before = [p.detach().clone() for p in agent.learner.target_vf.parameters()]
+    agent.learner.gradient_step(*agent.sample_batches(np.array([0, 1, 2])))
+    learner = agent.learner
+    for old, new, v in zip(target_before, learner.target_vf.parameters(), learner.vf.parameters(), strict=True):
         torch.testing.assert_close(new, 0.75 * old + 0.25 * v.detach())
 
 
@@ -192,30 +195,30 @@ def test_critic_gradient_reaches_the_encoder_actor_and_value_do_not():
 
     def fresh():
         _zero_all(agent)
-        mu, var, z = agent.infer(context)
-        return mu, var, agent._flat(batch, z)
+        mu, var, z = agent.learner.infer(context)
+        return mu, var, agent.learner.flat_batch(batch, z)
 
     mu, var, b = fresh()
-    critic = agent.critic_loss(mu, var, b)
+    critic = agent.learner.critic_loss(mu, var, b)
     critic["qf_loss"].backward()
     assert all(g is not None and g.abs().sum() > 0 for g in _encoder_grads(agent))
     assert all(p.grad is None for p in agent.policy.parameters())
     mu, var, b = fresh()
-    agent.critic_loss(mu, var, b)["kl"].backward()
+    agent.learner.critic_loss(mu, var, b)["kl"].backward()
     assert all(g is not None for g in _encoder_grads(agent)) and any(g.abs().sum() > 0 for g in _encoder_grads(agent))
     mu, var, b = fresh()
-    losses = agent.actor_value_losses(b, agent.policy_outputs(b))
+    losses = agent.learner.actor_value_losses(b, agent.learner.policy_outputs(b))
     losses["policy_loss"].backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.policy.parameters())
     assert all(g is None for g in _encoder_grads(agent))
     mu, var, b = fresh()
-    losses = agent.actor_value_losses(b, agent.policy_outputs(b))
+    losses = agent.learner.actor_value_losses(b, agent.learner.policy_outputs(b))
     losses["vf_loss"].backward()
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.vf.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.learner.vf.parameters())
     assert all(g is None for g in _encoder_grads(agent))
     # the full step: the encoder moves, and an encoder optimiser step alone would not change the policy
     before = [p.detach().clone() for p in agent.encoder.parameters()]
-    agent.gradient_step(context, batch)
+    agent.learner.gradient_step(context, batch)
     assert any(not torch.equal(a, p) for a, p in zip(before, agent.encoder.parameters(), strict=True))
 
 
@@ -545,7 +548,7 @@ def test_sigterm_during_gradient_steps_checkpoints_mid_iteration_and_the_rerun_e
             "train.checkpoint_interval_frames=1000000", "seed=4")
     _, whole_metrics, whole_evals = _tiny_run(*args[:1], tmp_path / "whole", *args[1:])
 
-    original_step = PEARLAgent.gradient_step
+    original_step = SACLearner.gradient_step
     calls = {"n": 0}
 
     def signalled_step(self, *tensors):
@@ -554,7 +557,7 @@ def test_sigterm_during_gradient_steps_checkpoints_mid_iteration_and_the_rerun_e
             os.kill(os.getpid(), signal.SIGTERM)
         return original_step(self, *tensors)
 
-    monkeypatch.setattr(PEARLAgent, "gradient_step", signalled_step)
+    monkeypatch.setattr(SACLearner, "gradient_step", signalled_step)
     overrides = _tiny_overrides(args[0], tmp_path / "stopped", *args[1:], "run_name=stopped")
     with pytest.raises(SystemExit) as stop:
         train.run(compose_config(*overrides))
@@ -566,7 +569,7 @@ def test_sigterm_during_gradient_steps_checkpoints_mid_iteration_and_the_rerun_e
     assert state["iteration"] == 1 and state["agent"]["in_progress"]["steps_done"] == 2  # no step after the signal
     assert calls["n"] == 6
 
-    monkeypatch.setattr(PEARLAgent, "gradient_step", original_step)
+    monkeypatch.setattr(SACLearner, "gradient_step", original_step)
     train.run(compose_config(*overrides))
     meta = json.loads((run / "metadata.json").read_text())
     assert meta["status"] == "completed" and meta["frames"] == frames
@@ -621,9 +624,9 @@ def test_context_is_oysters_s_a_r_by_default_and_s_prime_is_an_option():
 
 
 def test_each_collection_phase_starts_from_the_prior_as_oysters_collect_data():
-    from algorithms.pearl.agent import _Phase, _WorkItem
+    from algorithms.pearl.collection import Phase, WorkItem
 
-    item = _WorkItem(0, [_Phase("prior", 40, True), _Phase("posterior", 40, True), _Phase("posterior", 40, False)])
+    item = WorkItem(0, [Phase("prior", 40, True), Phase("posterior", 40, True), Phase("posterior", 40, False)])
     kinds = []
     while not item.done:
         kinds.append(item.latent_kind)
@@ -734,9 +737,9 @@ def test_bfloat16_agent_takes_the_float32_gradient_step_to_bf16_accuracy():
         gen = torch.Generator().manual_seed(0)
         context, batch = torch.randn(3, 8, W, generator=gen), torch.randn(3, 8, W, generator=gen)
         batch[..., agent.layout.terminal] = 0.0
-        before = [p.detach().clone() for p in agent.qf1.parameters()]
-        metrics[precision] = agent.gradient_step(context, batch)
-        rows[precision] = [p.detach() - b for p, b in zip(agent.qf1.parameters(), before, strict=True)]
+        before = [p.detach().clone() for p in agent.learner.qf1.parameters()]
+        metrics[precision] = agent.learner.gradient_step(context, batch)
+        rows[precision] = [p.detach() - b for p, b in zip(agent.learner.qf1.parameters(), before, strict=True)]
         assert all(p.dtype == torch.float32 for net in agent.networks.values() for p in net.parameters())
     assert metrics["bfloat16"].dtype == torch.float32
     torch.testing.assert_close(metrics["bfloat16"], metrics["float32"], rtol=0.05, atol=1e-3)

@@ -1,54 +1,24 @@
 """The PEARL agent (Rakelly et al., ICML 2019): off-policy meta-RL with a probabilistic, permutation-invariant context.
 
-Inference. ``q(z | c)`` is a product of Gaussian factors, one per context transition ``c_n = (s, a, r, s')``
-(PEARL sec. 3 and 4.1, design.md §3; ``context_next_obs=false`` gives oyster's default ``(s, a, r)``, which oyster
-overrides for Walker only): an MLP gives ``(mu_n, sigma_n^2)`` per transition, and ``sigma^2 = 1 / sum 1/sigma_n^2``,
-``mu = sigma^2 sum mu_n / sigma_n^2``. ``z`` is a reparameterised sample; the encoder is trained by the critic's
-Bellman loss plus ``kl_lambda * KL(q(z|c) || N(0, I))`` (eq. 3, Algorithm 1 line 19), never by the actor: ``z`` is
-detached for the policy loss, for V's regression and for the target V.
+``q(z | c)`` is a product of Gaussian factors, one per context transition ``c_n = (s, a, r[, s'])`` (sec. 4.1):
+``sigma^2 = 1 / sum 1/sigma_n^2``, ``mu = sigma^2 sum mu_n / sigma_n^2``. The learner (``learning.py``) trains it
+with SAC; the schedule of what is collected (``collection.py``) follows Algorithm 1. This module acts, collects and
+keeps the buffers and the resume state.
 
-SAC variant. The paper's (sec. 5.1, and oyster's ``PEARLSoftActorCritic``): twin Q-functions, a state value V and a
-target V updated by Polyak averaging (``tau``); no learned temperature, the entropy weight being set by
-``reward_scale`` (the reward is multiplied by it in the Q target). Chosen over twin-Q + target-Q + learned alpha
-because every PEARL hyperparameter we reproduce (``reward_scale`` 5 / 100 above all, which *is* the inverse
-temperature) was tuned for this variant; a learned alpha would silently change what those numbers mean. Losses, as
-oyster: ``Q_i <- r * reward_scale + (1 - terminal) gamma V_target(s', z)``; ``V <- min_i Q_i(s, a~pi, z) - log pi``;
-policy: ``mean(log pi - min_i Q_i(s, a~pi, z))`` plus 1e-3 L2 penalties on the pre-tanh mean and log-std. The Q
-targets bootstrap through time limits and stop only where the MDP itself terminated (``info["mdp_terminated"]``).
+Batched collection. ``num_envs`` env copies step together, K episodes per reset. Work items (task, phases) are handed
+to copies; the env is reset when every copy has finished its item or its K episodes. Steps of copies with nothing to
+do until that reset are discarded and not counted as frames (``collect/discarded_steps``). Tasks sampled twice in
+one iteration are collected side by side and share their encoder buffer (oyster collects them one after the other).
 
-Sampling scheme (Algorithm 1). A finite set of training tasks: the env's fixed set where it has one
-(``env.inner.train_tasks()``: PointRobot/Walker ``task_set=pearl``, ML1), else ``num_train_tasks`` distinct tasks
-drawn once with ``env.draw_tasks``. Each task has an RL buffer (all its data) and an encoder buffer (its most recent
-collection round: emptied before the task is collected on again, as oyster). First iteration: ``num_initial_steps``
-per training task with z ~ prior (both buffers). Every iteration: ``num_tasks_sample`` tasks (with replacement);
-their encoder buffers are emptied; per task ``num_steps_prior`` steps with z ~ prior (a fresh sample per episode),
-``num_steps_posterior`` steps with z ~ q(z | c), c = ``embedding_batch_size`` transitions drawn from the task's encoder
-buffer (this round's data) before each episode, both into both buffers, then ``num_extra_rl_steps_posterior`` steps
-with posterior z into the RL buffer only. Steps are collected in whole episodes (at least the number asked, as
-oyster). Then ``num_train_steps_per_itr`` gradient steps, each on ``meta_batch`` tasks drawn with replacement: the
-context from each task's encoder buffer, the RL batch (``batch_size``) from its whole RL buffer.
+The BAMDP done flag ``MetaVecEnv`` appends is stripped: PEARL's policy is Markov in (s, z).
 
-Batched collection. The trainer's ``MetaVecEnv`` steps ``num_envs`` copies, K episodes of H steps per reset (H: the
-env's horizon, PEARL's max path length). Work items (task, phases) are handed to copies; the env is reset with
-``options={"tasks": ...}`` whenever every copy has finished its item or its K episodes; a copy with an unfinished
-item carries it on after the reset. Steps of copies with nothing to do until that reset (an item finished mid-block,
-or no item left) are discarded and not counted as frames (``collect/discarded_steps`` reports them); frames are the
-env steps stored. Tasks sampled twice in one iteration are collected side by side and share their encoder buffer
-(oyster collects them one after the other, the second emptying what the first gathered).
+Meta-test (Algorithm 2). The belief holds the context's sufficient statistics (sums of 1/sigma_n^2 and of
+mu_n/sigma_n^2 over every transition of the task), so the posterior over all context so far is exact. z ~ prior for
+the first ``exploration_episodes_eval`` episodes, then at each episode boundary z ~ q(z | all context so far), held
+within the episode. Deterministic acting uses tanh(mean).
 
-Observations. The BAMDP done flag that ``MetaVecEnv`` appends is stripped: PEARL's policy is Markov in (s, z) and
-learns of episode boundaries only through the resampling of z; the flag would only mark terminal observations s'
-(which the policy never acts on) and break the permutation-invariant context's "one transition = (s, a, r, s')".
-
-Meta-test (Algorithm 2). The belief holds the context's sufficient statistics for the (fixed) encoder: the sums of
-the per-transition precisions 1/sigma_n^2 and of mu_n/sigma_n^2 over every transition seen in the task, so the
-posterior over ALL context so far is exact at any time. z ~ prior for the first ``exploration_episodes_eval`` episodes
-(1: Algorithm 2), then at each episode boundary z ~ q(z | all context so far); held fixed within an episode; on
-``task_done`` the belief returns to the prior. Deterministic acting uses tanh(mean).
-
-Randomness: a numpy Generator (task and batch indices) and two torch Generators on the agent's device (training;
-meta-test), all in the state dict, so a resumed run equals an uninterrupted one and meta-tests do not perturb
-training.
+Randomness: a numpy Generator (task and batch indices) and two torch Generators (training; meta-test), all in the
+state dict, so a resumed run equals an uninterrupted one and meta-tests do not perturb training.
 """
 
 from __future__ import annotations
@@ -56,28 +26,21 @@ from __future__ import annotations
 import copy
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from algorithms.common.agent import Agent, EnvInfo, IterationInterrupted, IterationStats, StopQuery
 from algorithms.common.errors import ConfigError
 from algorithms.pearl.buffers import MultiTaskBuffer, TransitionLayout
+from algorithms.pearl.collection import CollectStats, IterationInProgress, WorkItem, initial_pool, iteration_items
 from algorithms.pearl.config import PEARLConfig
-from algorithms.pearl.networks import (
-    HIDDEN_DTYPES,
-    ContextEncoder,
-    QNetwork,
-    TanhGaussianPolicy,
-    VNetwork,
-    kl_to_standard_normal,
-    reparameterised_sample,
-)
+from algorithms.pearl.learning import SACLearner
+from algorithms.pearl.networks import reparameterised_sample
 from envs.base import MetaVecEnv
 
 
@@ -95,70 +58,6 @@ class PEARLBelief:
         """mu, var of q(z | c) over all context so far (rows with no context: meaningless, never used)."""
         var = 1.0 / self.precision_sum
         return var * self.weighted_mean_sum, var
-
-
-@dataclass
-class _Phase:
-    kind: str  # "prior" | "posterior"
-    steps: int
-    to_encoder_buffer: bool
-
-
-@dataclass
-class _WorkItem:
-    """The collection for one task in one round: phases run in order, each until it has >= its steps."""
-
-    task: int
-    phases: list[_Phase]
-    phase: int = 0
-    collected: int = 0  # steps collected in the current phase
-    episodes_in_phase: int = 0
-
-    @property
-    def done(self) -> bool:
-        return self.phase >= len(self.phases)
-
-    @property
-    def current(self) -> _Phase:
-        return self.phases[self.phase]
-
-    @property
-    def latent_kind(self) -> str:
-        """Where the z of the next episode comes from. Oyster's ``collect_data`` starts every phase from the prior
-        (``clear_z``) and infers the posterior only after each trajectory, so the first trajectory of a posterior
-        phase is collected with a prior z too."""
-        return "posterior" if self.current.kind == "posterior" and self.episodes_in_phase > 0 else "prior"
-
-    def finish_episode(self, length: int) -> None:
-        self.collected += length
-        self.episodes_in_phase += 1
-        while not self.done and self.collected >= self.current.steps:
-            self.phase += 1
-            self.collected = 0
-            self.episodes_in_phase = 0
-
-
-@dataclass
-class _CollectStats:
-    frames: int = 0
-    discarded: int = 0
-    returns: dict[str, list[float]] = field(default_factory=lambda: {"prior": [], "posterior": []})
-
-
-@dataclass
-class _IterationInProgress:
-    """An iteration whose data is collected and whose gradient steps are under way. Part of the resume state, so
-    that a stop between two gradient steps (``train_iteration``'s ``should_stop``) loses no work: the resumed run
-    carries on from step ``steps_done`` with the same random streams, as if it had not stopped."""
-
-    frames: int
-    discarded: int
-    returns: dict[str, list[float]]
-    collect_s: float
-    steps_done: int = 0
-    update_s: float = 0.0
-    #: running sum of :meth:`PEARLAgent.gradient_step`'s metric vectors (on the agent's device)
-    metric_sum: torch.Tensor | None = None
 
 
 class PEARLAgent(Agent):
@@ -183,28 +82,13 @@ class PEARLAgent(Agent):
         self._rescale = not (np.all(low == -1.0) and np.all(high == 1.0))
         self.layout = TransitionLayout(self.obs_dim, self.action_dim)
         self.context_dim = self.obs_dim + self.action_dim + 1 + (self.obs_dim if cfg.context_next_obs else 0)
-        L = cfg.latent_dim
         torch_seed, eval_seed = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(2))
-        with torch.random.fork_rng(devices=[]):  # initialise the networks from the seed, not from global state
-            torch.manual_seed(torch_seed)
-            dtype = HIDDEN_DTYPES[cfg.hidden_precision]
-            self.encoder = ContextEncoder(self.context_dim, L, cfg.encoder_layers, hidden_dtype=dtype)
-            self.policy = TanhGaussianPolicy(self.obs_dim, L, self.action_dim, cfg.net_layers, hidden_dtype=dtype)
-            self.qf1 = QNetwork(self.obs_dim, self.action_dim, L, cfg.net_layers, hidden_dtype=dtype)
-            self.qf2 = QNetwork(self.obs_dim, self.action_dim, L, cfg.net_layers, hidden_dtype=dtype)
-            self.vf = VNetwork(self.obs_dim, L, cfg.net_layers, hidden_dtype=dtype)
-        self.target_vf = copy.deepcopy(self.vf)
-        for p in self.target_vf.parameters():
-            p.requires_grad_(False)
-        for net in self.networks.values():
-            net.to(self.device)
-        self.policy_optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.policy_lr)
-        self.qf_optimizer = torch.optim.Adam([*self.qf1.parameters(), *self.qf2.parameters()], lr=cfg.qf_lr)
-        self.vf_optimizer = torch.optim.Adam(self.vf.parameters(), lr=cfg.vf_lr)
-        self.context_optimizer = torch.optim.Adam(self.encoder.parameters(), lr=cfg.context_lr)
         self.rng = np.random.default_rng(seed)
+        #: the training stream: collection's actions and z, and the learner's samples
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(torch_seed + 1)
+        self.learner = SACLearner(cfg, self.obs_dim, self.action_dim, self.context_dim, self.layout,
+                                  self.context_from_rows, self.device, torch_seed, self.gen)
         self.eval_gen = torch.Generator(device=self.device)
         self.eval_gen.manual_seed(eval_seed)
         #: the finite training task set (Algorithm 1), fixed at the first iteration
@@ -213,13 +97,23 @@ class PEARLAgent(Agent):
         self.enc_buffer: MultiTaskBuffer | None = None
         self.frames = 0
         self.iterations = 0
-        self.grad_steps = 0
-        self._in_progress: _IterationInProgress | None = None
+        self._in_progress: IterationInProgress | None = None
 
     @property
     def networks(self) -> dict[str, nn.Module]:
-        return {"encoder": self.encoder, "policy": self.policy, "qf1": self.qf1, "qf2": self.qf2, "vf": self.vf,
-                "target_vf": self.target_vf}
+        return self.learner.networks
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.learner.encoder
+
+    @property
+    def policy(self) -> nn.Module:
+        return self.learner.policy
+
+    @property
+    def grad_steps(self) -> int:
+        return self.learner.grad_steps
 
     # ------------------------------------------------------------------ helpers
     def _strip(self, obs: np.ndarray) -> np.ndarray:
@@ -357,7 +251,7 @@ class PEARLAgent(Agent):
             self._in_progress = self._collect_iteration_data(env)
         progress = self._in_progress
         with self.updating():
-            metrics = self._train(cfg.num_train_steps_per_itr, progress, should_stop)
+            metrics = self.train_steps(cfg.num_train_steps_per_itr, progress, should_stop)
         self._in_progress = None
         self.frames += progress.frames
         self.iterations += 1
@@ -369,24 +263,19 @@ class PEARLAgent(Agent):
                         "time/update_s": progress.update_s})
         return IterationStats(frames=progress.frames, metrics=metrics)
 
-    def _collect_iteration_data(self, env: MetaVecEnv) -> _IterationInProgress:
+    def _collect_iteration_data(self, env: MetaVecEnv) -> IterationInProgress:
         """Algorithm 1 lines 3-10: the initial pool (first iteration only), then this iteration's sampled tasks."""
         cfg = self.cfg
         assert self.train_tasks is not None and self.rl_buffer is not None and self.enc_buffer is not None
         started = time.perf_counter()
-        stats = _CollectStats()
-        if self.iterations == 0:  # Algorithm 1's initial pool: every training task, z ~ prior
-            initial = [_WorkItem(t, [_Phase("prior", cfg.num_initial_steps, True)])
-                       for t in range(len(self.train_tasks))]
-            self._collect(env, initial, stats)
+        stats = CollectStats()
+        if self.iterations == 0:
+            self.collect(env, initial_pool(len(self.train_tasks), cfg), stats)
         sampled = self.rng.integers(len(self.train_tasks), size=cfg.num_tasks_sample)
         for task in np.unique(sampled):
             self.enc_buffer[int(task)].clear()
-        phases = [_Phase("prior", cfg.num_steps_prior, True), _Phase("posterior", cfg.num_steps_posterior, True),
-                  _Phase("posterior", cfg.num_extra_rl_steps_posterior, False)]
-        items = [_WorkItem(int(t), [p for p in phases if p.steps > 0]) for t in sampled]
-        self._collect(env, items, stats)
-        return _IterationInProgress(frames=stats.frames, discarded=stats.discarded, returns=stats.returns,
+        self.collect(env, iteration_items(sampled, cfg), stats)
+        return IterationInProgress(frames=stats.frames, discarded=stats.discarded, returns=stats.returns,
                                     collect_s=time.perf_counter() - started)
 
     @torch.no_grad()
@@ -405,13 +294,13 @@ class PEARLAgent(Agent):
         return z
 
     @torch.no_grad()
-    def _collect(self, env: MetaVecEnv, items: list[_WorkItem], stats: _CollectStats) -> None:
+    def collect(self, env: MetaVecEnv, items: list[WorkItem], stats: CollectStats) -> None:
         """Run the work items on the batched env (module docstring: batched collection)."""
         assert self.train_tasks is not None and self.rl_buffer is not None and self.enc_buffer is not None
         N, H = env.num_envs, env.horizon
         use_dense = self.cfg.dense_rewards_for_critic
         queue = deque(items)
-        slots: list[_WorkItem | None] = [None] * N
+        slots: list[WorkItem | None] = [None] * N
         staged = np.zeros((N, H, self.layout.width), np.float32)
         while True:
             for i in range(N):
@@ -479,84 +368,13 @@ class PEARLAgent(Agent):
         batch = self.rl_buffer.sample(task_ids, self.cfg.batch_size, self.rng)
         return self._tensor(context), self._tensor(batch)
 
-    def infer(self, context_rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """q(z | c) per task and a reparameterised z ``(T, L)`` (differentiable into the encoder)."""
-        mu, var = self.encoder.posterior(self.context_from_rows(context_rows))
-        return mu, var, reparameterised_sample(mu, var, self.gen)
-
-    def _flat(self, batch: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
-        T, B, _ = batch.shape
-        lay = self.layout
-        flat = batch.reshape(T * B, -1)
-        return {"obs": flat[:, lay.obs], "action": flat[:, lay.action], "reward": flat[:, lay.reward].squeeze(-1),
-                "next_obs": flat[:, lay.next_obs], "terminal": flat[:, lay.terminal].squeeze(-1),
-                "z": z.unsqueeze(1).expand(T, B, z.shape[-1]).reshape(T * B, -1)}
-
-    def critic_loss(self, mu: torch.Tensor, var: torch.Tensor, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Eq. 3 plus the KL: the Q-functions see z with its gradient (the encoder's only RL signal)."""
-        cfg = self.cfg
-        q1, q2 = self.qf1(b["obs"], b["action"], b["z"]), self.qf2(b["obs"], b["action"], b["z"])
-        with torch.no_grad():
-            target_v = self.target_vf(b["next_obs"], b["z"].detach())
-            q_target = cfg.reward_scale * b["reward"] + (1.0 - b["terminal"]) * cfg.gamma * target_v
-        qf_loss = F.mse_loss(q1, q_target) + F.mse_loss(q2, q_target)
-        kl = kl_to_standard_normal(mu, var).sum()  # summed over the meta-batch's tasks, as oyster
-        return {"loss": qf_loss + cfg.kl_lambda * kl, "qf_loss": qf_loss, "kl": kl, "q_target": q_target, "q1": q1}
-
-    def policy_outputs(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """pi(. | s, z) with z detached: the actor never trains the encoder."""
-        mean, log_std = self.policy(b["obs"], b["z"].detach())
-        action, log_pi = self.policy.sample(mean, log_std, self.gen)
-        return {"mean": mean, "log_std": log_std, "action": action, "log_pi": log_pi}
-
-    def actor_value_losses(self, b: dict[str, torch.Tensor], pi: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """V regression onto ``min Q(s, a~pi, z) - log pi`` and the policy loss (eq. 4), z detached in both."""
-        cfg = self.cfg
-        z = b["z"].detach()
-        min_q = torch.min(self.qf1(b["obs"], pi["action"], z), self.qf2(b["obs"], pi["action"], z))
-        v_target = (min_q - pi["log_pi"]).detach()
-        vf_loss = F.mse_loss(self.vf(b["obs"], z), v_target)
-        policy_loss = ((pi["log_pi"] - min_q).mean() + cfg.policy_mean_reg_weight * pi["mean"].pow(2).mean()
-                       + cfg.policy_std_reg_weight * pi["log_std"].pow(2).mean())
-        return {"vf_loss": vf_loss, "policy_loss": policy_loss, "v_target": v_target}
-
-    def gradient_step(self, context_rows: torch.Tensor, batch_rows: torch.Tensor) -> torch.Tensor:
-        """One step of Algorithm 1 lines 13-21 (in oyster's order: Q and encoder, V and its target, policy).
-        Returns the step's metrics as one tensor (kept on the device: no synchronisation per step)."""
-        mu, var, z = self.infer(context_rows)
-        b = self._flat(batch_rows, z)
-        pi = self.policy_outputs(b)
-        critic = self.critic_loss(mu, var, b)
-        self.qf_optimizer.zero_grad(set_to_none=True)
-        self.context_optimizer.zero_grad(set_to_none=True)
-        critic["loss"].backward(inputs=[*self.qf_optimizer.param_groups[0]["params"],
-                                        *self.context_optimizer.param_groups[0]["params"]])
-        self.qf_optimizer.step()
-        self.context_optimizer.step()
-        losses = self.actor_value_losses(b, pi)  # with the updated Q-functions, as oyster
-        self.vf_optimizer.zero_grad(set_to_none=True)
-        losses["vf_loss"].backward(inputs=list(self.vf.parameters()))
-        self.vf_optimizer.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(list(self.target_vf.parameters()), list(self.vf.parameters()), self.cfg.tau)
-        self.policy_optimizer.zero_grad(set_to_none=True)
-        losses["policy_loss"].backward(inputs=list(self.policy.parameters()))
-        self.policy_optimizer.step()
-        self.grad_steps += 1
-        return torch.stack([critic["qf_loss"].detach(), critic["kl"].detach(), losses["vf_loss"].detach(),
-                            losses["policy_loss"].detach(), critic["q1"].detach().mean(), pi["log_pi"].detach().mean(),
-                            mu.detach().abs().mean(), var.detach().mean()])
-
-    METRIC_NAMES = ("sac/qf_loss", "sac/kl", "sac/vf_loss", "sac/policy_loss", "sac/q_mean", "sac/log_pi",
-                    "sac/z_mean_abs", "sac/z_var")
-
-    def _train(self, steps: int, progress: _IterationInProgress | None = None,
+    def train_steps(self, steps: int, progress: IterationInProgress | None = None,
                should_stop: StopQuery | None = None) -> dict[str, float]:
         """Gradient steps ``progress.steps_done .. steps - 1`` (all ``steps`` without ``progress``: the throughput
         benchmark); the mean of their metrics once all are done."""
         assert self.train_tasks is not None
         if progress is None:
-            progress = _IterationInProgress(frames=0, discarded=0, returns={}, collect_s=0.0)
+            progress = IterationInProgress(frames=0, discarded=0, returns={}, collect_s=0.0)
         started = time.perf_counter()
         try:
             while progress.steps_done < steps:
@@ -564,7 +382,7 @@ class PEARLAgent(Agent):
                     raise IterationInterrupted(f"PEARL stopped after {progress.steps_done} of {steps} gradient steps "
                                                f"of iteration {self.iterations + 1}")
                 task_ids = self.rng.integers(len(self.train_tasks), size=self.cfg.meta_batch)
-                out = self.gradient_step(*self.sample_batches(task_ids))
+                out = self.learner.gradient_step(*self.sample_batches(task_ids))
                 progress.metric_sum = out if progress.metric_sum is None else progress.metric_sum + out
                 progress.steps_done += 1
         finally:
@@ -573,14 +391,13 @@ class PEARLAgent(Agent):
             return {}
         assert progress.metric_sum is not None
         means = (progress.metric_sum / steps).cpu().numpy()
-        return {k: float(v) for k, v in zip(self.METRIC_NAMES, means, strict=True)}
+        return {k: float(v) for k, v in zip(SACLearner.METRIC_NAMES, means, strict=True)}
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self, resume: bool = True) -> dict[str, Any]:
         state: dict[str, Any] = {
             "networks": {k: net.state_dict() for k, net in self.networks.items()},
-            "optimizers": {"policy": self.policy_optimizer.state_dict(), "qf": self.qf_optimizer.state_dict(),
-                           "vf": self.vf_optimizer.state_dict(), "context": self.context_optimizer.state_dict()},
+            "optimizers": {k: opt.state_dict() for k, opt in self.learner.optimizers.items()},
             "train_tasks": None if self.train_tasks is None else self.train_tasks.copy(),
             "frames": self.frames, "iterations": self.iterations, "grad_steps": self.grad_steps,
             "numpy_rng": copy.deepcopy(self.rng.bit_generator.state),
@@ -596,11 +413,10 @@ class PEARLAgent(Agent):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key, net in self.networks.items():
             net.load_state_dict(state["networks"][key])
-        self.policy_optimizer.load_state_dict(state["optimizers"]["policy"])
-        self.qf_optimizer.load_state_dict(state["optimizers"]["qf"])
-        self.vf_optimizer.load_state_dict(state["optimizers"]["vf"])
-        self.context_optimizer.load_state_dict(state["optimizers"]["context"])
-        self.frames, self.iterations, self.grad_steps = state["frames"], state["iterations"], state["grad_steps"]
+        for key, optimizer in self.learner.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][key])
+        self.frames, self.iterations = state["frames"], state["iterations"]
+        self.learner.grad_steps = state["grad_steps"]
         self.rng.bit_generator.state = copy.deepcopy(state["numpy_rng"])
         self.gen.set_state(state["torch_gen"])
         self.eval_gen.set_state(state["eval_gen"])
@@ -614,6 +430,6 @@ class PEARLAgent(Agent):
                 self.rl_buffer.load_state_dict(state["rl_buffer"])
                 self.enc_buffer.load_state_dict(state["enc_buffer"])
         in_progress = state.get("in_progress")  # absent: stopped at an iteration's end (or an older checkpoint)
-        self._in_progress = None if in_progress is None else _IterationInProgress(**copy.deepcopy(in_progress))
+        self._in_progress = None if in_progress is None else IterationInProgress(**copy.deepcopy(in_progress))
         if self._in_progress is not None and self._in_progress.metric_sum is not None:
             self._in_progress.metric_sum = self._in_progress.metric_sum.to(self.device)
