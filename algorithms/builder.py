@@ -18,6 +18,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
+from algorithms import configs  # noqa: F401 - registers the structured configs Hydra composes with
 from algorithms.common.agent import Agent, EnvInfo
 from algorithms.common.checkpoints import load_checkpoint
 from algorithms.common.errors import ConfigError

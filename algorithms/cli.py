@@ -13,6 +13,7 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from algorithms import configs  # noqa: F401 - registers the structured configs Hydra composes with
 from algorithms.common.errors import ConfigError
 from algorithms.common.run_checks import all_keys, check_run_config, explain_composition_error
 from records.locations import CONF_DIR
@@ -63,7 +64,8 @@ def check_command_line(args: list[str]) -> str | None:
                     defaults = compose(config_name="config", overrides=groups)
                 except (HydraException, OmegaConfBaseException):
                     defaults = compose(config_name="config")
-                return explain_composition_error(str(exc), all_keys(OmegaConf.to_container(defaults)), _groups())
+                message = "\n".join(str(e) for e in (exc, exc.__cause__) if e is not None)
+                return explain_composition_error(message, all_keys(OmegaConf.to_container(defaults)), _groups())
     finally:
         GlobalHydra.instance().clear()
     try:

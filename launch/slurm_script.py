@@ -24,6 +24,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from algorithms import configs  # noqa: F401 - registers the structured configs Hydra composes with
 from records import locations
 
 CONF_DIR = str(locations.CONF_DIR)

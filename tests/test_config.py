@@ -2,6 +2,7 @@
 
 import pytest
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from algorithms.varibad import load_config
@@ -50,19 +51,31 @@ def test_unknown_group_choice_lists_options():
         compose_config("env=nowhere")
 
 
-def test_varibad_yaml_lists_every_documented_field_with_its_default():
+@pytest.mark.parametrize(("algo", "dataclass_path"), [("varibad", "algorithms.varibad.config.VariBADConfig"),
+                                                    ("pearl", "algorithms.pearl.config.PEARLConfig")])
+def test_the_dataclass_is_the_one_source_of_an_agents_defaults(algo, dataclass_path):
+    """conf/algo/<algo>.yaml writes no value of its own: without the algo x env layer, the composed agent config is
+    the dataclass's defaults, field for field."""
     import dataclasses
+    import importlib
 
     import yaml
 
     from algorithms.builder import CONF_DIR
-    from algorithms.varibad.config import VariBADConfig
 
-    with open(f"{CONF_DIR}/algo/varibad.yaml") as f:
-        values = yaml.safe_load(f)
-    fields = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
-              for f in dataclasses.fields(VariBADConfig)}
-    assert values == fields
+    module, name = dataclass_path.rsplit(".", 1)
+    schema = getattr(importlib.import_module(module), name)
+    with open(f"{CONF_DIR}/algo/{algo}.yaml") as f:
+        assert yaml.safe_load(f) == {"defaults": [f"{algo}_defaults", "_self_"]}
+    cfg = compose_config(f"algo={algo}", "env=cheetah_dir", "~algo_env")
+    assert OmegaConf.to_container(cfg.algo) == dataclasses.asdict(schema())
+
+
+def test_a_value_of_the_wrong_type_is_rejected_when_the_config_is_composed():
+    with pytest.raises(ConfigCompositionException, match="latent_dim"):
+        compose_config("algo.latent_dim=five")
+    with pytest.raises(ConfigCompositionException, match="reward_scale"):
+        compose_config("algo=pearl", "env=cheetah_dir", "algo.reward_scale=lots")
 
 
 def test_algo_env_layer_overrides_the_top_level_defaults():

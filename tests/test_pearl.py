@@ -484,17 +484,6 @@ def test_pointrobot_config_is_the_papers():
         5, [300, 300, 300], [200, 200, 200], 256)
 
 
-def test_pearl_yaml_lists_every_config_field_with_its_default():
-    import dataclasses
-
-    import yaml
-
-    values = yaml.safe_load((ROOT / "conf" / "algo" / "pearl.yaml").read_text())
-    fields = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
-              for f in dataclasses.fields(PEARLConfig)}
-    assert values == fields
-
-
 def test_registry_and_config_validation():
     spec = get_algo("pearl")
     assert spec.action_types == frozenset({"continuous"}) and spec.devices == frozenset({"cpu", "cuda"})

@@ -27,6 +27,11 @@ BAD_VALUES = {
     "update_threads=many": "update_threads=many must be 'auto' or a whole number >= 1",
     "eval.deterministic=maybe": "eval.deterministic=maybe must be true or false",
     "device=tpu": "device=tpu must be one of auto, cpu, cuda",
+    # agent keys: typed by the agents' config dataclasses (structured configs) when the config is composed
+    "algo.latent_dim=five": "algo.latent_dim=five must be a whole number",
+    "algo.kl_weight=lots": "algo.kl_weight=lots must be a number",
+    "algo.vae_enabled=maybe": "algo.vae_enabled=maybe must be true or false",
+    "algo.policy_layers=abc": "algo.policy_layers must be a list, e.g. algo.policy_layers=[32,32]",
 }
 
 

@@ -142,12 +142,23 @@ def near_matches(key: str, candidates: Iterable[str]) -> list[str]:
 
 
 _NOT_IN_STRUCT = re.compile(r"Could not override '(?P<full>[^']+)'|full_key: (?P<full2>\S+)")
+_WRONG_TYPE = re.compile(r"Value '(?P<value>[^']*)' (?:of type '\w+' could not be converted to (?P<type>\w+)|"
+                         r"is not a valid (?P<type2>\w+))[^\n]*\n\s*full_key: (?P<key>\S+)")
+_NOT_A_LIST = re.compile(r"is not a ListConfig, list or tuple[^\n]*\n\s*full_key: (?P<key>\S+)")
+_TYPE_WORDS = {"Integer": "a whole number", "Float": "a number", "bool": "true or false", "str": "a string"}
 _NO_GROUP_OPTION = re.compile(r"Could not find '(?P<group>[^/']+)/(?P<option>[^']+)'")
 
 
 def explain_composition_error(message: str, default_keys: Iterable[str], groups: dict[str, list[str]]) -> str:
     """One line for a Hydra composition error: the key or group option that does not exist, and what comes close.
     ``groups`` maps a config group (``algo``, ``env``, ...) to its options."""
+    match = _WRONG_TYPE.search(message)
+    if match:
+        kind = match.group("type") or match.group("type2")
+        return f"{match.group('key')}={match.group('value')} must be {_TYPE_WORDS.get(kind, kind)}"
+    match = _NOT_A_LIST.search(message)
+    if match:
+        return f"{match.group('key')} must be a list, e.g. {match.group('key')}=[32,32]"
     match = _NOT_IN_STRUCT.search(message)
     if match:
         full = match.group("full") or match.group("full2")

@@ -1,8 +1,8 @@
 """PEARL's configuration: every field documented; defaults are the reference code's (oyster, ``configs/default.py``,
 design.md §3); values per env come from ``conf/algo_env/pearl_<env>.yaml`` (oyster's ``configs/<env>.json``).
 
-The Hydra YAML under ``conf/algo/pearl.yaml`` and ``conf/algo_env/`` is merged onto this dataclass, so a misspelt or
-unknown key is an error that names it, and types are checked.
+This dataclass is the one place the defaults are written: Hydra composes onto it (``algorithms/configs.py``), so a
+misspelt key or a value of the wrong type is an error that names it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ class PEARLConfig:
     #: env copies stepped together by the batched env: this many tasks are collected on at once
     num_envs: int = 5
     #: size of the finite training task set, drawn once (distinct tasks) with ``env.draw_tasks`` where the env fixes
-    #: no set of its own; ignored where it does (PointRobot/Walker ``task_set=pearl``: 80/40, ML1: 50)
+    #: no set of its own; ignored where it does (PointRobot/Walker ``task_set=pearl``: 80/40, ML1: 50); oyster
+    #: ``n_train_tasks``
     num_train_tasks: int = 100
     #: steps collected per training task with z ~ prior before any update (first iteration only)
     num_initial_steps: int = 2000
@@ -36,12 +37,14 @@ class PEARLConfig:
     #: steps with z ~ q(z|c) added to the RL buffer only ("the policy needs to learn to handle z ~ posterior")
     num_extra_rl_steps_posterior: int = 400
     #: transitions kept per task in the RL buffer (oldest overwritten first); the encoder buffer has the same cap
+    #: (oyster ``replay_buffer_size``)
     replay_buffer_size: int = 1_000_000
     #: the critic learns from ``info["dense_reward"]`` while the context holds the env's (sparse) reward
     #: (PEARL sec. 6.2 / oyster ``sparse_rewards``: sparse PointRobot)
     dense_rewards_for_critic: bool = False
     # ----- inference network q(z | c)
-    latent_dim: int = 5
+    latent_dim: int = 5  #: oyster ``latent_size``
+    #: the inference network's MLP (oyster ``launch_experiment.py``)
     encoder_layers: list[int] = field(default_factory=lambda: [200, 200, 200])
     #: false: a context transition is (s, a, r), as every one of oyster's configs (``use_next_obs_in_context=False``)
     #: and design.md §3; true: (s, a, r, s') as PEARL sec. 3 writes it
@@ -51,7 +54,7 @@ class PEARLConfig:
     #: beta, the weight of KL(q(z|c) || N(0, I)) (summed over the meta-batch's tasks) in the encoder loss
     kl_lambda: float = 0.1
     # ----- SAC (the paper's: twin Q, V and a target V; see algorithms/pearl/agent.py)
-    #: hidden widths of the policy, both Q-functions and V ("net_size" x 3)
+    #: hidden widths of the policy, both Q-functions and V (oyster ``net_size`` x 3 layers)
     net_layers: list[int] = field(default_factory=lambda: [300, 300, 300])
     policy_lr: float = 3e-4
     qf_lr: float = 3e-4
@@ -64,11 +67,11 @@ class PEARLConfig:
     #: gradient steps per iteration (after each iteration's collection)
     num_train_steps_per_itr: int = 2000
     gamma: float = 0.99
-    #: Polyak rate of the target V
+    #: Polyak rate of the target V (oyster ``soft_target_tau``)
     tau: float = 0.005
     #: multiplies the reward in the Q target (equivalently an entropy temperature of 1 / reward_scale)
     reward_scale: float = 5.0
-    #: weights of oyster's L2 penalties on the policy's pre-tanh mean and log-std
+    #: weights of the L2 penalties on the policy's pre-tanh mean and log-std (oyster ``PEARLSoftActorCritic``)
     policy_mean_reg_weight: float = 1e-3
     policy_std_reg_weight: float = 1e-3
     #: the dtype of the hidden layers' products in every network: float32 (oyster's arithmetic) or bfloat16 (mixed

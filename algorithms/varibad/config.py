@@ -1,7 +1,6 @@
-"""VariBAD's configuration: every field documented; values per env come from ``conf/`` (paper App. E).
-
-The Hydra YAML under ``conf/algo/`` and ``conf/algo_env/`` is merged onto this dataclass, so a misspelt or
-unknown key is an error that names it, and types are checked.
+"""VariBAD's configuration: every field documented, with its default (the reference code's). This dataclass is the
+one place the defaults are written: Hydra composes onto it (``algorithms/configs.py``), so a misspelt key or a value
+of the wrong type is an error that names it; ``conf/algo_env/varibad_<env>.yaml`` sets the paper's App. E values.
 """
 
 from __future__ import annotations
