@@ -80,8 +80,7 @@ def _train(cfg: DictConfig, early: stopping.StopSignalRecorder) -> pd.DataFrame 
         log(f"run folder: {run_dir.path}")
     if early.signum is not None:  # stopped while it was being built: checkpoint at once, then stop
         trainer.request_stop(early.signum)
-    # the trainer's handlers replace the recorder's while it trains; the process's own come back after the run
-    try:
+    try:  # the trainer's signal handlers replace the recorder's while it trains
         final = trainer.train()
     except Preempted as stop:
         tracker.finish(exit_code=128 + stop.signum)
@@ -119,8 +118,7 @@ def print_summary(cfg: DictConfig, setup: RunSetup, trainer_cfg: TrainerConfig, 
     except EvaluationInterrupted:
         log("random-policy baseline skipped (stopped)")
         random_returns = None
-    table = summary_table(final, setup.algo_spec.name, random_returns,
-                          show_success=setup.env_spec.name.startswith("ml1_"))
+    table = summary_table(final, setup.algo_spec.name, random_returns, setup.env_spec.name.startswith("ml1_"))
     log(f"final meta-test per episode ({len(setup.eval_tasks)} tasks, "
         f"{'deterministic' if trainer_cfg.eval_deterministic else 'stochastic'} policy):\n{table.to_string()}")
 

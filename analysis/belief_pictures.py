@@ -70,6 +70,37 @@ def draw_latent(trace: dict[str, np.ndarray], title: str) -> Figure:
     return fig
 
 
+def comparison_steps(horizon: int, length: int) -> list[int]:
+    """The steps a comparison row shows: the prior, every other step of episode 1, then episode 2 sparser."""
+    first = list(range(0, horizon + 1, 2)) + ([horizon] if horizon % 2 else [])
+    second = list(range(horizon + 3, min(2 * horizon, length - 1) + 1, 4))
+    return first + second
+
+
+def draw_comparison(traces: list[tuple[str, dict[str, np.ndarray]]], title: str) -> Figure:
+    """One row per variant (VariBAD paper figs. 7 and 10): the decoder's p(reward | cell) along the same task's
+    rollout, with the path walked in the current episode and the true goal."""
+    horizon = int(traces[0][1]["horizon"])
+    steps = comparison_steps(horizon, min(len(t["reward_prob"]) for _, t in traces))
+    fig = Figure(figsize=(len(steps) * 1.25 + 1.2, len(traces) * 1.45 + 0.6), layout="constrained")
+    axes = fig.subplots(len(traces), len(steps), squeeze=False)
+    for row, (label, trace) in enumerate(traces):
+        size = trace["reward_prob"].shape[1]
+        for ax, t in zip(axes[row], steps, strict=True):
+            ax.imshow(trace["reward_prob"][t].T, origin="lower", cmap="Reds", vmin=0.0, vmax=1.0)
+            first = (t - 1) // horizon * horizon + 1 if t > 0 else 1
+            path = trace["positions"][[0, *range(first, t + 1)]]
+            ax.plot(path[:, 0], path[:, 1], "-o", color="tab:blue", ms=2, lw=1.0)
+            ax.plot(*trace["goal"], marker="*", color="gold", mec="k", ms=8)
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_xlim(-0.5, size - 0.5), ax.set_ylim(-0.5, size - 0.5)
+            if row == 0:
+                ax.set_title(f"t={t}" + (" (ep 2)" if t > horizon else ""), fontsize=7)
+        axes[row][0].set_ylabel(label, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", type=Path, nargs="+", help="run folders holding beliefs_goal*.npz")

@@ -131,6 +131,8 @@ def publish(run: Path, dest: Path = SHIPPED_RESULTS) -> Path:
     target = Path(dest) / relative
     machine = _copy(run, meta, target, tuple(dict.fromkeys(PUBLISHED_FILES + OPTIONAL_FILES)),
                     "is already published; runs are never overwritten")
+    for trace in sorted(run.glob(run_folder.BELIEF_TRACES)):  # small: what the belief pictures draw
+        shutil.copy2(trace, target / trace.name)
     meta["published"] = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "source": str(run),
                          "machine": machine}
     (target / run_folder.METADATA).write_text(json.dumps(meta, indent=2))

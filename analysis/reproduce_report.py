@@ -24,6 +24,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from analysis.belief_pictures import draw_comparison
 from analysis.load import EVAL_COLUMNS, RUN_KEYS, RunError, load_results, read_eval
 from analysis.references import DEFAULT_REFERENCES, load_references, references_for
 from analysis.stats import aggregate, format_frames, per_episode
@@ -181,6 +182,29 @@ def check_claim(claim: dict[str, Any], ev: pd.DataFrame) -> tuple[str, str]:
     return measured, "holds" if holds else "does not hold"
 
 
+def belief_comparison(entry: dict[str, Any], results: Any, name: str, out: Path) -> tuple[Path | None, str]:
+    """The manifest's belief picture ``entry`` (one row per label, seed ``entry['seed']``) from the published runs'
+    belief traces; the picture (``None`` where a trace is missing) and a line for the report."""
+    goal = tuple(int(v) for v in entry.get("goal", (3, 4)))
+    traces, missing = [], []
+    for label in entry["labels"]:
+        runs = results.runs[(results.runs["algo"] == label) & (results.runs["seed"] == int(entry["seed"]))]
+        path = Path(runs["path"].iloc[0]) / f"beliefs_goal{goal[0]}_{goal[1]}.npz" if len(runs) else None
+        if path is None or not path.is_file():
+            missing.append(label)
+            continue
+        traces.append((label, dict(np.load(path))))
+    if missing or not traces:
+        return None, f"No belief trace published for {', '.join(missing)} (seed {entry['seed']}, goal {goal})."
+    frames = ", ".join(f"{label} {int(t['frames']):,}" for label, t in traces)
+    picture = out / f"{name}_{entry['name']}.png"
+    title = (f"{entry.get('title', entry['name'])}: decoder p(reward | cell) along one rollout to the goal {goal} "
+             f"(seed {entry['seed']})")
+    draw_comparison(traces, title).savefig(picture, dpi=130)
+    return picture, (f"Red: the decoder's probability that a cell holds the goal at the posterior mean; blue: the path "
+                     f"of the current episode; star: the goal. Frames: {frames}.")
+
+
 def write_report(manifest: dict[str, Any], name: str, shipped: Path, out: Path, n_resamples: int = 9999,
                  references: list[Path] | None = None) -> list[Path]:
     """Figures and ``report.md`` for one manifest from the published runs under ``shipped``; the files written."""
@@ -224,6 +248,13 @@ def write_report(manifest: dict[str, Any], name: str, shipped: Path, out: Path, 
                   to_markdown(episode_table(success, ref_success, 100.0, 0)), "",
                   "Mean return per meta-test episode:", "",
                   to_markdown(episode_table(returns, ref_returns, 1.0, 1)), ""]
+    for entry in manifest.get("beliefs") or []:
+        picture, note = belief_comparison(entry, results, name, out)
+        lines += [f"## {entry.get('title', entry['name'])}", ""]
+        if picture is not None:
+            written.append(picture)
+            lines += [f"![belief along one rollout]({picture.name})", ""]
+        lines += [note, ""]
     claims = manifest.get("claims") or []
     if claims:
         rows = []

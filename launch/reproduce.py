@@ -32,6 +32,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,7 +55,10 @@ MANIFESTS = locations.REPRODUCE_MANIFESTS
 CAMPAIGN_OVERRIDES = ("progress=false", "update_threads=1")
 RUN_KEYS = {"label", "algo", "env", "seeds", "overrides", "panel"}
 MANIFEST_KEYS = {"title", "paper", "checkpoint_interval_frames", "final_meta_test_episodes", "runs", "panels",
-                 "claims"}
+                 "claims", "beliefs"}
+BELIEF_KEYS = {"name", "title", "labels", "seed", "goal", "episodes"}
+#: the goal of a belief picture unless the manifest names one (far from the start: the search shows in the belief)
+BELIEF_GOAL = (3, 4)
 STATES = ("missing", "running", "stopped", "completed", "published")
 
 
@@ -139,7 +143,57 @@ def load_manifest(name_or_path: str | Path) -> Manifest:
     keys = [(r.env, r.label, r.seed) for r in runs]
     if len(set(keys)) != len(keys):
         raise ManifestError(f"{path}: a (env, label, seed) appears twice; give each configuration its own label")
+    _check_beliefs(path, data.get("beliefs") or [], runs)
     return Manifest(path.stem, path, data, runs)
+
+
+def _check_beliefs(path: Path, entries: list[Any], runs: list[RunSpec]) -> None:
+    """``beliefs``: pictures of the belief along one GridWorld rollout, one row per label (one seed each)."""
+    for i, entry in enumerate(entries):
+        where = f"{path}: beliefs[{i}]"
+        if not isinstance(entry, dict) or {"name", "labels", "seed"} - set(entry) or set(entry) - BELIEF_KEYS:
+            raise ManifestError(f"{where} needs name, labels and seed (optional: title, goal, episodes)")
+        for label in entry["labels"]:
+            spec = next((r for r in runs if r.label == label and r.seed == entry["seed"]), None)
+            if spec is None or spec.env != "gridworld":
+                raise ManifestError(f"{where}: no GridWorld run {label!r} with seed {entry['seed']} in the manifest")
+
+
+def belief_exports(manifest: Manifest, status: RunStatus) -> list[tuple[str, list[str]]]:
+    """The belief traces the manifest's pictures need from this run and its folder lacks: (file name,
+    ``tools.export_beliefs`` arguments after the run folder)."""
+    needed = []
+    for entry in manifest.data.get("beliefs") or []:
+        if status.spec.label in entry["labels"] and status.spec.seed == entry["seed"] and status.path is not None:
+            goal = [str(int(v)) for v in entry.get("goal", BELIEF_GOAL)]
+            name = f"beliefs_goal{goal[0]}_{goal[1]}.npz"
+            if not (status.path / name).is_file():
+                needed.append((name, ["--goal", *goal, "--episodes", str(int(entry.get("episodes", 2)))]))
+    return needed
+
+
+def export_belief_traces(manifest: Manifest, found: list[RunStatus], python: str) -> None:
+    """Export what :func:`belief_exports` lists, with this checkout's ``tools.export_beliefs`` (a run folder's config
+    and final checkpoint are all it reads). A run published without its trace gets it from the run folder it was
+    published from, where that is still on this machine."""
+    for status in found:
+        if status.state not in ("completed", "published") or status.path is None:
+            continue
+        for name, arguments in belief_exports(manifest, status):
+            source = status.path
+            if status.state == "published":
+                source = Path(json.loads((status.path / run_folder.METADATA).read_text())["published"]["source"])
+                if not (source / run_folder.CHECKPOINTS / "final.pt").is_file():
+                    print(f"[reproduce] no belief trace for {status.spec.label} seed {status.spec.seed}: its "
+                          f"checkpoint is not on this machine ({source})", file=sys.stderr)
+                    continue
+            done = subprocess.run([python, "-m", "tools.export_beliefs", str(source), *arguments], cwd=REPO,
+                                  capture_output=True, text=True)
+            tail = (done.stdout + done.stderr).strip().splitlines()[-1:] or [""]
+            print(f"[reproduce] belief trace of {status.spec.label} seed {status.spec.seed}: {tail[0]}", flush=True)
+            if status.state == "published" and (source / name).is_file():
+                shutil.copy2(source / name, status.path / name)
+
 
 
 # ---------------------------------------------------------------------------------------------------- campaign
@@ -438,7 +492,11 @@ def _publish_each(found: list[RunStatus], states: tuple[str, ...], action: Any, 
     return written
 
 
-def publish_completed(found: list[RunStatus], shipped: Path) -> list[Path]:
+def publish_completed(found: list[RunStatus], shipped: Path, manifest: Manifest | None = None,
+                      python: str = sys.executable) -> list[Path]:
+    """Publish every completed run, after exporting the belief traces the manifest's pictures need from it."""
+    if manifest is not None:
+        export_belief_traces(manifest, found, python)
     return _publish_each(found, ("completed",), lambda run: publish(run, shipped), "published")
 
 
@@ -484,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.snapshot and snapshot_unfinished(found, shipped):
             write_index(shipped, args.n_resamples, _readme_for(shipped))
         return 0
-    published = publish_completed(found, shipped)
+    published = publish_completed(found, shipped, manifest, args.python)
     if published:
         write_index(shipped, args.n_resamples, _readme_for(shipped))
         found = statuses(manifest, results, shipped)
@@ -505,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             code = launch_cluster(campaign, args.python, pending, args.launcher, args.jobs)
         found = statuses(manifest, results, shipped)
-        if publish_completed(found, shipped):
+        if publish_completed(found, shipped, manifest, args.python):
             write_index(shipped, args.n_resamples, _readme_for(shipped))
             found = statuses(manifest, results, shipped)
     elif not everything_published and not published:

@@ -8,6 +8,7 @@
 * ``eval.csv``: one row per meta-test (frames, task, episode), columns :data:`EVAL_COLUMNS`;
 * ``final_eval.csv`` (with ``eval.final_episodes``): the same columns, one more meta-test after the last one, with
   more episodes per task;
+* ``beliefs_goal<x>_<y>.npz`` (optional, :data:`BELIEF_TRACES`): the belief along one GridWorld rollout;
 * ``checkpoints/``: ``latest.pt`` (everything needed to resume) and, once completed, ``final.pt`` (the model);
 * ``.lock``: held by the live training process (released by the OS even on SIGKILL).
 """
@@ -23,6 +24,8 @@ EVAL = "eval.csv"
 FINAL_EVAL = "final_eval.csv"
 CHECKPOINTS = "checkpoints"
 LOCK = ".lock"
+#: belief traces along one GridWorld rollout (``python -m tools.export_beliefs``), published with the run
+BELIEF_TRACES = "beliefs_goal*.npz"
 #: any folder holding one of these is a run folder
 RUN_FILES = (METADATA, EVAL, TRAIN_METRICS, CONFIG)
 

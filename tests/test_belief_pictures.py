@@ -42,3 +42,17 @@ def test_export_then_draw(tmp_path):
     assert proc.returncode == 0, proc.stderr
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert pngs == [f"{run.name}_goal2_3_cells.png", f"{run.name}_goal2_3_latent.png"]
+
+
+def test_comparison_rows_show_the_prior_episode_one_and_part_of_episode_two(tmp_path):
+    from analysis.belief_pictures import comparison_steps, draw_comparison
+
+    assert comparison_steps(15, 61) == [0, 2, 4, 6, 8, 10, 12, 14, 15, 18, 22, 26, 30]
+    rng = np.random.default_rng(0)
+    T = 30
+    trace = {"reward_prob": rng.random((T + 1, 5, 5)), "positions": rng.integers(0, 5, (T + 1, 2)),
+             "goal": np.array([3, 4]), "horizon": np.array(15), "frames": np.array(1000)}
+    fig = draw_comparison([("all", trace), ("past", trace)], "test")
+    assert len(fig.axes) == 2 * len(comparison_steps(15, T + 1))
+    fig.savefig(tmp_path / "c.png")
+    assert (tmp_path / "c.png").stat().st_size > 5_000

@@ -41,6 +41,19 @@ def test_the_required_manifests_exist():
     assert {r.panel for r in pointrobot.runs if r.algo == "pearl"} != {r.panel for r in varibad}
 
 
+def test_a_belief_picture_must_name_gridworld_runs_of_the_manifest(tmp_path):
+    path = tmp_path / "beliefs.yaml"
+    runs = [{"label": "a", "algo": "varibad", "env": "gridworld", "seeds": [0, 1]}]
+    path.write_text(yaml.safe_dump({"runs": runs, "beliefs": [{"name": "b", "labels": ["a"], "seed": 2}]}))
+    with pytest.raises(ManifestError, match=r"beliefs\[0\]: no GridWorld run 'a' with seed 2"):
+        load_manifest(path)
+    path.write_text(yaml.safe_dump({"runs": runs, "beliefs": [{"labels": ["a"], "seed": 0}]}))
+    with pytest.raises(ManifestError, match="needs name, labels and seed"):
+        load_manifest(path)
+    path.write_text(yaml.safe_dump({"runs": runs, "beliefs": [{"name": "b", "labels": ["a"], "seed": 1}]}))
+    assert load_manifest(path).data["beliefs"][0]["seed"] == 1
+
+
 def test_a_bad_manifest_is_refused_with_its_reason(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({"runs": [{"label": "x", "algo": "varibad", "env": "gridworld", "seeds": "0"}]}))
@@ -62,6 +75,7 @@ TINY_MANIFEST = {
                             "eval.num_tasks=4"]}],
     "claims": [{"text": "episode 2 no worse than episode 1", "label": "tiny", "metric": "return", "episode": 2,
                 "at_least_episode": 1}],
+    "beliefs": [{"name": "beliefs", "title": "tiny beliefs", "labels": ["tiny"], "seed": 0, "episodes": 2}],
 }
 
 
@@ -176,6 +190,10 @@ def test_a_campaign_survives_sigkill_resumes_at_its_commit_publishes_and_reports
     assert (report / "tiny_main_per_episode.png").stat().st_size > 10_000
     text = (report / "report.md").read_text()
     assert "ep 7" in text and "episode 2 no worse than episode 1" in text
+    # the belief picture's trace was exported when seed 0 completed, published with it, and drawn from it
+    traces = {run.name: sorted(p.name for p in run.glob("beliefs_goal*.npz")) for run in published}
+    assert sorted(traces.values()) == [[], ["beliefs_goal3_4.npz"]]
+    assert (report / "tiny_beliefs.png").stat().st_size > 10_000 and "![belief along one rollout]" in text
 
 
 @pytest.mark.slow
