@@ -55,7 +55,7 @@ class BatchedTaskEnv(abc.ABC):
         """The benchmark's fixed training task set, or ``None`` where tasks are sampled fresh."""
         return None
 
-    def test_tasks(self) -> np.ndarray | None:
+    def held_out_tasks(self) -> np.ndarray | None:
         """The benchmark's fixed meta-test task set, or ``None`` (then the evaluator draws a seeded sample)."""
         return None
 

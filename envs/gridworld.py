@@ -46,7 +46,7 @@ class GridWorld(BatchedTaskEnv):
     def sample_tasks(self, n: int, rng: np.random.Generator) -> np.ndarray:
         return self.goals[rng.integers(len(self.goals), size=n)].copy()
 
-    def test_tasks(self) -> np.ndarray:
+    def held_out_tasks(self) -> np.ndarray:
         # The task distribution is finite: meta-testing on every goal once gives the exact expectation.
         return self.goals.copy()
 

@@ -15,7 +15,7 @@ so ``import envs`` works without it (``pip install -e .[metaworld]``).
   object xyz then goal xyz (push ignores the goal's z and uses the object's height). In the batched env it is
   float32; each copy maps it back to the exact ``Task`` object by an exact float32 lookup among ML1's 50 train
   and 50 test tasks for that benchmark seed (an unknown vector raises). ``train_tasks()`` are ML1's 50 train
-  tasks (training samples uniformly from them), ``test_tasks()`` its 50 test tasks (the meta-test set).
+  tasks (training samples uniformly from them), ``held_out_tasks()`` its 50 test tasks (the meta-test set).
 * Benchmark seed: ``metaworld.ML1(name, seed=s)`` draws the train goals with global ``np.random`` seeded ``s``
   and the test goals with ``s + 1`` (then restores the global state). So the TEST tasks of seed ``s`` are the
   TRAIN tasks of seed ``s + 1``: keep ``benchmark_seed`` fixed across the runs of a study (default 0) and vary the
@@ -200,7 +200,7 @@ class MetaWorldML1(SimulatorBatchedEnv):
     def train_tasks(self) -> np.ndarray:
         return self._train.copy()
 
-    def test_tasks(self) -> np.ndarray:
+    def held_out_tasks(self) -> np.ndarray:
         return self._test.copy()
 
 

@@ -415,7 +415,7 @@ class Walker2DRandParams(_MujocoSuiteEnv):
     def train_tasks(self) -> np.ndarray | None:
         return self._pearl_sets[:PEARL_WALKER_TRAIN].copy() if self.task_set == "pearl" else None
 
-    def test_tasks(self) -> np.ndarray | None:
+    def held_out_tasks(self) -> np.ndarray | None:
         return self._pearl_sets[PEARL_WALKER_TRAIN:].copy() if self.task_set == "pearl" else None
 
 

@@ -64,7 +64,7 @@ class PointRobotSparse(BatchedTaskEnv):
     def train_tasks(self) -> np.ndarray | None:
         return self._pearl_goals[:PEARL_NUM_TRAIN].copy() if self.task_set == "pearl" else None
 
-    def test_tasks(self) -> np.ndarray | None:
+    def held_out_tasks(self) -> np.ndarray | None:
         return self._pearl_goals[PEARL_NUM_TRAIN:].copy() if self.task_set == "pearl" else None
 
     def reset_state(self, idx: np.ndarray) -> np.ndarray:

@@ -77,7 +77,7 @@ def make_meta_env(
     root = np.random.default_rng(seed)
     env_rng, task_rng = (np.random.default_rng(s) for s in root.bit_generator.seed_seq.spawn(2))
     inner = spec.factory(num_envs, env_rng, **{**spec.default_kwargs, **kwargs})
-    pool = inner.train_tasks() if split == "train" else inner.test_tasks()
+    pool = inner.train_tasks() if split == "train" else inner.held_out_tasks()
     return MetaVecEnv(
         inner,
         horizon=horizon or spec.horizon,

@@ -143,7 +143,7 @@ class WorkerError(RuntimeError):
 class SimulatorBatchedEnv(BatchedTaskEnv):
     """``num_envs`` simulator copies in ``num_workers`` processes (0: in this process).
 
-    Subclasses set ``task_dim`` and implement :meth:`sample_tasks` (and ``train_tasks``/``test_tasks`` where the
+    Subclasses set ``task_dim`` and implement :meth:`sample_tasks` (and ``train_tasks``/``held_out_tasks`` where the
     benchmark fixes them), and pass the copy factory. Copy ``i`` is seeded with a seed drawn from ``rng``.
     """
 

@@ -70,7 +70,7 @@ def test_goal_set_is_the_21_allowed_cells_and_sampled_uniformly():
         counts[g] += 1  # KeyError if a sample is outside the goal set
     # each cell has expected count 1000, sd ~31: 5 sd is a loose but failing-capable band
     assert all(abs(c - 1000) < 160 for c in counts.values())
-    np.testing.assert_array_equal(env.test_tasks(), candidate_goals())
+    np.testing.assert_array_equal(env.held_out_tasks(), candidate_goals())
 
 
 def test_bamdp_episodes_reset_state_keep_task_then_new_task():

@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 AGENTS = ("algorithms.varibad", "algorithms.rl2", "algorithms.pearl", "algorithms.posterior_sampling",
           "algorithms.references")
-ABOVE_AGENTS = ("algorithms.registry", "algorithms.builder", "algorithms.cli")
+ABOVE_AGENTS = ("algorithms.configs", "algorithms.registry", "algorithms.builder", "algorithms.cli")
 ENTRY_POINTS = ("train", "tools", "launch", "benchmarks")
 #: the repository's top-level folders that another package might reach into by a path
 TOP_LEVEL = frozenset(p.name for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith(".")) - {"results"}

@@ -61,7 +61,7 @@ def test_task_sets_are_ml1s_own_train_and_test_tasks_and_disjoint(name):
     mw_name = ML1_ENVS[name]
     ml1 = reference_ml1(mw_name)
     env = make(name, num_envs=1)
-    train, test = env.inner.train_tasks(), env.inner.test_tasks()
+    train, test = env.inner.train_tasks(), env.inner.held_out_tasks()
     np.testing.assert_array_equal(train, reference_vectors(ml1.train_tasks))
     np.testing.assert_array_equal(test, reference_vectors(ml1.test_tasks))
     assert train.shape == test.shape == (50, 6)
@@ -88,7 +88,7 @@ def test_benchmark_seed_selects_other_tasks_and_test_of_s_is_train_of_s_plus_1()
     seed0 = make("ml1_push", num_envs=1).inner
     seed1 = make("ml1_push", num_envs=1, benchmark_seed=1).inner
     assert not np.array_equal(seed0.train_tasks(), seed1.train_tasks())
-    np.testing.assert_array_equal(seed1.train_tasks(), seed0.test_tasks())
+    np.testing.assert_array_equal(seed1.train_tasks(), seed0.held_out_tasks())
 
 
 @pytest.mark.parametrize("name", NAMES)

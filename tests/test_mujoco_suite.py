@@ -172,7 +172,7 @@ def test_task_distributions():
         inner, _ = make_local(name, **kwargs)
         tasks = inner.sample_tasks(n, rng)
         assert tasks.shape == (n, inner.task_dim) and tasks.dtype == np.float32
-        assert inner.train_tasks() is None and inner.test_tasks() is None
+        assert inner.train_tasks() is None and inner.held_out_tasks() is None
         return tasks
 
     assert set(np.unique(sample("cheetah_dir"))) == {-1.0, 1.0}
@@ -202,7 +202,7 @@ def test_task_distributions():
 
 def test_walker_pearl_task_sets():
     inner, _ = make_local("walker_params", task_set="pearl")
-    train, test = inner.train_tasks(), inner.test_tasks()
+    train, test = inner.train_tasks(), inner.held_out_tasks()
     assert train.shape == (40, 65) and test.shape == (10, 65)
     assert not {tuple(t) for t in train} & {tuple(t) for t in test}
     other, _ = make_local("walker_params", seed=7, task_set="pearl")  # fixed sets, whatever the run seed

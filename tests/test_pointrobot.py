@@ -47,9 +47,9 @@ def test_semicircle_goals_and_pearl_sets():
     np.testing.assert_allclose(np.linalg.norm(goals, axis=1), 1.0, atol=1e-6)
     angles = np.arctan2(goals[:, 1], goals[:, 0])
     assert angles.min() >= 0 and angles.max() <= np.pi and angles.min() < 0.01 and angles.max() > np.pi - 0.01
-    assert env.train_tasks() is None and env.test_tasks() is None
+    assert env.train_tasks() is None and env.held_out_tasks() is None
     pearl = make(task_set="pearl")
-    train, test = pearl.train_tasks(), pearl.test_tasks()
+    train, test = pearl.train_tasks(), pearl.held_out_tasks()
     assert len(train) == 80 and len(test) == 20
     all_angles = np.arctan2(np.concatenate([train, test])[:, 1], np.concatenate([train, test])[:, 0])
     np.testing.assert_allclose(np.sort(np.abs(all_angles)), np.linspace(0, np.pi, 100), atol=1e-6)
@@ -73,9 +73,9 @@ def test_pearl_split_is_oysters_seeded_shuffle():
         np.random.set_state(saved)
     env = make(task_set="pearl")
     np.testing.assert_allclose(env.train_tasks(), goals[:80], atol=1e-6)
-    np.testing.assert_allclose(env.test_tasks(), goals[-20:], atol=1e-6)
+    np.testing.assert_allclose(env.held_out_tasks(), goals[-20:], atol=1e-6)
     # the test goals are interleaved with the training goals: each lies within the goal radius of a training goal
-    gaps = np.linalg.norm(env.test_tasks()[:, None] - env.train_tasks()[None], axis=-1).min(axis=1)
+    gaps = np.linalg.norm(env.held_out_tasks()[:, None] - env.train_tasks()[None], axis=-1).min(axis=1)
     assert gaps.max() < 0.2
 
 

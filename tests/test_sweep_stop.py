@@ -93,7 +93,7 @@ def _tiny_trainer(tmp_path, name):
                          "algo.vae_buffer_size=1000")
     setup = builder.build(cfg)
     agent, env = setup.agent, setup.env
-    tasks = env.inner.test_tasks()[:6]
+    tasks = env.inner.held_out_tasks()[:6]
     run = RunDirectory(tmp_path, "gridworld", "varibad", 4, name)
     trainer_cfg = TrainerConfig(num_frames=4 * 960, eval_interval_frames=1920, log_interval_iterations=1,
                                 checkpoint_interval_frames=10**9, eval_episodes=6, progress=False)

@@ -120,7 +120,7 @@ def test_env_options_reach_training_and_meta_test(tmp_path):
     assert env.horizon == 10 and env.inner.task_set == "pearl"
     final = train.run(cfg)
     ev = pd.read_csv(next((tmp_path / "pointrobot_sparse" / "varibad").iterdir()) / "eval.csv")
-    expected = PointRobotSparse(1, np.random.default_rng(0), task_set="pearl").test_tasks()
+    expected = PointRobotSparse(1, np.random.default_rng(0), task_set="pearl").held_out_tasks()
     assert final["task_id"].nunique() == 20
     got = np.array([json.loads(t) for t in ev.drop_duplicates("task_id")["task"]])
     np.testing.assert_allclose(got, expected, atol=1e-6)
@@ -251,7 +251,7 @@ def test_meta_test_progress_reports_its_envs_start_then_each_episode():
 
     env = envs_make("gridworld")
     calls = []
-    meta_test(RandomAgent(env.single_action_space, seed=0), "gridworld", env.inner.test_tasks()[:3], 2,
+    meta_test(RandomAgent(env.single_action_space, seed=0), "gridworld", env.inner.held_out_tasks()[:3], 2,
               on_episode=lambda k, total, seconds: calls.append((k, total, seconds >= 0)))
     env.close()
     assert calls == [(0, 2, True), (1, 2, True), (2, 2, True)]

@@ -27,7 +27,7 @@ def meta_test_tasks(env_name: str, num_tasks: int | None, seed: int, **env_optio
     """The env's fixed test set where one exists, else a fixed seeded sample of ``num_tasks`` tasks (default:
     the registry's ``default_eval_tasks``)."""
     probe = make_meta_env(env_name, num_envs=1, seed=seed, split="test", **env_options)
-    tasks = probe.inner.test_tasks()
+    tasks = probe.inner.held_out_tasks()
     if tasks is None:
         n = get_spec(env_name).default_eval_tasks if num_tasks is None else num_tasks
         tasks = probe.inner.sample_tasks(n, np.random.default_rng(seed))
