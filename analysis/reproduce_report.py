@@ -156,6 +156,38 @@ def last_evaluations(ev: pd.DataFrame, label: str, value: str, episode: int, cou
     return (float(np.mean(per_seed)) if per_seed else math.nan), per_seed
 
 
+def per_seed_table(entry: dict[str, Any], ev: pd.DataFrame, refs: dict[str, Any] | None,
+                   count: int = 3) -> tuple[pd.DataFrame, str]:
+    """One row per seed of ``entry['label']``: the mean return of each meta-test episode over the seed's last ``count``
+    meta-tests, and whether every episode is within ``entry['tolerance']`` (a fraction, default 0.1) of the reference
+    line ``entry['reference']`` (e.g. GridWorld's Bayes-optimal policy); with a line that counts the seeds that are."""
+    rows = ev[ev["algo"] == entry["label"]]
+    if rows.empty:
+        return pd.DataFrame(), f"No published runs of {entry['label']}."
+    env = str(rows["env"].iloc[0])
+    episodes = int(rows["episode"].max())
+    line = panel_references(refs, env, None, episodes).get(str(entry.get("reference", "bayes_optimal")))
+    tolerance = float(entry.get("tolerance", 0.1))
+    table = []
+    for seed, run in rows.groupby("seed"):
+        last = sorted(run["frames"].unique())[-count:]
+        means = run[run["frames"].isin(last)].groupby("episode")["return"].mean()
+        row: dict[str, Any] = {"seed": int(seed), "frames": format_frames(int(last[-1]))}
+        row.update({f"ep {k}": round(float(means.get(k, math.nan)), 2) for k in range(1, episodes + 1)})
+        if line:
+            row["pattern"] = "yes" if all(means.get(k, -math.inf) >= (1 - tolerance) * line[k - 1]
+                                          for k in range(1, episodes + 1)) else "no"
+        table.append(row)
+    out = pd.DataFrame(table)
+    if not line:
+        return out, f"No reference line {entry.get('reference')!r} for {env}."
+    reached = int((out["pattern"] == "yes").sum())
+    ref = " / ".join(f"{v:.2f}" for v in line)
+    return out, (f"{reached} of {len(out)} seeds reach the {entry.get('reference', 'bayes_optimal')} pattern: every "
+                 f"episode's return at least {1 - tolerance:.0%} of the reference ({ref}), each seed's mean over its "
+                 f"last {count} meta-tests.")
+
+
 def check_claim(claim: dict[str, Any], ev: pd.DataFrame) -> tuple[str, str]:
     """What we measured for a claim and whether it holds: ``(measured, verdict)``."""
     label, value, episode = claim["label"], claim.get("metric", "return"), int(claim.get("episode", 1))
@@ -248,6 +280,11 @@ def write_report(manifest: dict[str, Any], name: str, shipped: Path, out: Path, 
                   to_markdown(episode_table(success, ref_success, 100.0, 0)), "",
                   "Mean return per meta-test episode:", "",
                   to_markdown(episode_table(returns, ref_returns, 1.0, 1)), ""]
+    for entry in manifest.get("per_seed") or []:
+        table, summary = per_seed_table(entry, results.eval, refs_all)
+        lines += [f"## {entry.get('title', entry['label'] + ' per seed')}", "", summary, ""]
+        if not table.empty:
+            lines += [to_markdown(table), ""]
     for entry in manifest.get("beliefs") or []:
         picture, note = belief_comparison(entry, results, name, out)
         lines += [f"## {entry.get('title', entry['name'])}", ""]

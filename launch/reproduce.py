@@ -55,7 +55,7 @@ MANIFESTS = locations.REPRODUCE_MANIFESTS
 CAMPAIGN_OVERRIDES = ("progress=false", "update_threads=1")
 RUN_KEYS = {"label", "algo", "env", "seeds", "overrides", "panel"}
 MANIFEST_KEYS = {"title", "paper", "checkpoint_interval_frames", "final_meta_test_episodes", "runs", "panels",
-                 "claims", "beliefs"}
+                 "claims", "beliefs", "per_seed"}
 BELIEF_KEYS = {"name", "title", "labels", "seed", "goal", "episodes"}
 #: the goal of a belief picture unless the manifest names one (far from the start: the search shows in the belief)
 BELIEF_GOAL = (3, 4)

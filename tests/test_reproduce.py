@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -209,3 +210,22 @@ def test_a_campaign_runs_through_the_sweep_launchers_too(tmp_path):
     published = sorted((repo / "shipped" / "gridworld" / "tiny").iterdir())
     assert [json.loads((run / "metadata.json").read_text())["status"] for run in published] == ["completed"] * 2
     assert (repo / "results" / "reproduce" / "tiny" / "report" / "report.md").is_file()
+
+
+def test_per_seed_table_counts_the_seeds_that_reach_the_reference_pattern():
+    from analysis.references import DEFAULT_REFERENCES, load_references
+    from analysis.reproduce_report import per_seed_table
+
+    refs, _ = load_references(DEFAULT_REFERENCES)
+    bayes = [4.0] + [11.071] * 5
+    rows = []
+    for seed, ep1 in ((0, 4.0), (1, 2.0)):  # seed 1 searches badly in episode 1
+        for frames in (1_000_000, 2_000_000, 3_000_000, 4_000_000):
+            early = frames == 1_000_000  # only the last three meta-tests count
+            for episode in range(1, 7):
+                value = -1.0 if early else (ep1 if episode == 1 else bayes[episode - 1])
+                rows.append({"algo": "v", "env": "gridworld", "seed": seed, "frames": frames, "episode": episode,
+                             "return": value})
+    table, summary = per_seed_table({"label": "v", "reference": "bayes_optimal"}, pd.DataFrame(rows), refs)
+    assert list(table["pattern"]) == ["yes", "no"] and list(table["ep 1"]) == [4.0, 2.0]
+    assert summary.startswith("1 of 2 seeds reach the bayes_optimal pattern")
