@@ -226,7 +226,8 @@ def belief_comparison(entry: dict[str, Any], results: Any, name: str, out: Path)
             missing.append(label)
             continue
         traces.append((label, dict(np.load(path))))
-    if missing or not traces:
+    absent = f" No belief trace published yet for {', '.join(missing)}." if missing else ""
+    if not traces:
         return None, f"No belief trace published for {', '.join(missing)} (seed {entry['seed']}, goal {goal})."
     frames = ", ".join(f"{label} {int(t['frames']):,}" for label, t in traces)
     picture = out / f"{name}_{entry['name']}.png"
@@ -234,7 +235,7 @@ def belief_comparison(entry: dict[str, Any], results: Any, name: str, out: Path)
              f"(seed {entry['seed']})")
     draw_comparison(traces, title).savefig(picture, dpi=130)
     return picture, (f"Red: the decoder's probability that a cell holds the goal at the posterior mean; blue: the path "
-                     f"of the current episode; star: the goal. Frames: {frames}.")
+                     f"of the current episode; star: the goal. Frames: {frames}.{absent}")
 
 
 def write_report(manifest: dict[str, Any], name: str, shipped: Path, out: Path, n_resamples: int = 9999,

@@ -167,7 +167,7 @@ def belief_exports(manifest: Manifest, status: RunStatus) -> list[tuple[str, lis
         if status.spec.label in entry["labels"] and status.spec.seed == entry["seed"] and status.path is not None:
             goal = [str(int(v)) for v in entry.get("goal", BELIEF_GOAL)]
             name = f"beliefs_goal{goal[0]}_{goal[1]}.npz"
-            if not (status.path / name).is_file():
+            if not (status.path / name).is_file() and name not in {n for n, _ in needed}:  # pictures may share one
                 needed.append((name, ["--goal", *goal, "--episodes", str(int(entry.get("episodes", 2)))]))
     return needed
 

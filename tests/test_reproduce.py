@@ -229,3 +229,21 @@ def test_per_seed_table_counts_the_seeds_that_reach_the_reference_pattern():
     table, summary = per_seed_table({"label": "v", "reference": "bayes_optimal"}, pd.DataFrame(rows), refs)
     assert list(table["pattern"]) == ["yes", "no"] and list(table["ep 1"]) == [4.0, 2.0]
     assert summary.startswith("1 of 2 seeds reach the bayes_optimal pattern")
+
+
+def test_pictures_that_share_a_run_and_goal_export_its_trace_once(tmp_path):
+    from launch.reproduce import RunStatus, belief_exports
+
+    path = tmp_path / "m.yaml"
+    runs = [{"label": "a", "algo": "varibad", "env": "gridworld", "seeds": [0]},
+            {"label": "b", "algo": "varibad", "env": "gridworld", "seeds": [0]}]
+    beliefs = [{"name": "one", "labels": ["a", "b"], "seed": 0}, {"name": "two", "labels": ["a"], "seed": 0},
+               {"name": "three", "labels": ["a"], "seed": 0, "goal": [1, 2]}]
+    path.write_text(yaml.safe_dump({"runs": runs, "beliefs": beliefs}))
+    manifest = load_manifest(path)
+    run = tmp_path / "run"
+    run.mkdir()
+    status = RunStatus(manifest.runs[0], "completed", run)
+    assert [name for name, _ in belief_exports(manifest, status)] == ["beliefs_goal3_4.npz", "beliefs_goal1_2.npz"]
+    (run / "beliefs_goal3_4.npz").write_bytes(b"")
+    assert [name for name, _ in belief_exports(manifest, status)] == ["beliefs_goal1_2.npz"]
