@@ -9,12 +9,16 @@ e.g. VariBAD's H = 100 and PEARL's oyster H = 20, are never drawn on one axis) i
   panel's reference lines; the caption names the protocol;
 * ``<name>_<panel>_learning_curves.png``: return and success of the first episodes vs training frames;
 
-and ``report.md``: per panel the figure, the success and return tables per episode (ours and the reference policies),
-and the paper's claims, each with what we measured and whether it holds.
+and ``report.md``: per panel the figure, the success and return tables per episode (ours and the reference policies);
+per ``per_seed`` entry a table of every seed against a reference pattern (with what a seed that misses it learned)
+and ``<name>_<label>_entropy.png``, its policy entropy per seed; per ``beliefs`` entry ``<name>_<picture>.png``, the
+belief along one GridWorld rollout per label; and the paper's claims, each with what we measured and whether it
+holds.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -28,12 +32,14 @@ from analysis.belief_pictures import draw_comparison
 from analysis.load import EVAL_COLUMNS, RUN_KEYS, RunError, load_results, read_eval
 from analysis.references import DEFAULT_REFERENCES, load_references, references_for
 from analysis.stats import aggregate, format_frames, per_episode
-from analysis.style import agent_color, reference_style
+from analysis.style import label_colors, reference_style
 from analysis.tables import to_markdown
 from records import run_folder
 
 #: episodes shown in the tables, and the last one (all of them in the figures)
 TABLE_EPISODES = (1, 2, 3, 5, 10, 20, 30)
+#: one marker per label of a panel: the variants of one agent share its hue (in shades), the marker tells them apart
+MARKERS = ("o", "s", "^", "D", "v", "P")
 
 
 def final_meta_test(results: Any) -> pd.DataFrame:
@@ -74,13 +80,14 @@ def plot_panel(table: pd.DataFrame, refs: dict[str, list[float]], title: str, pa
     fig = Figure(figsize=(7.2, 4.6), layout="constrained")
     ax = fig.subplots()
     labels = sorted(table["algo"].unique())
+    colors = label_colors(labels)
     for i, label in enumerate(labels):
         group = table[table["algo"] == label].sort_values("episode")
         x = group["episode"].to_numpy(float) + 0.1 * (i - (len(labels) - 1) / 2)
         mean = group["mean"].to_numpy(float)
         yerr = np.nan_to_num(np.vstack([mean - group["lo"].to_numpy(float), group["hi"].to_numpy(float) - mean]))
         n = int(group["n"].max())
-        ax.errorbar(x, mean, yerr=yerr, color=agent_color(label), marker="o", ms=4, capsize=3, lw=1.4,
+        ax.errorbar(x, mean, yerr=yerr, color=colors[label], marker=MARKERS[i % len(MARKERS)], ms=4, capsize=3, lw=1.4,
                     label=f"{label} (n={n} seed{'s' if n != 1 else ''}, "
                           f"{format_frames(float(group['frames_max'].max()))} frames)")
     episodes = np.arange(1, int(table["episode"].max()) + 1)
@@ -101,6 +108,7 @@ def plot_panel(table: pd.DataFrame, refs: dict[str, list[float]], title: str, pa
 def plot_curves(ev: pd.DataFrame, episodes: list[int], title: str, path: Path, n_resamples: int,
                 dpi: int = 150) -> None:
     values = ["return", "success"] if ev["success"].astype(bool).any() else ["return"]
+    colors = label_colors(ev["algo"].unique())
     fig = Figure(figsize=(4.4 * len(episodes), 3.2 * len(values) + 0.9), layout="constrained")
     axes = fig.subplots(len(values), len(episodes), squeeze=False, sharex=True)
     for row, value in enumerate(values):
@@ -109,7 +117,7 @@ def plot_curves(ev: pd.DataFrame, episodes: list[int], title: str, path: Path, n
             ax = axes[row, col]
             for label, group in curves[curves["episode"] == episode].groupby("algo", sort=True):
                 group = group.sort_values("frames")
-                color = agent_color(label)
+                color = colors[label]
                 ax.plot(group["frames"], group["mean"], color=color, lw=1.5, marker=".", ms=3,
                         label=label if (row, col) == (0, 0) else None)
                 ax.fill_between(group["frames"], group["lo"], group["hi"], color=color, alpha=0.2, lw=0)
@@ -156,11 +164,46 @@ def last_evaluations(ev: pd.DataFrame, label: str, value: str, episode: int, cou
     return (float(np.mean(per_seed)) if per_seed else math.nan), per_seed
 
 
+#: the policy-entropy column of ``train_metrics.csv`` (PPO agents) shown per seed
+ENTROPY = "ppo/entropy"
+#: where in training the per-seed table reads the entropy: the mean over the 5% of training before each fraction
+ENTROPY_AT = (0.1, 0.25, 1.0)
+
+
+def goals_never_found(run: pd.DataFrame) -> list[str]:
+    """The tasks of ``run`` (eval rows of one seed) in which no meta-test episode ever succeeded."""
+    if "success" not in run or "task" not in run:
+        return []
+    found = run.groupby("task")["success"].apply(lambda s: bool(s.astype(bool).any()))
+    return [task_name(str(task)) for task, hit in found.items() if not hit]
+
+
+def task_name(task: str) -> str:
+    """``"[0.0, 3.0]"`` (eval.csv's task column) -> ``"(0, 3)"``; other tasks unchanged."""
+    try:
+        values = json.loads(task)
+    except ValueError:
+        return task
+    if isinstance(values, list) and all(isinstance(v, (int, float)) for v in values):
+        return "(" + ", ".join(f"{v:g}" for v in values) + ")"
+    return task
+
+
+def entropy_at(train: pd.DataFrame, fraction: float, total: float) -> float:
+    """Mean policy entropy over the logged iterations in the 5% of ``total`` frames that end at ``fraction``."""
+    window = train[(train["frames"] > (fraction - 0.05) * total) & (train["frames"] <= fraction * total)]
+    return float(window[ENTROPY].mean()) if len(window) else math.nan
+
+
 def per_seed_table(entry: dict[str, Any], ev: pd.DataFrame, refs: dict[str, Any] | None,
-                   count: int = 3) -> tuple[pd.DataFrame, str]:
+                   train: pd.DataFrame | None = None, count: int = 3) -> tuple[pd.DataFrame, str]:
     """One row per seed of ``entry['label']``: the mean return of each meta-test episode over the seed's last ``count``
     meta-tests, and whether every episode is within ``entry['tolerance']`` (a fraction, default 0.1) of the reference
-    line ``entry['reference']`` (e.g. GridWorld's Bayes-optimal policy); with a line that counts the seeds that are."""
+    line ``entry['reference']`` (e.g. GridWorld's Bayes-optimal policy); with a line that counts the seeds that are.
+
+    What a seed that misses it learned: its episode-1 success, the tasks it never solves in any episode of those
+    meta-tests, and its policy entropy early, midway and at the end (``train``: the runs' ``train_metrics.csv``
+    rows), since an early collapse of the entropy is one way a seed gets stuck."""
     rows = ev[ev["algo"] == entry["label"]]
     if rows.empty:
         return pd.DataFrame(), f"No published runs of {entry['label']}."
@@ -168,15 +211,29 @@ def per_seed_table(entry: dict[str, Any], ev: pd.DataFrame, refs: dict[str, Any]
     episodes = int(rows["episode"].max())
     line = panel_references(refs, env, None, episodes).get(str(entry.get("reference", "bayes_optimal")))
     tolerance = float(entry.get("tolerance", 0.1))
+    seeds_train = None
+    if train is not None and ENTROPY in train and not train.empty:
+        seeds_train = train[train["algo"] == entry["label"]]
+    total = float(rows["frames"].max())
     table = []
     for seed, run in rows.groupby("seed"):
         last = sorted(run["frames"].unique())[-count:]
-        means = run[run["frames"].isin(last)].groupby("episode")["return"].mean()
+        recent = run[run["frames"].isin(last)]
+        means = recent.groupby("episode")["return"].mean()
         row: dict[str, Any] = {"seed": int(seed), "frames": format_frames(int(last[-1]))}
         row.update({f"ep {k}": round(float(means.get(k, math.nan)), 2) for k in range(1, episodes + 1)})
         if line:
             row["pattern"] = "yes" if all(means.get(k, -math.inf) >= (1 - tolerance) * line[k - 1]
                                           for k in range(1, episodes + 1)) else "no"
+        if "success" in recent:
+            first = recent[recent["episode"] == 1]["success"].astype(float)
+            row["ep 1 success"] = f"{100 * first.mean():.0f}%"
+            never = goals_never_found(recent)
+            row["never solved"] = ", ".join(never) if never else "-"
+        if seeds_train is not None:
+            mine = seeds_train[seeds_train["seed"] == seed]
+            for fraction in ENTROPY_AT:
+                row[f"entropy @{format_frames(fraction * total)}"] = f"{entropy_at(mine, fraction, total):.2f}"
         table.append(row)
     out = pd.DataFrame(table)
     if not line:
@@ -185,7 +242,32 @@ def per_seed_table(entry: dict[str, Any], ev: pd.DataFrame, refs: dict[str, Any]
     ref = " / ".join(f"{v:.2f}" for v in line)
     return out, (f"{reached} of {len(out)} seeds reach the {entry.get('reference', 'bayes_optimal')} pattern: every "
                  f"episode's return at least {1 - tolerance:.0%} of the reference ({ref}), each seed's mean over its "
-                 f"last {count} meta-tests.")
+                 f"last {count} meta-tests. 'never solved': the tasks no episode of those meta-tests solves; "
+                 "entropy: the policy's, averaged over the 5% of training before the frame shown.")
+
+
+def plot_seed_entropy(train: pd.DataFrame, table: pd.DataFrame, title: str, path: Path, dpi: int = 150) -> bool:
+    """The policy entropy of every seed against training frames (a rolling mean), the seeds that miss the pattern
+    drawn bold; ``False`` (nothing written) where no run logged its entropy."""
+    if ENTROPY not in train or train[ENTROPY].isna().all() or table.empty:
+        return False
+    fig = Figure(figsize=(7.2, 4.0), layout="constrained")
+    ax = fig.subplots()
+    stuck = set(table.loc[table.get("pattern", pd.Series(dtype=str)) == "no", "seed"])
+    for index, (seed, run) in enumerate(train.groupby("seed")):
+        run = run.sort_values("frames")
+        smooth = run[ENTROPY].rolling(20, min_periods=1).mean()
+        bold = seed in stuck
+        ax.plot(run["frames"], smooth, lw=2.0 if bold else 0.9, color=f"C{index % 10}", alpha=1.0 if bold else 0.7,
+                label=f"seed {seed}" + (" (misses the pattern)" if bold else ""))
+    ax.set_xlabel("training frames")
+    ax.set_ylabel("policy entropy (rolling mean of 20 updates)")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: format_frames(x)))
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    fig.legend(loc="outside right center", fontsize=8, frameon=False)
+    fig.savefig(path, dpi=dpi)
+    return True
 
 
 def check_claim(claim: dict[str, Any], ev: pd.DataFrame) -> tuple[str, str]:
@@ -282,10 +364,16 @@ def write_report(manifest: dict[str, Any], name: str, shipped: Path, out: Path, 
                   "Mean return per meta-test episode:", "",
                   to_markdown(episode_table(returns, ref_returns, 1.0, 1)), ""]
     for entry in manifest.get("per_seed") or []:
-        table, summary = per_seed_table(entry, results.eval, refs_all)
-        lines += [f"## {entry.get('title', entry['label'] + ' per seed')}", "", summary, ""]
+        table, summary = per_seed_table(entry, results.eval, refs_all, results.train)
+        title = entry.get("title", entry["label"] + " per seed")
+        lines += [f"## {title}", "", summary, ""]
         if not table.empty:
             lines += [to_markdown(table), ""]
+            entropy = out / f"{name}_{entry['label']}_entropy.png"
+            if plot_seed_entropy(results.train[results.train["algo"] == entry["label"]], table,
+                                 f"{title}: policy entropy", entropy):
+                written.append(entropy)
+                lines += [f"![policy entropy per seed]({entropy.name})", ""]
     for entry in manifest.get("beliefs") or []:
         picture, note = belief_comparison(entry, results, name, out)
         lines += [f"## {entry.get('title', entry['name'])}", ""]

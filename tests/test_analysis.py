@@ -177,6 +177,23 @@ def test_studentized_interval_against_a_direct_computation():
     assert studentized_bootstrap_ci(x, 0.95, B, rng=3) == pytest.approx(expected)
 
 
+def test_auto_interval_leaves_the_bootstrap_t_where_ties_and_a_lone_outlier_break_it():
+    """Eight GridWorld seeds, seven near the Bayes-optimal return and one stuck: the bootstrap-t bound falls far below
+    every seed (its tie-only resamples have se* ~ 0); auto takes the percentile interval, inside the seeds' range.
+    Normal data of as many seeds keep the studentized interval."""
+    stuck = np.array([10.44, 10.44, 10.44, 10.44, 10.65, 10.37, 10.44, 7.88])
+    lo_t, _ = studentized_bootstrap_ci(stuck, 0.95, 4999)
+    assert lo_t < stuck.min() - 2.0
+    _, lo, hi = mean_ci(stuck, n_resamples=4999)
+    assert stuck.min() <= lo < hi <= stuck.max()
+    assert (lo, hi) == pytest.approx(mean_ci(stuck, n_resamples=4999, method="percentile")[1:])
+    one_off = np.array([4.0, 4.0, 4.0, 4.0, 4.0, 3.69])  # exact ties: the bootstrap-t bound collapses onto the mean
+    mean, lo, _ = mean_ci(one_off, n_resamples=4999)
+    assert lo < mean
+    normal = np.random.default_rng(5).normal(size=8)
+    assert mean_ci(normal, n_resamples=4999) == mean_ci(normal, n_resamples=4999, method="studentized")
+
+
 def _hand_made_results(root: Path) -> None:
     # alg "a": 3 seeds x 2 tasks x 2 episodes at frames 0 and 100; per-seed means over tasks at frames 100:
     # episode 1: 2, 3, 7 (mean 4); episode 2: 6, 8, 13 (mean 9)

@@ -219,16 +219,25 @@ def test_per_seed_table_counts_the_seeds_that_reach_the_reference_pattern():
     refs, _ = load_references(DEFAULT_REFERENCES)
     bayes = [4.0] + [11.071] * 5
     rows = []
-    for seed, ep1 in ((0, 4.0), (1, 2.0)):  # seed 1 searches badly in episode 1
+    for seed, ep1 in ((0, 4.0), (1, 2.0)):  # seed 1 searches badly in episode 1 and never finds the goal (0, 3)
         for frames in (1_000_000, 2_000_000, 3_000_000, 4_000_000):
             early = frames == 1_000_000  # only the last three meta-tests count
             for episode in range(1, 7):
                 value = -1.0 if early else (ep1 if episode == 1 else bayes[episode - 1])
-                rows.append({"algo": "v", "env": "gridworld", "seed": seed, "frames": frames, "episode": episode,
-                             "return": value})
-    table, summary = per_seed_table({"label": "v", "reference": "bayes_optimal"}, pd.DataFrame(rows), refs)
+                for task in ("[0.0, 3.0]", "[4.0, 4.0]"):
+                    found = not early and not (seed == 1 and task == "[0.0, 3.0]")
+                    rows.append({"algo": "v", "env": "gridworld", "seed": seed, "frames": frames,
+                                 "episode": episode, "task": task, "return": value, "success": found})
+    # seed 1's entropy collapses early: 0.2 from 300k frames on, seed 0's stays at 1.0 until 1M
+    train = pd.DataFrame([{"algo": "v", "seed": seed, "frames": f,
+                           "ppo/entropy": 0.2 if seed == 1 and f > 200_000 else (1.0 if f <= 1_000_000 else 0.5)}
+                          for seed in (0, 1) for f in range(100_000, 4_000_001, 100_000)])
+    table, summary = per_seed_table({"label": "v", "reference": "bayes_optimal"}, pd.DataFrame(rows), refs, train)
     assert list(table["pattern"]) == ["yes", "no"] and list(table["ep 1"]) == [4.0, 2.0]
     assert summary.startswith("1 of 2 seeds reach the bayes_optimal pattern")
+    assert list(table["never solved"]) == ["-", "(0, 3)"]
+    assert list(table["ep 1 success"]) == ["100%", "50%"]
+    assert list(table["entropy @400k"]) == ["1.00", "0.20"] and list(table["entropy @4M"]) == ["0.50", "0.20"]
 
 
 def test_pictures_that_share_a_run_and_goal_export_its_trace_once(tmp_path):
