@@ -3,11 +3,12 @@
     python -m launch.reproduce pointrobot [--plan] [--jobs 2] [--launcher local|slurm|ray|submitit_local] [--snapshot]
     make reproduce FIGURE=pointrobot [PLAN=1] [JOBS=2] [LAUNCHER=local] [SNAPSHOT=1]
 
-A manifest, ``benchmarks/reproduce/<name>.yaml``, names the runs the figure needs (algo, env, seeds, label, Hydra
-overrides), the final meta-test it shows, the protocol panel each run is drawn in, and what the paper states. Each
-call looks at every run the manifest names and
+A manifest, ``benchmarks/reproduce/<name>.yaml`` (``launch.manifest``), names the runs the figure needs (algo, env,
+seeds, label, Hydra overrides), the final meta-test it shows, the protocol panel each run is drawn in, and what the
+paper states. Each call looks at every run the manifest names (``launch.run_status``) and
 
-* publishes a completed run to ``benchmarks/results/`` (``analysis.publish``) and skips a published one;
+* publishes a completed run to ``benchmarks/results/`` (``analysis.publish``), as soon as it completes, and skips a
+  published one;
 * resumes a stopped one (``preempted``, or ``stale``: killed without a chance to checkpoint) and starts a missing
   one, at most ``--jobs`` at once, each ``nice``d, each in its own process, through ``train.py``;
 * once every run is published, writes the figure and tables (``analysis.reproduce_report``) to
@@ -37,126 +38,21 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-import yaml
-
-from analysis.load import SHIPPED_RESULTS, is_live
+from analysis.load import SHIPPED_RESULTS
 from analysis.publish import PublishError, publish, snapshot, write_index
+from launch.manifest import BELIEF_GOAL, Manifest, ManifestError, RunSpec, load_manifest
+from launch.run_status import RunStatus, print_plan, statuses
 from records import locations, run_folder
 
 REPO = locations.REPO_ROOT
-MANIFESTS = locations.REPRODUCE_MANIFESTS
 #: settings every campaign run gets (operational: they do not change what a run computes): one torch thread per
 #: process (runs share the cores), progress lines for the log files instead of a bar
 CAMPAIGN_OVERRIDES = ("progress=false", "update_threads=1")
-RUN_KEYS = {"label", "algo", "env", "seeds", "overrides", "panel"}
-MANIFEST_KEYS = {"title", "paper", "checkpoint_interval_frames", "final_meta_test_episodes", "runs", "panels",
-                 "claims", "beliefs", "per_seed"}
-BELIEF_KEYS = {"name", "title", "labels", "seed", "goal", "episodes"}
-#: the goal of a belief picture unless the manifest names one (far from the start: the search shows in the belief)
-BELIEF_GOAL = (3, 4)
-STATES = ("missing", "running", "stopped", "completed", "published")
-
-
-class ManifestError(ValueError):
-    """A manifest that cannot be used; the message names the file and the problem."""
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One run of a campaign: a seed of one labelled configuration."""
-
-    label: str
-    algo: str
-    env: str
-    seed: int
-    overrides: tuple[str, ...]
-    panel: str
-
-
-@dataclass
-class Manifest:
-    name: str
-    path: Path
-    data: dict[str, Any]
-    runs: list[RunSpec]
-
-    @property
-    def checkpoint_interval(self) -> int:
-        return int(self.data.get("checkpoint_interval_frames", 250_000))
-
-    @property
-    def final_episodes(self) -> int | None:
-        value = self.data.get("final_meta_test_episodes")
-        return None if value is None else int(value)
-
-
-def manifest_names() -> list[str]:
-    return sorted(p.stem for p in MANIFESTS.glob("*.yaml"))
-
-
-def load_manifest(name_or_path: str | Path) -> Manifest:
-    """A manifest by name (``benchmarks/reproduce/<name>.yaml``) or path, checked."""
-    path = Path(name_or_path)
-    if path.suffix != ".yaml":
-        path = MANIFESTS / f"{name_or_path}.yaml"
-    if not path.is_file():
-        raise ManifestError(f"no manifest {name_or_path!r}; the figures are: {', '.join(manifest_names())}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ManifestError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("runs"), list) or not data["runs"]:
-        raise ManifestError(f"{path}: needs a non-empty list 'runs'")
-    unknown = set(data) - MANIFEST_KEYS
-    if unknown:
-        raise ManifestError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; allowed: "
-                            f"{', '.join(sorted(MANIFEST_KEYS))}")
-    panels = data.get("panels") or {}
-    runs: list[RunSpec] = []
-    for i, entry in enumerate(data["runs"]):
-        where = f"{path}: runs[{i}]"
-        if not isinstance(entry, dict):
-            raise ManifestError(f"{where} is not a mapping")
-        missing = {"label", "algo", "env", "seeds"} - set(entry)
-        if missing:
-            raise ManifestError(f"{where} lacks {', '.join(sorted(missing))}")
-        if set(entry) - RUN_KEYS:
-            raise ManifestError(f"{where}: unknown key(s) {', '.join(sorted(set(entry) - RUN_KEYS))}; allowed: "
-                                f"{', '.join(sorted(RUN_KEYS))}")
-        seeds = entry["seeds"]
-        if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds)):
-            raise ManifestError(f"{where}: seeds must be a list of integers >= 0, got {seeds!r}")
-        overrides = entry.get("overrides") or []
-        if not all(isinstance(o, str) and "=" in o for o in overrides):
-            raise ManifestError(f"{where}: overrides must be Hydra overrides key=value, got {overrides!r}")
-        panel = str(entry.get("panel", "main"))
-        if panels and panel not in panels:
-            raise ManifestError(f"{where}: panel {panel!r} is not one of the manifest's panels ({', '.join(panels)})")
-        for seed in seeds:
-            runs.append(RunSpec(str(entry["label"]), str(entry["algo"]), str(entry["env"]), int(seed),
-                                tuple(overrides), panel))
-    keys = [(r.env, r.label, r.seed) for r in runs]
-    if len(set(keys)) != len(keys):
-        raise ManifestError(f"{path}: a (env, label, seed) appears twice; give each configuration its own label")
-    _check_beliefs(path, data.get("beliefs") or [], runs)
-    return Manifest(path.stem, path, data, runs)
-
-
-def _check_beliefs(path: Path, entries: list[Any], runs: list[RunSpec]) -> None:
-    """``beliefs``: pictures of the belief along one GridWorld rollout, one row per label (one seed each)."""
-    for i, entry in enumerate(entries):
-        where = f"{path}: beliefs[{i}]"
-        if not isinstance(entry, dict) or {"name", "labels", "seed"} - set(entry) or set(entry) - BELIEF_KEYS:
-            raise ManifestError(f"{where} needs name, labels and seed (optional: title, goal, episodes)")
-        for label in entry["labels"]:
-            spec = next((r for r in runs if r.label == label and r.seed == entry["seed"]), None)
-            if spec is None or spec.env != "gridworld":
-                raise ManifestError(f"{where}: no GridWorld run {label!r} with seed {entry['seed']} in the manifest")
 
 
 def belief_exports(manifest: Manifest, status: RunStatus) -> list[tuple[str, list[str]]]:
@@ -240,155 +136,6 @@ def open_campaign(manifest: Manifest, results: Path, repo: Path = REPO, create: 
     return Campaign(root, commit, code)
 
 
-# ---------------------------------------------------------------------------------------------------- run states
-@dataclass
-class RunStatus:
-    spec: RunSpec
-    state: str
-    path: Path | None = None
-    frames: int | None = None
-    budget: int | None = None
-    fps: float | None = None
-    commit: str | None = None
-    last_eval: str = ""
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def hours_left(self) -> float | None:
-        if self.state in ("completed", "published"):
-            return 0.0
-        if self.budget is None or not self.fps:
-            return None
-        return max(self.budget - (self.frames or 0), 0) / self.fps / 3600
-
-
-def _meta(run: Path) -> dict[str, Any] | None:
-    try:
-        meta = json.loads((run / run_folder.METADATA).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return meta if isinstance(meta, dict) else None
-
-
-def _runs_of(root: Path, spec: RunSpec) -> list[tuple[Path, dict[str, Any]]]:
-    """The run folders of ``spec`` (its env, label and seed) under ``root``, newest first."""
-    parent = root / spec.env / spec.label
-    if not parent.is_dir():
-        return []
-    found = []
-    for run in sorted(parent.iterdir(), reverse=True):
-        meta = _meta(run)
-        if meta is not None and meta.get("seed") == spec.seed:
-            found.append((run, meta))
-    return found
-
-
-def _budget(run: Path) -> int | None:
-    try:
-        return int(yaml.safe_load((run / run_folder.CONFIG).read_text())["train"]["num_frames"])
-    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
-        return None
-
-
-def _speed(run: Path, rows: int = 10) -> float | None:
-    """Frames per second over the run's last logged rows (``train_metrics.csv``: frames, cumulative wall time)."""
-    try:
-        metrics = pd.read_csv(run / run_folder.TRAIN_METRICS, usecols=["frames", "wall_time"]).dropna()
-    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
-        return None
-    tail = metrics.tail(rows)
-    if len(tail) < 2:
-        return None
-    seconds = float(tail["wall_time"].iloc[-1] - tail["wall_time"].iloc[0])
-    return float(tail["frames"].iloc[-1] - tail["frames"].iloc[0]) / seconds if seconds > 0 else None
-
-
-def _last_eval(run: Path) -> str:
-    """``"@12M: ep1 0.41 (12% found), ep2 ..."``: the last complete meta-test's mean return (and success) per
-    episode."""
-    try:
-        ev = pd.read_csv(run / run_folder.EVAL, usecols=["frames", "task_id", "episode", "return", "success"])
-    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
-        return ""
-    if ev.empty:
-        return ""
-    sizes = ev.groupby("frames").size()
-    complete = sizes[sizes == sizes.max()].index
-    last = ev[ev["frames"] == complete.max()]
-    per = last.groupby("episode")[["return", "success"]].mean()
-    shown = [f"ep{k} {r:.3g}" + (f" ({100 * s:.0f}%)" if s > 0 else "") for k, (r, s) in per.head(3).iterrows()]
-    from analysis.stats import format_frames
-
-    return f"@{format_frames(float(complete.max()))}: " + ", ".join(shown)
-
-
-def run_status(spec: RunSpec, results: Path, shipped: Path) -> RunStatus:
-    """Where ``spec`` stands: published in ``shipped`` (a completed run, not a progress snapshot), else the newest
-    usable run folder in ``results``."""
-    for run, meta in _runs_of(shipped, spec):
-        if meta.get("status") == "completed" and not meta.get("snapshot"):
-            return RunStatus(spec, "published", run, meta.get("frames"), _budget(run), None, meta.get("git_commit"),
-                             _last_eval(run))
-    notes = []
-    for run, meta in _runs_of(results, spec):
-        status = meta.get("status")
-        if status == "failed":
-            notes.append(f"{run.name} failed: {meta.get('error', 'no error recorded')}")
-            continue
-        if status == "completed":
-            state = "completed"
-        elif status == "running" and is_live(run):
-            state = "running"
-        elif (run / "checkpoints" / "latest.pt").is_file():
-            state = "stopped"
-        else:
-            notes.append(f"{run.name}: stopped before its first checkpoint")
-            continue
-        return RunStatus(spec, state, run, meta.get("frames"), _budget(run), _speed(run), meta.get("git_commit"),
-                         _last_eval(run), notes)
-    return RunStatus(spec, "missing", notes=notes)
-
-
-def statuses(manifest: Manifest, results: Path, shipped: Path) -> list[RunStatus]:
-    found = [run_status(spec, results, shipped) for spec in manifest.runs]
-    # a run not started yet: the speed of the runs of its label that have one
-    for status in found:
-        if status.state == "missing":
-            peers = [s.fps for s in found if s.spec.label == status.spec.label and s.fps]
-            budgets = [s.budget for s in found if s.spec.label == status.spec.label and s.budget]
-            status.fps = sum(peers) / len(peers) if peers else None
-            status.budget = budgets[0] if budgets else None
-    return found
-
-
-def print_plan(manifest: Manifest, found: list[RunStatus], campaign: Campaign | None, file: Any = None) -> None:
-    from analysis.stats import format_frames
-
-    out = file or sys.stdout
-    pinned = f"commit {campaign.commit[:10]}" if campaign else "no campaign started yet (the first call pins HEAD)"
-    print(f"{manifest.name}: {manifest.data.get('title', '')} -- {pinned}", file=out)
-    rows = []
-    for s in found:
-        frames = "-" if s.frames is None else format_frames(float(s.frames))
-        budget = "?" if s.budget is None else format_frames(float(s.budget))
-        hours = s.hours_left
-        rows.append({"label": s.spec.label, "env": s.spec.env, "seed": s.spec.seed, "state": s.state,
-                     "frames": f"{frames} / {budget}", "fps": "-" if not s.fps else f"{s.fps:,.0f}",
-                     "hours left": "?" if hours is None else f"{hours:.2f}",
-                     "commit": (s.commit or "-")[:10], "last meta-test": s.last_eval})
-    print(pd.DataFrame(rows).to_string(index=False), file=out)
-    left = [s.hours_left for s in found if s.state not in ("completed", "published")]
-    known = [h for h in left if h is not None]
-    total = f"{sum(known):.1f}" + (" + unknown" if len(known) < len(left) else "")
-    print(f"runs: {len(found)}; " + ", ".join(f"{st} {sum(s.state == st for s in found)}" for st in STATES
-                                              if any(s.state == st for s in found))
-          + f"; hours left, summed over runs at each run's speed so far (one thread each; runs that share "
-            f"cores run slower): {total}", file=out)
-    for s in found:
-        for note in s.notes:
-            print(f"note: {s.spec.label} seed {s.spec.seed}: {note}", file=out)
-
-
 # ---------------------------------------------------------------------------------------------------- launching
 def train_overrides(spec: RunSpec, manifest: Manifest, results: Path) -> list[str]:
     """The command-line overrides of a campaign run (the same on every call, so that ``train.py`` resumes it)."""
@@ -415,7 +162,10 @@ class LocalPool:
                   "command resumes them)", file=sys.stderr, flush=True)
         self.stopping = signum
 
-    def run(self, todo: list[tuple[RunSpec, list[str]]]) -> int:
+    def run(self, todo: list[tuple[RunSpec, list[str]]],
+            on_finished: Callable[[RunSpec], None] | None = None) -> int:
+        """Run ``todo`` (spec, ``train.py`` overrides); ``on_finished(spec)`` as each run completes (publishing it
+        then, not when the whole campaign ends, lands it in ``benchmarks/results/`` hours earlier)."""
         previous = {s: signal.signal(s, self._stop) for s in (signal.SIGINT, signal.SIGTERM)}
         running: dict[subprocess.Popen, RunSpec] = {}
         signalled: set[subprocess.Popen] = set()
@@ -449,6 +199,12 @@ class LocalPool:
                     print(f"[reproduce] {spec.label} seed {spec.seed} {word}", flush=True)
                     if not ok and not stopped:
                         self.failed.append(f"{spec.label} seed {spec.seed}")
+                    if ok and on_finished is not None:
+                        try:
+                            on_finished(spec)
+                        except Exception as exc:  # a run that cannot be published now is published by the next call
+                            print(f"[reproduce] {spec.label} seed {spec.seed}: not published now ({exc})",
+                                  file=sys.stderr, flush=True)
                 time.sleep(0.5)
         finally:
             for sig, handler in previous.items():
@@ -538,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     everything_published = all(s.state == "published" for s in found)
     if args.plan or args.snapshot:
         campaign = open_campaign(manifest, results, create=False)
-        print_plan(manifest, found, campaign)
+        print_plan(manifest, found, campaign.commit if campaign else None)
         if args.snapshot and snapshot_unfinished(found, shipped):
             write_index(shipped, args.n_resamples, _readme_for(shipped))
         return 0
@@ -551,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     if todo:
         campaign = open_campaign(manifest, results)
         assert campaign is not None
-        print_plan(manifest, found, campaign)
+        print_plan(manifest, found, campaign.commit)
         pending = [(s.spec, train_overrides(s.spec, manifest, results)) for s in todo]
         # runs of this campaign that another process is running take their slots
         slots = args.jobs - sum(s.state == "running" for s in found)
@@ -559,7 +315,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[reproduce] all {args.jobs} slot(s) are taken by runs going on in another process; "
                   f"{len(pending)} run(s) wait: run this again when they end (or with a larger --jobs)")
         elif args.launcher == "local":
-            code = LocalPool(campaign, args.python, slots, args.nice).run(pending)
+            def publish_finished(spec: RunSpec) -> None:
+                done = [s for s in statuses(manifest, results, shipped) if s.spec == spec]
+                if publish_completed(done, shipped, manifest, args.python):
+                    write_index(shipped, args.n_resamples, _readme_for(shipped))
+
+            code = LocalPool(campaign, args.python, slots, args.nice).run(pending, publish_finished)
         else:
             code = launch_cluster(campaign, args.python, pending, args.launcher, args.jobs)
         found = statuses(manifest, results, shipped)
@@ -567,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
             write_index(shipped, args.n_resamples, _readme_for(shipped))
             found = statuses(manifest, results, shipped)
     elif not everything_published and not published:
-        print_plan(manifest, found, open_campaign(manifest, results, create=False))
+        existing = open_campaign(manifest, results, create=False)
+        print_plan(manifest, found, existing.commit if existing else None)
     if all(s.state == "published" for s in found):
         from analysis.reproduce_report import write_report
 

@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from analysis.load import IN_PROGRESS_SUFFIX, load_results
-from launch.reproduce import ManifestError, load_manifest, manifest_names, train_overrides
+from launch.manifest import ManifestError, load_manifest, manifest_names
+from launch.reproduce import train_overrides
 from tests.helpers import compose_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -175,6 +176,10 @@ def test_a_campaign_survives_sigkill_resumes_at_its_commit_publishes_and_reports
         assert meta["git_commit"] == pinned
         assert "resuming" in (results / "reproduce" / "tiny" / "logs" /
                               f"gridworld_tiny_seed{meta['seed']}.log").read_text()
+    # each run is published as it completes, not once the whole campaign has
+    events = [line.split()[1] for line in second.stdout.splitlines()
+              if line.startswith("[reproduce] ") and line.split()[1] in ("published", "tiny")]
+    assert events == ["tiny", "published", "tiny", "published"], second.stdout
 
     # 5. a third call starts nothing, finds both published (the snapshot replaced), and writes the report
     third = _reproduce(repo, manifest)
@@ -241,7 +246,8 @@ def test_per_seed_table_counts_the_seeds_that_reach_the_reference_pattern():
 
 
 def test_pictures_that_share_a_run_and_goal_export_its_trace_once(tmp_path):
-    from launch.reproduce import RunStatus, belief_exports
+    from launch.reproduce import belief_exports
+    from launch.run_status import RunStatus
 
     path = tmp_path / "m.yaml"
     runs = [{"label": "a", "algo": "varibad", "env": "gridworld", "seeds": [0]},

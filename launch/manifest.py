@@ -1,0 +1,123 @@
+"""The manifest of a reproduced figure: ``benchmarks/reproduce/<name>.yaml``, read and checked.
+
+A manifest names the runs a figure needs (``runs``: label, algo, env, seeds, Hydra overrides, the panel each is drawn
+in), its title and the paper's statement (``title``, ``paper``), the campaign's checkpoint interval and final
+meta-test (``checkpoint_interval_frames``, ``final_meta_test_episodes``), the protocol panels (``panels``), and what
+the report adds: the paper's claims (``claims``), per-seed tables against a reference pattern (``per_seed``) and
+GridWorld belief pictures (``beliefs``). Every problem is one :class:`ManifestError` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from records import locations
+
+MANIFESTS = locations.REPRODUCE_MANIFESTS
+RUN_KEYS = {"label", "algo", "env", "seeds", "overrides", "panel"}
+MANIFEST_KEYS = {"title", "paper", "checkpoint_interval_frames", "final_meta_test_episodes", "runs", "panels",
+                 "claims", "beliefs", "per_seed"}
+BELIEF_KEYS = {"name", "title", "labels", "seed", "goal", "episodes"}
+#: the goal of a belief picture unless the manifest names one (far from the start: the search shows in the belief)
+BELIEF_GOAL = (3, 4)
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a campaign: a seed of one labelled configuration."""
+
+    label: str
+    algo: str
+    env: str
+    seed: int
+    overrides: tuple[str, ...]
+    panel: str
+
+
+@dataclass
+class Manifest:
+    name: str
+    path: Path
+    data: dict[str, Any]
+    runs: list[RunSpec]
+
+    @property
+    def checkpoint_interval(self) -> int:
+        return int(self.data.get("checkpoint_interval_frames", 250_000))
+
+    @property
+    def final_episodes(self) -> int | None:
+        value = self.data.get("final_meta_test_episodes")
+        return None if value is None else int(value)
+
+
+def manifest_names() -> list[str]:
+    return sorted(p.stem for p in MANIFESTS.glob("*.yaml"))
+
+
+def load_manifest(name_or_path: str | Path) -> Manifest:
+    """A manifest by name (``benchmarks/reproduce/<name>.yaml``) or path, checked."""
+    path = Path(name_or_path)
+    if path.suffix != ".yaml":
+        path = MANIFESTS / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise ManifestError(f"no manifest {name_or_path!r}; the figures are: {', '.join(manifest_names())}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("runs"), list) or not data["runs"]:
+        raise ManifestError(f"{path}: needs a non-empty list 'runs'")
+    unknown = set(data) - MANIFEST_KEYS
+    if unknown:
+        raise ManifestError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; allowed: "
+                            f"{', '.join(sorted(MANIFEST_KEYS))}")
+    panels = data.get("panels") or {}
+    runs: list[RunSpec] = []
+    for i, entry in enumerate(data["runs"]):
+        where = f"{path}: runs[{i}]"
+        if not isinstance(entry, dict):
+            raise ManifestError(f"{where} is not a mapping")
+        missing = {"label", "algo", "env", "seeds"} - set(entry)
+        if missing:
+            raise ManifestError(f"{where} lacks {', '.join(sorted(missing))}")
+        if set(entry) - RUN_KEYS:
+            raise ManifestError(f"{where}: unknown key(s) {', '.join(sorted(set(entry) - RUN_KEYS))}; allowed: "
+                                f"{', '.join(sorted(RUN_KEYS))}")
+        seeds = entry["seeds"]
+        if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds)):
+            raise ManifestError(f"{where}: seeds must be a list of integers >= 0, got {seeds!r}")
+        overrides = entry.get("overrides") or []
+        if not all(isinstance(o, str) and "=" in o for o in overrides):
+            raise ManifestError(f"{where}: overrides must be Hydra overrides key=value, got {overrides!r}")
+        panel = str(entry.get("panel", "main"))
+        if panels and panel not in panels:
+            raise ManifestError(f"{where}: panel {panel!r} is not one of the manifest's panels ({', '.join(panels)})")
+        for seed in seeds:
+            runs.append(RunSpec(str(entry["label"]), str(entry["algo"]), str(entry["env"]), int(seed),
+                                tuple(overrides), panel))
+    keys = [(r.env, r.label, r.seed) for r in runs]
+    if len(set(keys)) != len(keys):
+        raise ManifestError(f"{path}: a (env, label, seed) appears twice; give each configuration its own label")
+    _check_beliefs(path, data.get("beliefs") or [], runs)
+    return Manifest(path.stem, path, data, runs)
+
+
+def _check_beliefs(path: Path, entries: list[Any], runs: list[RunSpec]) -> None:
+    """``beliefs``: pictures of the belief along one GridWorld rollout, one row per label (one seed each)."""
+    for i, entry in enumerate(entries):
+        where = f"{path}: beliefs[{i}]"
+        if not isinstance(entry, dict) or {"name", "labels", "seed"} - set(entry) or set(entry) - BELIEF_KEYS:
+            raise ManifestError(f"{where} needs name, labels and seed (optional: title, goal, episodes)")
+        for label in entry["labels"]:
+            spec = next((r for r in runs if r.label == label and r.seed == entry["seed"]), None)
+            if spec is None or spec.env != "gridworld":
+                raise ManifestError(f"{where}: no GridWorld run {label!r} with seed {entry['seed']} in the manifest")

@@ -1,0 +1,165 @@
+"""Where each run of a campaign stands (missing / running / stopped / completed / published), its speed and the
+hours it has left, and the plan table ``make reproduce PLAN=1`` prints."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from analysis.load import is_live
+from analysis.stats import format_frames
+from launch.manifest import Manifest, RunSpec
+from records import run_folder
+
+STATES = ("missing", "running", "stopped", "completed", "published")
+
+
+@dataclass
+class RunStatus:
+    spec: RunSpec
+    state: str
+    path: Path | None = None
+    frames: int | None = None
+    budget: int | None = None
+    fps: float | None = None
+    commit: str | None = None
+    last_eval: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def hours_left(self) -> float | None:
+        if self.state in ("completed", "published"):
+            return 0.0
+        if self.budget is None or not self.fps:
+            return None
+        return max(self.budget - (self.frames or 0), 0) / self.fps / 3600
+
+
+def _meta(run: Path) -> dict[str, Any] | None:
+    try:
+        meta = json.loads((run / run_folder.METADATA).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _runs_of(root: Path, spec: RunSpec) -> list[tuple[Path, dict[str, Any]]]:
+    """The run folders of ``spec`` (its env, label and seed) under ``root``, newest first."""
+    parent = root / spec.env / spec.label
+    if not parent.is_dir():
+        return []
+    found = []
+    for run in sorted(parent.iterdir(), reverse=True):
+        meta = _meta(run)
+        if meta is not None and meta.get("seed") == spec.seed:
+            found.append((run, meta))
+    return found
+
+
+def _budget(run: Path) -> int | None:
+    try:
+        return int(yaml.safe_load((run / run_folder.CONFIG).read_text())["train"]["num_frames"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _speed(run: Path, rows: int = 10) -> float | None:
+    """Frames per second over the run's last logged rows (``train_metrics.csv``: frames, cumulative wall time)."""
+    try:
+        metrics = pd.read_csv(run / run_folder.TRAIN_METRICS, usecols=["frames", "wall_time"]).dropna()
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return None
+    tail = metrics.tail(rows)
+    if len(tail) < 2:
+        return None
+    seconds = float(tail["wall_time"].iloc[-1] - tail["wall_time"].iloc[0])
+    return float(tail["frames"].iloc[-1] - tail["frames"].iloc[0]) / seconds if seconds > 0 else None
+
+
+def _last_eval(run: Path) -> str:
+    """``"@12M: ep1 0.41 (12% found), ep2 ..."``: the last complete meta-test's mean return (and success) per
+    episode."""
+    try:
+        ev = pd.read_csv(run / run_folder.EVAL, usecols=["frames", "task_id", "episode", "return", "success"])
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return ""
+    if ev.empty:
+        return ""
+    sizes = ev.groupby("frames").size()
+    complete = sizes[sizes == sizes.max()].index
+    last = ev[ev["frames"] == complete.max()]
+    per = last.groupby("episode")[["return", "success"]].mean()
+    shown = [f"ep{k} {r:.3g}" + (f" ({100 * s:.0f}%)" if s > 0 else "") for k, (r, s) in per.head(3).iterrows()]
+    return f"@{format_frames(float(complete.max()))}: " + ", ".join(shown)
+
+
+def run_status(spec: RunSpec, results: Path, shipped: Path) -> RunStatus:
+    """Where ``spec`` stands: published in ``shipped`` (a completed run, not a progress snapshot), else the newest
+    usable run folder in ``results``."""
+    for run, meta in _runs_of(shipped, spec):
+        if meta.get("status") == "completed" and not meta.get("snapshot"):
+            return RunStatus(spec, "published", run, meta.get("frames"), _budget(run), None, meta.get("git_commit"),
+                             _last_eval(run))
+    notes = []
+    for run, meta in _runs_of(results, spec):
+        status = meta.get("status")
+        if status == "failed":
+            notes.append(f"{run.name} failed: {meta.get('error', 'no error recorded')}")
+            continue
+        if status == "completed":
+            state = "completed"
+        elif status == "running" and is_live(run):
+            state = "running"
+        elif (run / "checkpoints" / "latest.pt").is_file():
+            state = "stopped"
+        else:
+            notes.append(f"{run.name}: stopped before its first checkpoint")
+            continue
+        return RunStatus(spec, state, run, meta.get("frames"), _budget(run), _speed(run), meta.get("git_commit"),
+                         _last_eval(run), notes)
+    return RunStatus(spec, "missing", notes=notes)
+
+
+def statuses(manifest: Manifest, results: Path, shipped: Path) -> list[RunStatus]:
+    found = [run_status(spec, results, shipped) for spec in manifest.runs]
+    # a run not started yet: the speed of the runs of its label that have one
+    for status in found:
+        if status.state == "missing":
+            peers = [s.fps for s in found if s.spec.label == status.spec.label and s.fps]
+            budgets = [s.budget for s in found if s.spec.label == status.spec.label and s.budget]
+            status.fps = sum(peers) / len(peers) if peers else None
+            status.budget = budgets[0] if budgets else None
+    return found
+
+
+def print_plan(manifest: Manifest, found: list[RunStatus], commit: str | None, file: Any = None) -> None:
+    """The plan table: one row per run, then the totals; ``commit``: the campaign's pinned commit, if any."""
+    out = file or sys.stdout
+    pinned = f"commit {commit[:10]}" if commit else "no campaign started yet (the first call pins HEAD)"
+    print(f"{manifest.name}: {manifest.data.get('title', '')} -- {pinned}", file=out)
+    rows = []
+    for s in found:
+        frames = "-" if s.frames is None else format_frames(float(s.frames))
+        budget = "?" if s.budget is None else format_frames(float(s.budget))
+        hours = s.hours_left
+        rows.append({"label": s.spec.label, "env": s.spec.env, "seed": s.spec.seed, "state": s.state,
+                     "frames": f"{frames} / {budget}", "fps": "-" if not s.fps else f"{s.fps:,.0f}",
+                     "hours left": "?" if hours is None else f"{hours:.2f}",
+                     "commit": (s.commit or "-")[:10], "last meta-test": s.last_eval})
+    print(pd.DataFrame(rows).to_string(index=False), file=out)
+    left = [s.hours_left for s in found if s.state not in ("completed", "published")]
+    known = [h for h in left if h is not None]
+    total = f"{sum(known):.1f}" + (" + unknown" if len(known) < len(left) else "")
+    print(f"runs: {len(found)}; " + ", ".join(f"{st} {sum(s.state == st for s in found)}" for st in STATES
+                                              if any(s.state == st for s in found))
+          + f"; hours left, summed over runs at each run's speed so far (one thread each; runs that share "
+            f"cores run slower): {total}", file=out)
+    for s in found:
+        for note in s.notes:
+            print(f"note: {s.spec.label} seed {s.spec.seed}: {note}", file=out)
