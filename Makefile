@@ -77,12 +77,13 @@ tables: install
 ## One paper figure or table, resumable: starts what is missing, resumes what was stopped, publishes what completed,
 ## and writes the figure once every run is published (benchmarks/reproduce/<FIGURE>.yaml; report in
 ## results/reproduce/<FIGURE>/report/). PLAN=1: each run's state and hours left, nothing started. SNAPSHOT=1: publish
-## the curves so far of unfinished runs. LAUNCHER=local|slurm|ray, JOBS runs at once (local: niced).
+## the curves so far of unfinished runs. STOP=1: stop the campaign running in the background (every run checkpoints).
+## LAUNCHER=local|slurm|ray, JOBS runs at once (local: niced).
 FIGURE ?= gridworld
 REPRODUCE_LAUNCHER = $(if $(filter joblib,$(LAUNCHER)),local,$(LAUNCHER))
 reproduce: install
 	$(BIN)/python -m launch.reproduce $(FIGURE) --jobs $(JOBS) --launcher $(REPRODUCE_LAUNCHER) \
-		$(if $(PLAN),--plan) $(if $(SNAPSHOT),--snapshot) $(ARGS) $(CLEAN_STOP)
+		$(if $(PLAN),--plan) $(if $(SNAPSHOT),--snapshot) $(if $(STOP),--stop) $(ARGS) $(CLEAN_STOP)
 
 ## The paper's VariBAD ablations as named sweeps over seeds: NAME=decode_horizon|kl|latent_dim|rl_through_encoder
 NAME ?= decode_horizon

@@ -24,7 +24,8 @@ what a long campaign has learned is in the repository even if the machine runnin
 replaces it.
 
 Ctrl-C or SIGTERM stops the campaign cleanly: every run gets SIGTERM, checkpoints and is marked ``preempted``, and
-the same command resumes it.
+the same command resumes it. ``--stop`` does that to a campaign running in another process (in the background, under
+``nohup``) and waits until every run has checkpointed.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ REPO = locations.REPO_ROOT
 #: settings every campaign run gets (operational: they do not change what a run computes): one torch thread per
 #: process (runs share the cores), progress lines for the log files instead of a bar
 CAMPAIGN_OVERRIDES = ("progress=false", "update_threads=1")
+#: the local launcher's pid, in the campaign folder while it runs (``--stop`` signals it)
+LAUNCHER_PID = "launcher.pid"
 
 
 def belief_exports(manifest: Manifest, status: RunStatus) -> list[tuple[str, list[str]]]:
@@ -260,6 +263,34 @@ def snapshot_unfinished(found: list[RunStatus], shipped: Path) -> list[Path]:
     return _publish_each(found, ("running", "stopped"), lambda run: snapshot(run, shipped), "progress snapshot")
 
 
+def _launcher_pid(root: Path) -> int | None:
+    """The pid in the campaign's ``launcher.pid`` if that process is alive and is this tool."""
+    try:
+        pid = int((root / LAUNCHER_PID).read_text().strip())
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except (OSError, ValueError):
+        return None
+    return pid if "launch.reproduce" in command else None
+
+
+def stop_campaign(root: Path, name: str, timeout: float = 600.0) -> int:
+    """SIGTERM to the campaign's launcher (it passes it on: every run checkpoints and stops), then wait for it."""
+    pid = _launcher_pid(root)
+    if pid is None:
+        print(f"[reproduce] no campaign of {name} is running on this machine")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    print(f"[reproduce] stopping the campaign of {name} (pid {pid}): every run checkpoints", flush=True)
+    deadline = time.time() + timeout
+    while time.time() < deadline and _launcher_pid(root) == pid:
+        time.sleep(1.0)
+    if _launcher_pid(root) == pid:
+        print(f"[reproduce] the campaign of {name} has not stopped within {timeout:.0f} s", file=sys.stderr)
+        return 1
+    print("[reproduce] stopped; the same command resumes it")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m launch.reproduce", description=__doc__.split("\n\n")[0])
     parser.add_argument("figure", help="a manifest name (benchmarks/reproduce/<name>.yaml) or a manifest's path")
@@ -268,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--launcher", choices=("local", "slurm", "ray", "submitit_local"), default="local",
                         help="local: a niced process per run (default); slurm, ray, submitit_local: one Hydra multirun "
                              "per label through conf/launcher/")
+    parser.add_argument("--stop", action="store_true",
+                        help="stop this figure's campaign running in another process (every run checkpoints; the "
+                             "same command resumes it) and wait until it has")
     parser.add_argument("--snapshot", action="store_true",
                         help="publish the curve so far of unfinished runs (marked in progress); start nothing")
     parser.add_argument("--results", type=Path, default=Path("results"), help="results root (default results)")
@@ -290,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     results, shipped = args.results, args.shipped
+    if args.stop:
+        return stop_campaign(results / "reproduce" / manifest.name, manifest.name)
     found = statuses(manifest, results, shipped)
     everything_published = all(s.state == "published" for s in found)
     if args.plan or args.snapshot:
@@ -320,7 +356,13 @@ def main(argv: list[str] | None = None) -> int:
                 if publish_completed(done, shipped, manifest, args.python):
                     write_index(shipped, args.n_resamples, _readme_for(shipped))
 
-            code = LocalPool(campaign, args.python, slots, args.nice).run(pending, publish_finished)
+            pid_file = campaign.root / LAUNCHER_PID
+            pid_file.write_text(str(os.getpid()))
+            try:
+                code = LocalPool(campaign, args.python, slots, args.nice).run(pending, publish_finished)
+            finally:
+                if pid_file.is_file() and pid_file.read_text().strip() == str(os.getpid()):
+                    pid_file.unlink()
         else:
             code = launch_cluster(campaign, args.python, pending, args.launcher, args.jobs)
         found = statuses(manifest, results, shipped)

@@ -203,6 +203,40 @@ def test_a_campaign_survives_sigkill_resumes_at_its_commit_publishes_and_reports
 
 
 @pytest.mark.slow
+def test_stop_halts_a_campaign_running_in_the_background_and_every_run_checkpoints(tmp_path):
+    repo = _copy_of_this_repository(tmp_path / "repo")
+    manifest = repo / "tiny.yaml"
+    long = {**TINY_MANIFEST, "runs": [{**TINY_MANIFEST["runs"][0], "overrides": [
+        o.replace("num_frames=28800", "num_frames=2000000") for o in TINY_MANIFEST["runs"][0]["overrides"]]}]}
+    manifest.write_text(yaml.safe_dump(long))
+    results = repo / "results"
+    idle = _reproduce(repo, manifest, "--stop")
+    assert idle.returncode == 0 and "no campaign of tiny is running" in idle.stdout
+    command = [sys.executable, "-m", "launch.reproduce", str(manifest), "--results", str(results), "--shipped",
+               str(repo / "shipped"), "--jobs", "2"]
+    env = {**os.environ, "WANDB_MODE": "disabled", "METARL_SHIPPED_RESULTS": str(repo / "shipped")}
+    tool = subprocess.Popen(command, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            start_new_session=True)  # as under nohup: no terminal's Ctrl-C reaches it
+    runs_dir = results / "gridworld" / "tiny"
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and len(list(runs_dir.glob("*/checkpoints/latest.pt"))) < 2:
+            assert tool.poll() is None, "the campaign ended before it could be stopped"
+            time.sleep(0.2)
+        stop = _reproduce(repo, manifest, "--stop", timeout=300)
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        assert "stopped; the same command resumes it" in stop.stdout
+        assert tool.wait(timeout=30) == 128 + signal.SIGTERM
+    finally:
+        if tool.poll() is None:
+            tool.kill()
+        _kill_everything_of(str(results))
+    metas = [json.loads((run / "metadata.json").read_text()) for run in sorted(runs_dir.iterdir())]
+    assert [m["status"] for m in metas] == ["preempted", "preempted"]
+    assert not (results / "reproduce" / "tiny" / "launcher.pid").exists()
+
+
+@pytest.mark.slow
 def test_a_campaign_runs_through_the_sweep_launchers_too(tmp_path):
     """``--launcher submitit_local``: the code path of ``--launcher slurm`` (one multirun per label), without a
     cluster."""
