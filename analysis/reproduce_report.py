@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
+from scipy import stats
 
 from analysis.belief_pictures import draw_comparison
 from analysis.load import EVAL_COLUMNS, RUN_KEYS, RunError, load_results, read_eval
@@ -150,11 +151,12 @@ def episode_table(table: pd.DataFrame, refs: dict[str, list[float]], scale: floa
     return pd.DataFrame(rows)
 
 
-def last_evaluations(ev: pd.DataFrame, label: str, value: str, episode: int, count: int = 3,
+def last_evaluations(ev: pd.DataFrame, label: str, value: str, episodes: int | list[int], count: int = 3,
                      env: str | None = None) -> tuple[float, list]:
-    """Mean over seeds of each seed's mean over its last ``count`` meta-tests (``value`` of ``episode``), and the
-    per-seed values."""
-    rows = ev[(ev["algo"] == label) & (ev["episode"] == episode)]
+    """Mean over seeds of each seed's mean over its last ``count`` meta-tests (``value`` of ``episodes``: one episode
+    or the mean over several), and the per-seed values."""
+    wanted = [episodes] if isinstance(episodes, int) else list(episodes)
+    rows = ev[(ev["algo"] == label) & (ev["episode"].isin(wanted))]
     if env is not None:
         rows = rows[rows["env"] == env]
     per_seed = []
@@ -270,30 +272,70 @@ def plot_seed_entropy(train: pd.DataFrame, table: pd.DataFrame, title: str, path
     return True
 
 
+#: a ``better_than`` claim holds where a one-sided Mann-Whitney U test over the seeds gives p below this
+CLAIM_P_VALUE = 0.05
+
+
+def _episodes_text(episodes: int | list[int]) -> str:
+    if isinstance(episodes, int):
+        return f"episode {episodes}"
+    return f"episodes {episodes[0]}-{episodes[-1]} (mean)" if episodes == list(range(episodes[0], episodes[-1] + 1)) \
+        else f"episodes {', '.join(map(str, episodes))} (mean)"
+
+
 def check_claim(claim: dict[str, Any], ev: pd.DataFrame) -> tuple[str, str]:
-    """What we measured for a claim and whether it holds: ``(measured, verdict)``."""
-    label, value, episode = claim["label"], claim.get("metric", "return"), int(claim.get("episode", 1))
+    """What we measured for a claim and whether it holds: ``(measured, verdict)``.
+
+    Each seed's value is its mean over its last ``last`` (default 3) meta-tests of ``metric`` in ``episode`` (or the
+    mean over ``episodes``). The claim holds where the mean over seeds of ``label`` is ``at_least`` a number, at least
+    its own value in episode ``at_least_episode``, within ``tolerance`` (a fraction, default 0.1) of ``near_label``'s
+    (a variant that works as well), or, for ``better_than``, above the rival label's with a one-sided Mann-Whitney U
+    test over the seeds at p < 0.05: below it, the claim does not hold; above it without that, it is not shown at
+    these seeds."""
+    label, value = claim["label"], claim.get("metric", "return")
+    episodes: int | list[int] = [int(k) for k in claim["episodes"]] if "episodes" in claim \
+        else int(claim.get("episode", 1))
     count, env = int(claim.get("last", 3)), claim.get("env")
-    ours, per_seed = last_evaluations(ev, label, value, episode, count, env)
+    ours, per_seed = last_evaluations(ev, label, value, episodes, count, env)
     scale, unit = (100.0, "%") if value == "success" else (1.0, "")
-    seeds = ", ".join(f"{scale * v:.0f}{unit}" if unit else f"{v:.3g}" for v in per_seed)
-    measured = (f"{label} episode {episode} {value}: {scale * ours:.1f}{unit} (mean over {len(per_seed)} seeds of "
-                f"the last {count} meta-tests; per seed {seeds})")
+
+    def shown(values: list[float]) -> str:
+        return ", ".join(f"{scale * v:.0f}{unit}" if unit else f"{v:.3g}" for v in values)
+
+    measured = (f"{label} {_episodes_text(episodes)} {value}: {scale * ours:.2f}{unit} (mean over {len(per_seed)} "
+                f"seeds of the last {count} meta-tests; per seed {shown(per_seed)})")
     if not math.isfinite(ours):
         return f"{label}: no runs", "no data"
-    holds = True
-    if "at_least" in claim:
-        holds = ours >= float(claim["at_least"])
+    verdict = "holds"
+    if "at_least" in claim and ours < float(claim["at_least"]):
+        verdict = "does not hold"
     if "at_least_episode" in claim:
         other, _ = last_evaluations(ev, label, value, int(claim["at_least_episode"]), count, env)
         measured += f"; episode {claim['at_least_episode']}: {scale * other:.1f}{unit}"
-        holds = holds and ours >= other
-    if "at_least_label" in claim:
-        rival = str(claim["at_least_label"])
-        other, rival_seeds = last_evaluations(ev, rival, value, episode, count, env)
-        measured += f"; {rival}: {scale * other:.1f}{unit} ({len(rival_seeds)} seeds)"
-        holds = holds and math.isfinite(other) and ours >= other
-    return measured, "holds" if holds else "does not hold"
+        if not ours >= other:
+            verdict = "does not hold"
+    if "near_label" in claim:
+        rival, tolerance = str(claim["near_label"]), float(claim.get("tolerance", 0.1))
+        other, rival_seeds = last_evaluations(ev, rival, value, episodes, count, env)
+        if not rival_seeds:
+            return measured + f"; {rival}: no runs", "no data"
+        measured += (f"; {rival}: {scale * other:.2f}{unit} ({len(rival_seeds)} seeds); within "
+                     f"{tolerance:.0%} of it: at least {scale * (1 - tolerance) * other:.2f}{unit}")
+        if not ours >= (1 - tolerance) * other:
+            verdict = "does not hold"
+    if "better_than" in claim:
+        rival = str(claim["better_than"])
+        other, rival_seeds = last_evaluations(ev, rival, value, episodes, count, env)
+        if not rival_seeds:
+            return measured + f"; {rival}: no runs", "no data"
+        test = stats.mannwhitneyu(per_seed, rival_seeds, alternative="greater")
+        measured += (f"; {rival}: {scale * other:.2f}{unit} ({len(rival_seeds)} seeds: {shown(rival_seeds)}); "
+                     f"one-sided Mann-Whitney U p = {test.pvalue:.3g}")
+        if not ours > other:
+            verdict = "does not hold"
+        elif test.pvalue >= CLAIM_P_VALUE:
+            verdict = f"not shown at {len(per_seed)} vs {len(rival_seeds)} seeds"
+    return measured, verdict
 
 
 def belief_comparison(entry: dict[str, Any], results: Any, name: str, out: Path) -> tuple[Path | None, str]:

@@ -22,6 +22,9 @@ RUN_KEYS = {"label", "algo", "env", "seeds", "overrides", "panel"}
 MANIFEST_KEYS = {"title", "paper", "checkpoint_interval_frames", "final_meta_test_episodes", "runs", "panels",
                  "claims", "beliefs", "per_seed"}
 BELIEF_KEYS = {"name", "title", "labels", "seed", "goal", "episodes"}
+#: a claim (``analysis.reproduce_report.check_claim``): its text, the label it is about, and what it compares
+CLAIM_KEYS = {"text", "label", "metric", "episode", "episodes", "last", "env", "at_least", "at_least_episode",
+              "near_label", "tolerance", "better_than"}
 #: the goal of a belief picture unless the manifest names one (far from the start: the search shows in the belief)
 BELIEF_GOAL = (3, 4)
 
@@ -108,6 +111,7 @@ def load_manifest(name_or_path: str | Path) -> Manifest:
     if len(set(keys)) != len(keys):
         raise ManifestError(f"{path}: a (env, label, seed) appears twice; give each configuration its own label")
     _check_beliefs(path, data.get("beliefs") or [], runs)
+    _check_claims(path, data.get("claims") or [], {r.label for r in runs})
     return Manifest(path.stem, path, data, runs)
 
 
@@ -121,3 +125,18 @@ def _check_beliefs(path: Path, entries: list[Any], runs: list[RunSpec]) -> None:
             spec = next((r for r in runs if r.label == label and r.seed == entry["seed"]), None)
             if spec is None or spec.env != "gridworld":
                 raise ManifestError(f"{where}: no GridWorld run {label!r} with seed {entry['seed']} in the manifest")
+
+
+def _check_claims(path: Path, entries: list[Any], labels: set[str]) -> None:
+    """``claims``: each names a text and a label of the manifest's runs, and compares with known keys only."""
+    for i, entry in enumerate(entries):
+        where = f"{path}: claims[{i}]"
+        if not isinstance(entry, dict) or {"text", "label"} - set(entry):
+            raise ManifestError(f"{where} needs text and label")
+        if set(entry) - CLAIM_KEYS:
+            raise ManifestError(f"{where}: unknown key(s) {', '.join(sorted(set(entry) - CLAIM_KEYS))}; allowed: "
+                                f"{', '.join(sorted(CLAIM_KEYS))}")
+        for key in ("label", "near_label", "better_than"):
+            if key in entry and entry[key] not in labels:
+                raise ManifestError(f"{where}: {key} {entry[key]!r} is not a label of the manifest's runs "
+                                    f"({', '.join(sorted(labels))})")

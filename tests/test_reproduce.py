@@ -65,6 +65,40 @@ def test_a_bad_manifest_is_refused_with_its_reason(tmp_path):
         load_manifest("nope")
 
 
+def test_a_claim_must_name_labels_of_the_manifest_and_known_keys(tmp_path):
+    path = tmp_path / "claims.yaml"
+    runs = [{"label": "a", "algo": "varibad", "env": "gridworld", "seeds": [0]}]
+    path.write_text(yaml.safe_dump({"runs": runs, "claims": [{"text": "t", "label": "a", "better_than": "b"}]}))
+    with pytest.raises(ManifestError, match=r"claims\[0\]: better_than 'b' is not a label of the manifest's runs"):
+        load_manifest(path)
+    path.write_text(yaml.safe_dump({"runs": runs, "claims": [{"text": "t", "label": "a", "at_lest": 1}]}))
+    with pytest.raises(ManifestError, match=r"claims\[0\]: unknown key\(s\) at_lest"):
+        load_manifest(path)
+
+
+def _claim_rows(label: str, per_seed: list[float], episodes: int = 4) -> list[dict]:
+    """Eval rows of one label: per seed, three meta-tests whose every episode returns the seed's value."""
+    return [{"algo": label, "env": "gridworld", "run_id": f"{label}{seed}", "seed": seed, "frames": frames,
+             "episode": episode, "return": value}
+            for seed, value in enumerate(per_seed) for frames in (1, 2, 3) for episode in range(1, episodes + 1)]
+
+
+def test_claims_between_variants_hold_only_where_the_seeds_show_them():
+    from analysis.reproduce_report import check_claim
+
+    ev = pd.DataFrame(_claim_rows("main", [10.4, 10.4, 10.4, 10.6, 10.4, 7.9, 10.4, 10.4])
+                      + _claim_rows("worse", [6.0, 5.5, 7.0]) + _claim_rows("close", [9.9, 10.4, 10.0])
+                      + _claim_rows("tie", [10.4, 10.4, 10.4]))
+    worse = {"text": "t", "label": "main", "episodes": [1, 2, 3, 4], "better_than": "worse"}
+    measured, verdict = check_claim(worse, ev)
+    assert verdict == "holds" and "Mann-Whitney U p = " in measured and "episodes 1-4 (mean)" in measured
+    assert check_claim({**worse, "better_than": "close"}, ev)[1] == "not shown at 8 vs 3 seeds"
+    assert check_claim({**worse, "better_than": "tie"}, ev)[1] == "does not hold"  # equal is not better
+    near = {"text": "t", "label": "close", "episodes": [1, 2, 3, 4], "near_label": "main", "tolerance": 0.1}
+    assert check_claim(near, ev)[1] == "holds"
+    assert check_claim({**near, "label": "worse"}, ev)[1] == "does not hold"
+
+
 # ------------------------------------------------------------------------------------------- a whole campaign
 TINY_MANIFEST = {
     "title": "tiny",
