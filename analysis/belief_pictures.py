@@ -101,6 +101,37 @@ def draw_comparison(traces: list[tuple[str, dict[str, np.ndarray]]], title: str)
     return fig
 
 
+def draw_latent_comparison(traces: list[tuple[str, dict[str, np.ndarray]]], title: str) -> Figure:
+    """One row per variant (VariBAD paper fig. 10): the posterior's mean and standard deviation per latent
+    dimension along the same task's rollout, episode boundaries dashed and the step the goal is first reached in
+    gold (with the filtering KL the variance should collapse there; with a fixed prior it grows again)."""
+    fig = Figure(figsize=(10, len(traces) * 2.1 + 0.7), layout="constrained")
+    axes = fig.subplots(len(traces), 2, squeeze=False, sharex=True)
+    for row, (label, trace) in enumerate(traces):
+        ax_mean, ax_std = axes[row]
+        t = np.arange(len(trace["latent_mean"]))
+        horizon = int(trace["horizon"])
+        for d in range(trace["latent_mean"].shape[1]):
+            ax_mean.plot(t, trace["latent_mean"][:, d], lw=1.0)
+            ax_std.plot(t, np.exp(0.5 * trace["latent_logvar"][:, d]), lw=1.0)
+        found = np.flatnonzero(trace["rewards"] > 0)
+        for ax in (ax_mean, ax_std):
+            for boundary in range(horizon, len(t), horizon):
+                ax.axvline(boundary, color="grey", ls="--", lw=0.8)
+            if found.size:
+                ax.axvline(found[0] + 1, color="gold", lw=1.5)
+            ax.grid(alpha=0.3)
+        ax_std.set_yscale("log")
+        ax_mean.set_ylabel(label, fontsize=8)
+        if row == 0:
+            ax_mean.set_title("posterior mean per latent dimension", fontsize=9)
+            ax_std.set_title("posterior std per latent dimension (log)", fontsize=9)
+    for ax in axes[-1]:
+        ax.set_xlabel("environment step (dashed: episode ends; gold: goal first reached)")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", type=Path, nargs="+", help="run folders holding beliefs_goal*.npz")

@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 from scipy import stats
 
-from analysis.belief_pictures import draw_comparison
+from analysis.belief_pictures import draw_comparison, draw_latent_comparison
 from analysis.load import EVAL_COLUMNS, RUN_KEYS, RunError, load_results, read_eval
 from analysis.references import DEFAULT_REFERENCES, load_references, references_for
 from analysis.stats import aggregate, format_frames, per_episode
@@ -355,6 +355,12 @@ def belief_comparison(entry: dict[str, Any], results: Any, name: str, out: Path)
         return None, f"No belief trace published for {', '.join(missing)} (seed {entry['seed']}, goal {goal})."
     frames = ", ".join(f"{label} {int(t['frames']):,}" for label, t in traces)
     picture = out / f"{name}_{entry['name']}.png"
+    if entry.get("kind", "cells") == "latent":
+        title = (f"{entry.get('title', entry['name'])}: the posterior along one rollout to the goal {goal} "
+                 f"(seed {entry['seed']})")
+        draw_latent_comparison(traces, title).savefig(picture, dpi=130)
+        return picture, (f"Per variant, the posterior q(m | trajectory so far): mean and standard deviation of each "
+                         f"latent dimension. Frames: {frames}.{absent}")
     title = (f"{entry.get('title', entry['name'])}: decoder p(reward | cell) along one rollout to the goal {goal} "
              f"(seed {entry['seed']})")
     draw_comparison(traces, title).savefig(picture, dpi=130)

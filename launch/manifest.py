@@ -21,7 +21,7 @@ MANIFESTS = locations.REPRODUCE_MANIFESTS
 RUN_KEYS = {"label", "algo", "env", "seeds", "overrides", "panel"}
 MANIFEST_KEYS = {"title", "paper", "checkpoint_interval_frames", "final_meta_test_episodes", "runs", "panels",
                  "claims", "beliefs", "per_seed"}
-BELIEF_KEYS = {"name", "title", "labels", "seed", "goal", "episodes"}
+BELIEF_KEYS = {"name", "title", "labels", "seed", "goal", "episodes", "kind"}
 #: a claim (``analysis.reproduce_report.check_claim``): its text, the label it is about, and what it compares
 CLAIM_KEYS = {"text", "label", "metric", "episode", "episodes", "last", "env", "at_least", "at_least_episode",
               "near_label", "tolerance", "better_than"}
@@ -120,7 +120,10 @@ def _check_beliefs(path: Path, entries: list[Any], runs: list[RunSpec]) -> None:
     for i, entry in enumerate(entries):
         where = f"{path}: beliefs[{i}]"
         if not isinstance(entry, dict) or {"name", "labels", "seed"} - set(entry) or set(entry) - BELIEF_KEYS:
-            raise ManifestError(f"{where} needs name, labels and seed (optional: title, goal, episodes)")
+            raise ManifestError(f"{where} needs name, labels and seed (optional: title, goal, episodes, kind)")
+        if entry.get("kind", "cells") not in ("cells", "latent"):
+            raise ManifestError(f"{where}: kind must be cells (the decoder's belief per cell, fig. 7) or latent (the "
+                                f"posterior's mean and std, fig. 10), got {entry['kind']!r}")
         for label in entry["labels"]:
             spec = next((r for r in runs if r.label == label and r.seed == entry["seed"]), None)
             if spec is None or spec.env != "gridworld":

@@ -56,3 +56,21 @@ def test_comparison_rows_show_the_prior_episode_one_and_part_of_episode_two(tmp_
     assert len(fig.axes) == 2 * len(comparison_steps(15, T + 1))
     fig.savefig(tmp_path / "c.png")
     assert (tmp_path / "c.png").stat().st_size > 5_000
+
+
+def test_latent_comparison_draws_mean_and_std_per_variant(tmp_path):
+    from analysis.belief_pictures import draw_latent_comparison
+
+    rng = np.random.default_rng(0)
+    T = 30
+    rewards = np.full(T, -0.1)
+    rewards[7] = 1.0
+    trace = {"latent_mean": rng.normal(size=(T + 1, 5)), "latent_logvar": rng.normal(size=(T + 1, 5)),
+             "rewards": rewards, "horizon": np.array(15)}
+    fig = draw_latent_comparison([("filtering", trace), ("fixed prior", trace), ("none", trace)], "test")
+    assert len(fig.axes) == 3 * 2
+    first_mean, first_std = fig.axes[0], fig.axes[1]
+    assert len(first_mean.lines) == 5 + 3 and first_std.get_yscale() == "log"  # 5 dims, 2 episode ends, goal found
+    assert [line.get_xdata()[0] for line in first_mean.lines[5:]] == [15, 30, 8]
+    fig.savefig(tmp_path / "l.png")
+    assert (tmp_path / "l.png").stat().st_size > 5_000

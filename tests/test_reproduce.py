@@ -52,7 +52,12 @@ def test_a_belief_picture_must_name_gridworld_runs_of_the_manifest(tmp_path):
     path.write_text(yaml.safe_dump({"runs": runs, "beliefs": [{"labels": ["a"], "seed": 0}]}))
     with pytest.raises(ManifestError, match="needs name, labels and seed"):
         load_manifest(path)
-    path.write_text(yaml.safe_dump({"runs": runs, "beliefs": [{"name": "b", "labels": ["a"], "seed": 1}]}))
+    path.write_text(yaml.safe_dump({"runs": runs, "beliefs": [{"name": "b", "labels": ["a"], "seed": 1,
+                                                                "kind": "heatmap"}]}))
+    with pytest.raises(ManifestError, match=r"kind must be cells .* or latent"):
+        load_manifest(path)
+    path.write_text(yaml.safe_dump({"runs": runs, "beliefs": [{"name": "b", "labels": ["a"], "seed": 1,
+                                                                "kind": "latent"}]}))
     assert load_manifest(path).data["beliefs"][0]["seed"] == 1
 
 
