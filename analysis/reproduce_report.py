@@ -11,7 +11,8 @@ e.g. VariBAD's H = 100 and PEARL's oyster H = 20, are never drawn on one axis) i
 
 and ``report.md``: per panel the figure, the success and return tables per episode (ours and the reference policies);
 per ``per_seed`` entry a table of every seed against a reference pattern (with what a seed that misses it learned)
-and ``<name>_<label>_entropy.png``, its policy entropy per seed; per ``beliefs`` entry ``<name>_<picture>.png``, the
+and ``<name>_<label>_entropy.png``, its policy entropy per seed (with ``goal_angle_bins``, also
+``<name>_<label>_goal_angle.png``, success per goal angle: the arc each seed searches); per ``beliefs`` entry ``<name>_<picture>.png``, the
 belief along one GridWorld rollout per label; and the paper's claims, each with what we measured and whether it
 holds.
 """
@@ -199,19 +200,25 @@ def entropy_at(train: pd.DataFrame, fraction: float, total: float) -> float:
 
 def per_seed_table(entry: dict[str, Any], ev: pd.DataFrame, refs: dict[str, Any] | None,
                    train: pd.DataFrame | None = None, count: int = 3) -> tuple[pd.DataFrame, str]:
-    """One row per seed of ``entry['label']``: the mean return of each meta-test episode over the seed's last ``count``
-    meta-tests, and whether every episode is within ``entry['tolerance']`` (a fraction, default 0.1) of the reference
-    line ``entry['reference']`` (e.g. GridWorld's Bayes-optimal policy); with a line that counts the seeds that are.
+    """One row per seed of ``entry['label']``: the mean return of each meta-test episode (``entry['episodes']``, by
+    default all) over the seed's last ``count`` meta-tests, and, where ``entry['reference']`` names a reference line
+    (e.g. GridWorld's ``bayes_optimal``; ``entry['setting']`` picks a protocol's block, e.g. PointRobot's
+    ``varibad``), whether every episode is within ``entry['tolerance']`` (a fraction, default 0.1) of it; with a
+    line that counts the seeds that are.
 
-    What a seed that misses it learned: its episode-1 success, the tasks it never solves in any episode of those
-    meta-tests, and its policy entropy early, midway and at the end (``train``: the runs' ``train_metrics.csv``
-    rows), since an early collapse of the entropy is one way a seed gets stuck."""
+    What a seed learned: its episode-1 success, the tasks it never solves in any episode of those meta-tests, its
+    policy entropy early, midway and at the end (``train``: the runs' ``train_metrics.csv`` rows), since an early
+    collapse of the entropy is one way a seed gets stuck, and, with ``entry['goal_angle_bins']`` (goals on a circle,
+    PointRobot), the arc of goals it finds in episode 1."""
     rows = ev[ev["algo"] == entry["label"]]
     if rows.empty:
         return pd.DataFrame(), f"No published runs of {entry['label']}."
     env = str(rows["env"].iloc[0])
-    episodes = int(rows["episode"].max())
-    line = panel_references(refs, env, None, episodes).get(str(entry.get("reference", "bayes_optimal")))
+    last_episode = int(rows["episode"].max())
+    shown = [int(k) for k in entry.get("episodes") or range(1, last_episode + 1) if int(k) <= last_episode]
+    reference = entry.get("reference")
+    line = (panel_references(refs, env, entry.get("setting"), last_episode).get(str(reference))
+            if reference else None)
     tolerance = float(entry.get("tolerance", 0.1))
     seeds_train = None
     if train is not None and ENTROPY in train and not train.empty:
@@ -223,29 +230,89 @@ def per_seed_table(entry: dict[str, Any], ev: pd.DataFrame, refs: dict[str, Any]
         recent = run[run["frames"].isin(last)]
         means = recent.groupby("episode")["return"].mean()
         row: dict[str, Any] = {"seed": int(seed), "frames": format_frames(int(last[-1]))}
-        row.update({f"ep {k}": round(float(means.get(k, math.nan)), 2) for k in range(1, episodes + 1)})
+        row.update({f"ep {k}": round(float(means.get(k, math.nan)), 2) for k in shown})
         if line:
             row["pattern"] = "yes" if all(means.get(k, -math.inf) >= (1 - tolerance) * line[k - 1]
-                                          for k in range(1, episodes + 1)) else "no"
+                                          for k in range(1, min(last_episode, len(line)) + 1)) else "no"
         if "success" in recent:
-            first = recent[recent["episode"] == 1]["success"].astype(float)
-            row["ep 1 success"] = f"{100 * first.mean():.0f}%"
-            never = goals_never_found(recent)
-            row["never solved"] = ", ".join(never) if never else "-"
+            first = recent[recent["episode"] == 1]
+            row["ep 1 success"] = f"{100 * first['success'].astype(float).mean():.0f}%"
+            if entry.get("goal_angle_bins"):
+                row["ep 1 finds goals at"] = found_arcs(first, int(entry["goal_angle_bins"]))
+            else:
+                never = goals_never_found(recent)
+                row["never solved"] = ", ".join(never) if never else "-"
         if seeds_train is not None:
             mine = seeds_train[seeds_train["seed"] == seed]
             for fraction in ENTROPY_AT:
                 row[f"entropy @{format_frames(fraction * total)}"] = f"{entropy_at(mine, fraction, total):.2f}"
         table.append(row)
     out = pd.DataFrame(table)
+    notes = (f"Each seed's mean over its last {count} meta-tests. 'never solved': the tasks no episode of those "
+             "meta-tests solves; 'ep 1 finds goals at': the goal angles where episode 1 succeeds at least half the "
+             "time; entropy: the policy's, averaged over the 5% of training before the frame shown.")
+    if not reference:
+        return out, notes
     if not line:
-        return out, f"No reference line {entry.get('reference')!r} for {env}."
+        return out, f"No reference line {reference!r} for {env}. {notes}"
     reached = int((out["pattern"] == "yes").sum())
-    ref = " / ".join(f"{v:.2f}" for v in line)
-    return out, (f"{reached} of {len(out)} seeds reach the {entry.get('reference', 'bayes_optimal')} pattern: every "
-                 f"episode's return at least {1 - tolerance:.0%} of the reference ({ref}), each seed's mean over its "
-                 f"last {count} meta-tests. 'never solved': the tasks no episode of those meta-tests solves; "
-                 "entropy: the policy's, averaged over the 5% of training before the frame shown.")
+    ref = " / ".join(f"{v:.2f}" for v in line[:8]) + (" ..." if len(line) > 8 else "")
+    return out, (f"{reached} of {len(out)} seeds reach the {reference} pattern: every episode's return at least "
+                 f"{1 - tolerance:.0%} of the reference ({ref}). {notes}")
+
+
+def goal_angles(tasks: pd.Series) -> np.ndarray:
+    """The angle in degrees of each 2-D goal in eval.csv's ``task`` column (``"[x, y]"``)."""
+    xy = np.array([json.loads(t) for t in tasks], dtype=float).reshape(len(tasks), -1)
+    return np.degrees(np.arctan2(xy[:, 1], xy[:, 0]))
+
+
+def success_by_angle(rows: pd.DataFrame, bins: int) -> pd.Series:
+    """Success rate of ``rows`` per bin of goal angle over [0, 180] degrees, indexed by the bins' left edges."""
+    width = 180.0 / bins
+    edges = np.clip(goal_angles(rows["task"]) // width, 0, bins - 1) * width
+    return rows["success"].astype(float).groupby(edges).mean().reindex(np.arange(bins) * width)
+
+
+def found_arcs(rows: pd.DataFrame, bins: int, threshold: float = 0.5) -> str:
+    """The arcs of goal angles (bins merged) where ``rows`` (one seed's episode-1 rows) succeed at least
+    ``threshold`` of the time: ``"15-120°, 150-180°"``."""
+    rate = success_by_angle(rows, bins)
+    width = 180.0 / bins
+    arcs, start = [], None
+    for left, value in rate.items():
+        hit = bool(value >= threshold)
+        if hit and start is None:
+            start = left
+        if not hit and start is not None:
+            arcs.append((start, left))
+            start = None
+    if start is not None:
+        arcs.append((start, 180.0))
+    return ", ".join(f"{a:.0f}-{b:.0f}°" for a, b in arcs) if arcs else f"none (bins of {width:.0f}°)"
+
+
+def plot_goal_angle(ev: pd.DataFrame, label: str, bins: int, title: str, path: Path, count: int = 3,
+                    dpi: int = 150) -> None:
+    """Episode-1 (solid) and episode-2 (dashed) success per goal angle, one colour per seed, over each seed's last
+    ``count`` meta-tests: the arc of the semicircle a seed searches, and what it misses."""
+    fig = Figure(figsize=(7.2, 4.0), layout="constrained")
+    ax = fig.subplots()
+    width = 180.0 / bins
+    for index, (seed, run) in enumerate(ev[ev["algo"] == label].groupby("seed")):
+        recent = run[run["frames"].isin(sorted(run["frames"].unique())[-count:])]
+        for episode, style in ((1, "-"), (2, "--")):
+            rate = success_by_angle(recent[recent["episode"] == episode], bins)
+            ax.plot(rate.index + width / 2, 100 * rate.to_numpy(), style, marker="o", ms=3, color=f"C{index % 10}",
+                    label=f"seed {seed}, episode {episode}")
+    ax.set_xlabel("goal angle on the semicircle (degrees)")
+    ax.set_ylabel("success rate (%)")
+    ax.set_xlim(0, 180)
+    ax.set_ylim(-3, 103)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    fig.legend(loc="outside right center", fontsize=8, frameon=False)
+    fig.savefig(path, dpi=dpi)
 
 
 def plot_seed_entropy(train: pd.DataFrame, table: pd.DataFrame, title: str, path: Path, dpi: int = 150) -> bool:
@@ -422,6 +489,12 @@ def write_report(manifest: dict[str, Any], name: str, shipped: Path, out: Path, 
                                  f"{title}: policy entropy", entropy):
                 written.append(entropy)
                 lines += [f"![policy entropy per seed]({entropy.name})", ""]
+            if entry.get("goal_angle_bins"):
+                arcs = out / f"{name}_{entry['label']}_goal_angle.png"
+                plot_goal_angle(results.eval, entry["label"], int(entry["goal_angle_bins"]),
+                                f"{title}: success per goal angle", arcs)
+                written.append(arcs)
+                lines += [f"![success per goal angle]({arcs.name})", ""]
     for entry in manifest.get("beliefs") or []:
         picture, note = belief_comparison(entry, results, name, out)
         lines += [f"## {entry.get('title', entry['name'])}", ""]

@@ -22,6 +22,8 @@ RUN_KEYS = {"label", "algo", "env", "seeds", "overrides", "panel"}
 MANIFEST_KEYS = {"title", "paper", "checkpoint_interval_frames", "final_meta_test_episodes", "runs", "panels",
                  "claims", "beliefs", "per_seed"}
 BELIEF_KEYS = {"name", "title", "labels", "seed", "goal", "episodes", "kind"}
+#: a per-seed table (``analysis.reproduce_report.per_seed_table``)
+PER_SEED_KEYS = {"label", "title", "reference", "tolerance", "setting", "episodes", "goal_angle_bins"}
 #: a claim (``analysis.reproduce_report.check_claim``): its text, the label it is about, and what it compares
 CLAIM_KEYS = {"text", "label", "metric", "episode", "episodes", "last", "env", "at_least", "at_least_episode",
               "near_label", "tolerance", "better_than"}
@@ -112,6 +114,7 @@ def load_manifest(name_or_path: str | Path) -> Manifest:
         raise ManifestError(f"{path}: a (env, label, seed) appears twice; give each configuration its own label")
     _check_beliefs(path, data.get("beliefs") or [], runs)
     _check_claims(path, data.get("claims") or [], {r.label for r in runs})
+    _check_per_seed(path, data.get("per_seed") or [], {r.label for r in runs})
     return Manifest(path.stem, path, data, runs)
 
 
@@ -143,3 +146,17 @@ def _check_claims(path: Path, entries: list[Any], labels: set[str]) -> None:
             if key in entry and entry[key] not in labels:
                 raise ManifestError(f"{where}: {key} {entry[key]!r} is not a label of the manifest's runs "
                                     f"({', '.join(sorted(labels))})")
+
+
+def _check_per_seed(path: Path, entries: list[Any], labels: set[str]) -> None:
+    """``per_seed``: each names a label of the manifest's runs, with known keys only."""
+    for i, entry in enumerate(entries):
+        where = f"{path}: per_seed[{i}]"
+        if not isinstance(entry, dict) or "label" not in entry:
+            raise ManifestError(f"{where} needs a label")
+        if set(entry) - PER_SEED_KEYS:
+            raise ManifestError(f"{where}: unknown key(s) {', '.join(sorted(set(entry) - PER_SEED_KEYS))}; allowed: "
+                                f"{', '.join(sorted(PER_SEED_KEYS))}")
+        if entry["label"] not in labels:
+            raise ManifestError(f"{where}: label {entry['label']!r} is not a label of the manifest's runs "
+                                f"({', '.join(sorted(labels))})")

@@ -81,6 +81,43 @@ def test_a_claim_must_name_labels_of_the_manifest_and_known_keys(tmp_path):
         load_manifest(path)
 
 
+def test_per_seed_table_shows_the_arc_of_goals_a_seed_finds():
+    """PointRobot: goals on the semicircle; a seed that finds the goals at 0-90 degrees in episode 1 and none beyond
+    searches a quarter circle, one that finds them all the whole arc."""
+    import math
+
+    from analysis.reproduce_report import found_arcs, per_seed_table
+
+    rows = []
+    for seed, reach in ((0, 90.0), (1, 180.0)):
+        for frames in (1, 2, 3):
+            for degrees in range(5, 180, 10):
+                task = f"[{math.cos(math.radians(degrees)):.5f}, {math.sin(math.radians(degrees)):.5f}]"
+                for episode in (1, 2):
+                    found = degrees < reach or episode == 2
+                    rows.append({"algo": "v", "env": "pointrobot_sparse", "seed": seed, "frames": frames,
+                                 "episode": episode, "task": task, "return": 50.0 * found, "success": found})
+    ev = pd.DataFrame(rows)
+    first = ev[(ev["seed"] == 0) & (ev["episode"] == 1)]
+    assert found_arcs(first, 12) == "0-90°" and found_arcs(first, 6) == "0-90°"
+    assert found_arcs(first.assign(success=False), 12) == "none (bins of 15°)"
+    table, summary = per_seed_table({"label": "v", "episodes": [1], "goal_angle_bins": 12}, ev, None)
+    assert list(table["ep 1 finds goals at"]) == ["0-90°", "0-180°"] and list(table["ep 1 success"]) == ["50%", "100%"]
+    assert "pattern" not in table and summary.startswith("Each seed's mean over its last 3 meta-tests")
+    assert list(table.columns[:3]) == ["seed", "frames", "ep 1"]
+
+
+def test_a_per_seed_entry_must_name_a_label_of_the_manifest(tmp_path):
+    path = tmp_path / "p.yaml"
+    runs = [{"label": "a", "algo": "varibad", "env": "gridworld", "seeds": [0]}]
+    path.write_text(yaml.safe_dump({"runs": runs, "per_seed": [{"label": "b"}]}))
+    with pytest.raises(ManifestError, match=r"per_seed\[0\]: label 'b' is not a label of the manifest's runs"):
+        load_manifest(path)
+    path.write_text(yaml.safe_dump({"runs": runs, "per_seed": [{"label": "a", "bins": 3}]}))
+    with pytest.raises(ManifestError, match=r"per_seed\[0\]: unknown key\(s\) bins"):
+        load_manifest(path)
+
+
 def _claim_rows(label: str, per_seed: list[float], episodes: int = 4) -> list[dict]:
     """Eval rows of one label: per seed, three meta-tests whose every episode returns the seed's value."""
     return [{"algo": label, "env": "gridworld", "run_id": f"{label}{seed}", "seed": seed, "frames": frames,
