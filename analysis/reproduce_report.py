@@ -12,9 +12,9 @@ e.g. VariBAD's H = 100 and PEARL's oyster H = 20, are never drawn on one axis) i
 and ``report.md``: per panel the figure, the success and return tables per episode (ours and the reference policies);
 per ``per_seed`` entry a table of every seed against a reference pattern (with what a seed that misses it learned)
 and ``<name>_<label>_entropy.png``, its policy entropy per seed (with ``goal_angle_bins``, also
-``<name>_<label>_goal_angle.png``, success per goal angle: the arc each seed searches); per ``beliefs`` entry ``<name>_<picture>.png``, the
-belief along one GridWorld rollout per label; and the paper's claims, each with what we measured and whether it
-holds.
+``<name>_<label>_goal_angle.png``, success per goal angle: the arc each seed searches); per ``beliefs`` entry
+``<name>_<picture>.png``, the belief along one GridWorld rollout per label; and the paper's claims, each with what we
+measured and whether it holds.
 """
 
 from __future__ import annotations
