@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -31,6 +32,8 @@ class RunStatus:
     commit: str | None = None
     last_eval: str = ""
     notes: list[str] = field(default_factory=list)
+    #: the budget and speed of a run not started yet come from its config and from other runs (see statuses)
+    estimated: bool = False
 
     @property
     def hours_left(self) -> float | None:
@@ -126,15 +129,47 @@ def run_status(spec: RunSpec, results: Path, shipped: Path) -> RunStatus:
     return RunStatus(spec, "missing", notes=notes)
 
 
+def _algo_of(run: Path) -> str | None:
+    try:
+        return str(yaml.safe_load((run / run_folder.CONFIG).read_text())["algo"]["name"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+
+
+def algo_speed(roots: list[Path], env: str, algo: str) -> float | None:
+    """The median speed of the runs of ``algo`` on ``env`` under ``roots`` (any label) that logged one."""
+    speeds = []
+    for root in roots:
+        for run in sorted((root / env).glob("*/*")):
+            if run.is_dir() and _algo_of(run) == algo:
+                speed = _speed(run)
+                if speed:
+                    speeds.append(speed)
+    return float(np.median(speeds)) if speeds else None
+
+
+def planned_budget(spec: RunSpec) -> int | None:
+    """The frames a run not started yet will train for: its config composed as ``train.py`` would."""
+    from algorithms.builder import compose_config  # composing needs the agents' structured configs
+
+    try:
+        return int(compose_config(f"algo={spec.algo}", f"env={spec.env}", *spec.overrides).train.num_frames)
+    except Exception:  # a config that does not compose is reported when the run starts
+        return None
+
+
 def statuses(manifest: Manifest, results: Path, shipped: Path) -> list[RunStatus]:
     found = [run_status(spec, results, shipped) for spec in manifest.runs]
-    # a run not started yet: the speed of the runs of its label that have one
+    # a run not started yet: the speed of the runs of its label that have one, else of its algo on its env on this
+    # machine (results/ and the published runs, any label); its budget from its config
     for status in found:
         if status.state == "missing":
             peers = [s.fps for s in found if s.spec.label == status.spec.label and s.fps]
             budgets = [s.budget for s in found if s.spec.label == status.spec.label and s.budget]
-            status.fps = sum(peers) / len(peers) if peers else None
-            status.budget = budgets[0] if budgets else None
+            status.fps = sum(peers) / len(peers) if peers else algo_speed([results, shipped], status.spec.env,
+                                                                           status.spec.algo)
+            status.budget = budgets[0] if budgets else planned_budget(status.spec)
+            status.estimated = True
     return found
 
 
@@ -149,7 +184,8 @@ def print_plan(manifest: Manifest, found: list[RunStatus], commit: str | None, f
         budget = "?" if s.budget is None else format_frames(float(s.budget))
         hours = s.hours_left
         rows.append({"label": s.spec.label, "env": s.spec.env, "seed": s.spec.seed, "state": s.state,
-                     "frames": f"{frames} / {budget}", "fps": "-" if not s.fps else f"{s.fps:,.0f}",
+                     "frames": f"{frames} / {budget}",
+                     "fps": "-" if not s.fps else ("~" if s.estimated else "") + f"{s.fps:,.0f}",
                      "hours left": "?" if hours is None else f"{hours:.2f}",
                      "commit": (s.commit or "-")[:10], "last meta-test": s.last_eval})
     print(pd.DataFrame(rows).to_string(index=False), file=out)
@@ -159,7 +195,8 @@ def print_plan(manifest: Manifest, found: list[RunStatus], commit: str | None, f
     print(f"runs: {len(found)}; " + ", ".join(f"{st} {sum(s.state == st for s in found)}" for st in STATES
                                               if any(s.state == st for s in found))
           + f"; hours left, summed over runs at each run's speed so far (one thread each; runs that share "
-            f"cores run slower): {total}", file=out)
+            f"cores run slower; ~: a run not started yet, at the speed of its label's or its algo's runs here): "
+            f"{total}", file=out)
     for s in found:
         for note in s.notes:
             print(f"note: {s.spec.label} seed {s.spec.seed}: {note}", file=out)

@@ -372,3 +372,21 @@ def test_pictures_that_share_a_run_and_goal_export_its_trace_once(tmp_path):
     assert [name for name, _ in belief_exports(manifest, status)] == ["beliefs_goal3_4.npz", "beliefs_goal1_2.npz"]
     (run / "beliefs_goal3_4.npz").write_bytes(b"")
     assert [name for name, _ in belief_exports(manifest, status)] == ["beliefs_goal1_2.npz"]
+
+
+def test_the_plan_estimates_a_run_not_started_yet_from_its_config_and_its_algos_runs_here(tmp_path):
+    from launch.run_status import statuses
+
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({"runs": [{"label": "new", "algo": "varibad", "env": "gridworld", "seeds": [0],
+                                              "overrides": ["train.num_frames=12345"]}]}))
+    manifest = load_manifest(path)
+    results, shipped = tmp_path / "results", tmp_path / "shipped"
+    other = results / "gridworld" / "another_label" / "20260101-000000_seed3"  # the same algo and env, another label
+    other.mkdir(parents=True)
+    (other / "config.yaml").write_text(yaml.safe_dump({"algo": {"name": "varibad"}, "train": {"num_frames": 99}}))
+    pd.DataFrame({"frames": [0, 1000, 2000], "wall_time": [0.0, 1.0, 2.0]}).to_csv(other / "train_metrics.csv")
+    (status,) = statuses(manifest, results, shipped)
+    assert status.state == "missing" and status.estimated
+    assert status.budget == 12345 and status.fps == pytest.approx(1000.0)
+    assert status.hours_left == pytest.approx(12345 / 1000 / 3600)
