@@ -248,9 +248,12 @@ def per_seed_table(entry: dict[str, Any], ev: pd.DataFrame, refs: dict[str, Any]
                 row[f"entropy @{format_frames(fraction * total)}"] = f"{entropy_at(mine, fraction, total):.2f}"
         table.append(row)
     out = pd.DataFrame(table)
-    notes = (f"Each seed's mean over its last {count} meta-tests. 'never solved': the tasks no episode of those "
-             "meta-tests solves; 'ep 1 finds goals at': the goal angles where episode 1 succeeds at least half the "
-             "time; entropy: the policy's, averaged over the 5% of training before the frame shown.")
+    meanings = {"never solved": "the tasks no episode of those meta-tests solves",
+                "ep 1 finds goals at": "the goal angles where episode 1 succeeds at least half the time"}
+    notes = " ".join([f"Each seed's mean over its last {count} meta-tests."]
+                     + [f"'{column}': {meaning}." for column, meaning in meanings.items() if column in out]
+                     + (["Entropy: the policy's, averaged over the 5% of training before the frame shown."]
+                        if seeds_train is not None else []))
     if not reference:
         return out, notes
     if not line:
