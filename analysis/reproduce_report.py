@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,7 @@ def plot_panel(table: pd.DataFrame, refs: dict[str, list[float]], title: str, pa
     ax.set_ylabel("mean return over test tasks")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    ax.set_title(title, fontsize=10)
+    ax.set_title("\n".join(textwrap.fill(line, 80) for line in title.split("\n")), fontsize=10)
     # below the axes: never on the data
     fig.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
     fig.savefig(path, dpi=dpi)
@@ -128,7 +129,7 @@ def plot_curves(ev: pd.DataFrame, episodes: list[int], title: str, path: Path, n
             ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: format_frames(x)))
     for ax in axes[-1]:
         ax.set_xlabel("training frames")
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(textwrap.fill(title, 40 * len(episodes)), fontsize=10)
     fig.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)
     fig.savefig(path, dpi=dpi)
 
