@@ -326,7 +326,7 @@ def plot_seed_entropy(train: pd.DataFrame, table: pd.DataFrame, title: str, path
         return False
     fig = Figure(figsize=(7.2, 4.0), layout="constrained")
     ax = fig.subplots()
-    stuck = set(table.loc[table.get("pattern", pd.Series(dtype=str)) == "no", "seed"])
+    stuck = set(table.loc[table["pattern"] == "no", "seed"]) if "pattern" in table else set()
     for index, (seed, run) in enumerate(train.groupby("seed")):
         run = run.sort_values("frames")
         smooth = run[ENTROPY].rolling(20, min_periods=1).mean()

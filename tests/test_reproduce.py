@@ -81,7 +81,7 @@ def test_a_claim_must_name_labels_of_the_manifest_and_known_keys(tmp_path):
         load_manifest(path)
 
 
-def test_per_seed_table_shows_the_arc_of_goals_a_seed_finds():
+def test_per_seed_table_shows_the_arc_of_goals_a_seed_finds(tmp_path):
     """PointRobot: goals on the semicircle; a seed that finds the goals at 0-90 degrees in episode 1 and none beyond
     searches a quarter circle, one that finds them all the whole arc."""
     import math
@@ -105,6 +105,11 @@ def test_per_seed_table_shows_the_arc_of_goals_a_seed_finds():
     assert list(table["ep 1 finds goals at"]) == ["0-90°", "0-180°"] and list(table["ep 1 success"]) == ["50%", "100%"]
     assert "pattern" not in table and summary.startswith("Each seed's mean over its last 3 meta-tests")
     assert list(table.columns[:3]) == ["seed", "frames", "ep 1"]
+    # no reference pattern: the entropy figure draws every seed alike
+    from analysis.reproduce_report import plot_seed_entropy
+
+    train = pd.DataFrame({"algo": "v", "seed": [0, 0, 1, 1], "frames": [1, 2, 1, 2], "ppo/entropy": [1.0, 0.5] * 2})
+    assert plot_seed_entropy(train, table, "t", tmp_path / "e.png") and (tmp_path / "e.png").is_file()
 
 
 def test_a_per_seed_entry_must_name_a_label_of_the_manifest(tmp_path):
