@@ -47,7 +47,7 @@ from typing import Any
 from analysis.load import SHIPPED_RESULTS
 from analysis.publish import PublishError, publish, snapshot, write_index
 from launch.manifest import BELIEF_GOAL, Manifest, ManifestError, RunSpec, load_manifest
-from launch.run_status import RunStatus, print_plan, statuses
+from launch.run_status import RunStatus, print_plan, run_status, statuses
 from records import locations, run_folder
 
 REPO = locations.REPO_ROOT
@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{len(pending)} run(s) wait: run this again when they end (or with a larger --jobs)")
         elif args.launcher == "local":
             def publish_finished(spec: RunSpec) -> None:
-                done = [s for s in statuses(manifest, results, shipped) if s.spec == spec]
+                done = [run_status(spec, results, shipped)]  # this run only: the others' states cost time
                 if publish_completed(done, shipped, manifest, args.python):
                     write_index(shipped, args.n_resamples, _readme_for(shipped))
 

@@ -3,6 +3,7 @@ hours it has left, and the plan table ``make reproduce PLAN=1`` prints."""
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from dataclasses import dataclass, field
@@ -150,24 +151,32 @@ def algo_speed(roots: list[Path], env: str, algo: str) -> float | None:
 
 def planned_budget(spec: RunSpec) -> int | None:
     """The frames a run not started yet will train for: its config composed as ``train.py`` would."""
+    return _composed_budget(spec.algo, spec.env, spec.overrides)
+
+
+@functools.cache
+def _composed_budget(algo: str, env: str, overrides: tuple[str, ...]) -> int | None:
     from algorithms.builder import compose_config  # composing needs the agents' structured configs
 
     try:
-        return int(compose_config(f"algo={spec.algo}", f"env={spec.env}", *spec.overrides).train.num_frames)
+        return int(compose_config(f"algo={algo}", f"env={env}", *overrides).train.num_frames)
     except Exception:  # a config that does not compose is reported when the run starts
         return None
 
 
 def statuses(manifest: Manifest, results: Path, shipped: Path) -> list[RunStatus]:
     found = [run_status(spec, results, shipped) for spec in manifest.runs]
+    speeds: dict[tuple[str, str], float | None] = {}
     # a run not started yet: the speed of the runs of its label that have one, else of its algo on its env on this
     # machine (results/ and the published runs, any label); its budget from its config
     for status in found:
         if status.state == "missing":
             peers = [s.fps for s in found if s.spec.label == status.spec.label and s.fps]
             budgets = [s.budget for s in found if s.spec.label == status.spec.label and s.budget]
-            status.fps = sum(peers) / len(peers) if peers else algo_speed([results, shipped], status.spec.env,
-                                                                           status.spec.algo)
+            if not peers and (status.spec.env, status.spec.algo) not in speeds:
+                speeds[status.spec.env, status.spec.algo] = algo_speed([results, shipped], status.spec.env,
+                                                                        status.spec.algo)
+            status.fps = sum(peers) / len(peers) if peers else speeds[status.spec.env, status.spec.algo]
             status.budget = budgets[0] if budgets else planned_budget(status.spec)
             status.estimated = True
     return found
