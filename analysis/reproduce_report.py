@@ -7,7 +7,8 @@ e.g. VariBAD's H = 100 and PEARL's oyster H = 20, are never drawn on one axis) i
 * ``<name>_<panel>_per_episode.png``: mean return per meta-test episode, 95% bootstrap CI over seeds, from the final
   meta-test with the manifest's episode count (``final_eval.csv``; the last meta-test where a run has none), with the
   panel's reference lines; the caption names the protocol;
-* ``<name>_<panel>_learning_curves.png``: return and success of the first episodes vs training frames;
+* ``<name>_<panel>_learning_curves.png``: return and success of the first episodes vs training frames, and with
+  the panel's ``pooled_episodes`` their mean over the training BAMDP's episodes (what the paper's curves show);
 
 and ``report.md``: per panel the figure, the success and return tables per episode (ours and the reference policies);
 per ``per_seed`` entry a table of every seed against a reference pattern (with what a seed that misses it learned)
@@ -108,15 +109,31 @@ def plot_panel(table: pd.DataFrame, refs: dict[str, list[float]], title: str, pa
     fig.savefig(path, dpi=dpi)
 
 
+#: the ``episode`` value of rows pooled over several episodes (``plot_curves``' ``pooled``)
+POOLED = -1
+
+
 def plot_curves(ev: pd.DataFrame, episodes: list[int], title: str, path: Path, n_resamples: int,
-                dpi: int = 150) -> None:
+                pooled: list[int] | None = None, dpi: int = 150) -> pd.DataFrame:
+    """Return (and success) of each of ``episodes`` against training frames, mean over seeds with CIs; with
+    ``pooled``, one more column: the mean over those episodes (the paper's learning curves show the return of the
+    whole training BAMDP, e.g. GridWorld's 4 episodes), ``episode`` = :data:`POOLED` in the returned curves (those
+    of the return)."""
     values = ["return", "success"] if ev["success"].astype(bool).any() else ["return"]
     colors = label_colors(ev["algo"].unique())
-    fig = Figure(figsize=(4.4 * len(episodes), 3.2 * len(values) + 0.9), layout="constrained")
-    axes = fig.subplots(len(values), len(episodes), squeeze=False, sharex=True)
+    columns = list(episodes)
+    drawn = pd.DataFrame()
+    rows = ev[ev["episode"].isin(episodes)]
+    if pooled:
+        rows = pd.concat([rows, ev[ev["episode"].isin(pooled)].assign(episode=POOLED)], ignore_index=True)
+        columns.append(POOLED)
+    fig = Figure(figsize=(4.4 * len(columns), 3.2 * len(values) + 0.9), layout="constrained")
+    axes = fig.subplots(len(values), len(columns), squeeze=False, sharex=True)
     for row, value in enumerate(values):
-        curves = aggregate(ev[ev["episode"].isin(episodes)], value=value, n_resamples=n_resamples)
-        for col, episode in enumerate(episodes):
+        # per seed, the mean over its tasks (and, pooled, over the episodes) first; then mean and CI over seeds
+        curves = aggregate(rows, value=value, n_resamples=n_resamples)
+        drawn = curves if value == "return" else drawn
+        for col, episode in enumerate(columns):
             ax = axes[row, col]
             for label, group in curves[curves["episode"] == episode].groupby("algo", sort=True):
                 group = group.sort_values("frames")
@@ -124,14 +141,17 @@ def plot_curves(ev: pd.DataFrame, episodes: list[int], title: str, path: Path, n
                 ax.plot(group["frames"], group["mean"], color=color, lw=1.5, marker=".", ms=3,
                         label=label if (row, col) == (0, 0) else None)
                 ax.fill_between(group["frames"], group["lo"], group["hi"], color=color, alpha=0.2, lw=0)
-            ax.set_title(f"episode {episode}: {'success rate' if value == 'success' else 'return'}", fontsize=9)
+            shown = (f"episodes {pooled[0]}-{pooled[-1]} (mean)" if episode == POOLED and pooled
+                     else f"episode {episode}")
+            ax.set_title(f"{shown}: {'success rate' if value == 'success' else 'return'}", fontsize=9)
             ax.grid(alpha=0.3)
             ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: format_frames(x)))
     for ax in axes[-1]:
         ax.set_xlabel("training frames")
-    fig.suptitle(textwrap.fill(title, 40 * len(episodes)), fontsize=10)
+    fig.suptitle(textwrap.fill(title, 40 * len(columns)), fontsize=10)
     fig.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)
     fig.savefig(path, dpi=dpi)
+    return drawn
 
 
 def episode_table(table: pd.DataFrame, refs: dict[str, list[float]], scale: float, decimals: int) -> pd.DataFrame:
@@ -473,8 +493,9 @@ def write_report(manifest: dict[str, Any], name: str, shipped: Path, out: Path, 
         written.append(figure)
         ev = eval_env[eval_env["algo"].isin(panel_labels)]
         curves = out / f"{name}_{key}_learning_curves.png"
+        pooled = [int(k) for k in panel.get("pooled_episodes") or []]
         plot_curves(ev, [k for k in (1, 2) if k in set(ev["episode"])], f"{panel.get('title', key)}: meta-tests "
-                    "during training", curves, n_resamples)
+                    "during training", curves, n_resamples, pooled=pooled)
         written.append(curves)
         lines += [f"## {panel.get('title', key)}", "", str(panel.get("protocol", "")).strip(), "",
                   f"![per-episode return]({figure.name})", "", f"![learning curves]({curves.name})", "",

@@ -22,6 +22,9 @@ RUN_KEYS = {"label", "algo", "env", "seeds", "overrides", "panel"}
 MANIFEST_KEYS = {"title", "paper", "checkpoint_interval_frames", "final_meta_test_episodes", "runs", "panels",
                  "claims", "beliefs", "per_seed"}
 BELIEF_KEYS = {"name", "title", "labels", "seed", "goal", "episodes", "kind"}
+#: a protocol panel: its title, the protocol's description and reference lines, labels of other panels drawn in it,
+#: and the episodes its learning curves also show pooled (their mean)
+PANEL_KEYS = {"title", "protocol", "references", "include", "pooled_episodes"}
 #: a per-seed table (``analysis.reproduce_report.per_seed_table``)
 PER_SEED_KEYS = {"label", "title", "reference", "tolerance", "setting", "episodes", "goal_angle_bins"}
 #: a claim (``analysis.reproduce_report.check_claim``): its text, the label it is about, and what it compares
@@ -86,6 +89,9 @@ def load_manifest(name_or_path: str | Path) -> Manifest:
         raise ManifestError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; allowed: "
                             f"{', '.join(sorted(MANIFEST_KEYS))}")
     panels = data.get("panels") or {}
+    for key, panel in panels.items():
+        if not isinstance(panel, dict) or set(panel) - PANEL_KEYS:
+            raise ManifestError(f"{path}: panels.{key} must be a mapping of {', '.join(sorted(PANEL_KEYS))}")
     runs: list[RunSpec] = []
     for i, entry in enumerate(data["runs"]):
         where = f"{path}: runs[{i}]"

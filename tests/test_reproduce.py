@@ -68,6 +68,10 @@ def test_a_bad_manifest_is_refused_with_its_reason(tmp_path):
         load_manifest(path)
     with pytest.raises(ManifestError, match=r"no manifest 'nope'; the figures are: .*pointrobot"):
         load_manifest("nope")
+    runs = [{"label": "x", "algo": "varibad", "env": "gridworld", "seeds": [0], "panel": "p"}]
+    path.write_text(yaml.safe_dump({"runs": runs, "panels": {"p": {"title": "t", "pooled": [1, 2]}}}))
+    with pytest.raises(ManifestError, match=r"panels\.p must be a mapping of include, pooled_episodes, protocol"):
+        load_manifest(path)
 
 
 def test_a_claim_must_name_labels_of_the_manifest_and_known_keys(tmp_path):
@@ -395,3 +399,17 @@ def test_the_plan_estimates_a_run_not_started_yet_from_its_config_and_its_algos_
     assert status.state == "missing" and status.estimated
     assert status.budget == 12345 and status.fps == pytest.approx(1000.0)
     assert status.hours_left == pytest.approx(12345 / 1000 / 3600)
+
+
+def test_learning_curves_pool_the_training_episodes_as_the_papers_curves_do(tmp_path):
+    from analysis.reproduce_report import POOLED, plot_curves
+
+    # two seeds, two tasks; episode k returns k (seed 0) or 2k (seed 1): pooled over episodes 1-4, 2.5 and 5
+    rows = [{"algo": "v", "env": "gridworld", "run_id": f"r{seed}", "seed": seed, "frames": frames, "task_id": task,
+             "episode": episode, "return": float(episode * (seed + 1)), "success": episode > 1}
+            for seed in (0, 1) for frames in (100, 200) for task in (0, 1) for episode in range(1, 7)]
+    curves = plot_curves(pd.DataFrame(rows), [1, 2], "t", tmp_path / "c.png", n_resamples=99, pooled=[1, 2, 3, 4])
+    pooled = curves[curves["episode"] == POOLED]
+    assert list(pooled["mean"]) == pytest.approx([3.75, 3.75]) and list(pooled["n"]) == [2, 2]
+    assert list(curves[curves["episode"] == 2]["mean"]) == pytest.approx([3.0, 3.0])
+    assert (tmp_path / "c.png").stat().st_size > 10_000
