@@ -1,10 +1,25 @@
 """The manifest of a reproduced figure: ``benchmarks/reproduce/<name>.yaml``, read and checked.
 
-A manifest names the runs a figure needs (``runs``: label, algo, env, seeds, Hydra overrides, the panel each is drawn
-in), its title and the paper's statement (``title``, ``paper``), the campaign's checkpoint interval and final
-meta-test (``checkpoint_interval_frames``, ``final_meta_test_episodes``), the protocol panels (``panels``), and what
-the report adds: the paper's claims (``claims``), per-seed tables against a reference pattern (``per_seed``) and
-GridWorld belief pictures (``beliefs``). Every problem is one :class:`ManifestError` naming the file and the key.
+Every problem is one :class:`ManifestError` naming the file and the key. The keys (see the shipped manifests)::
+
+    title: "..."                        # the report's heading
+    paper: "..."                        # what the paper states, quoted in the report
+    checkpoint_interval_frames: 1000000 # how much a killed run can lose
+    final_meta_test_episodes: 30        # the final meta-test's episodes (eval.final_episodes), optional
+    panels:                             # one figure per meta-test protocol: never two protocols on one axis
+      <key>: {title, protocol (text), references (a reference file's settings block), include (labels of
+              other panels drawn here too), pooled_episodes (learning curves also show their mean)}
+    runs:                               # what the campaign trains
+      - {label, algo, env, seeds: [..], overrides: [Hydra overrides], panel: <key>}
+    per_seed:                           # a table of every seed of a label
+      - {label, title, reference (a reference line, e.g. bayes_optimal), tolerance (0.1), setting (the
+         reference file's block), episodes (shown), goal_angle_bins (the arc of goals found, PointRobot)}
+    beliefs:                            # GridWorld pictures of one rollout, a row per label
+      - {name, title, labels, seed, goal: [x, y], episodes, kind: cells (fig. 7) | latent (fig. 10)}
+    claims:                             # the paper's statements, each with our numbers and a verdict
+      - {text, label, metric: return | success, episode or episodes (their mean), last (3), and one or more
+         of: at_least (a number), at_least_episode, near_label + tolerance, better_than (a label; one-sided
+         Mann-Whitney U over the seeds)}
 """
 
 from __future__ import annotations
