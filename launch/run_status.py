@@ -24,6 +24,8 @@ STATES = ("missing", "running", "stopped", "completed", "published")
 
 @dataclass
 class RunStatus:
+    """One run of a campaign: its state, folder, frames done of its budget, speed (frames/s), commit, last meta-test."""
+
     spec: RunSpec
     state: str
     path: Path | None = None
@@ -165,6 +167,7 @@ def _composed_budget(algo: str, env: str, overrides: tuple[str, ...]) -> int | N
 
 
 def statuses(manifest: Manifest, results: Path, shipped: Path) -> list[RunStatus]:
+    """The status of every run the manifest names, in its order (the order runs are started in)."""
     found = [run_status(spec, results, shipped) for spec in manifest.runs]
     speeds: dict[tuple[str, str], float | None] = {}
     # a run not started yet: the speed of the runs of its label that have one, else of its algo on its env on this
