@@ -38,6 +38,7 @@ from analysis.references import DEFAULT_REFERENCES, load_references, references_
 from analysis.stats import aggregate, format_frames, per_episode
 from analysis.style import label_colors, reference_style
 from analysis.tables import to_markdown
+from analysis.task_breakdown import task_values
 from records import run_folder
 
 #: episodes shown in the tables, and the last one (all of them in the figures)
@@ -287,7 +288,7 @@ def per_seed_table(entry: dict[str, Any], ev: pd.DataFrame, refs: dict[str, Any]
 
 def goal_angles(tasks: pd.Series) -> np.ndarray:
     """The angle in degrees of each 2-D goal in eval.csv's ``task`` column (``"[x, y]"``)."""
-    xy = np.array([json.loads(t) for t in tasks], dtype=float).reshape(len(tasks), -1)
+    xy = task_values(tasks)
     return np.degrees(np.arctan2(xy[:, 1], xy[:, 0]))
 
 

@@ -134,8 +134,10 @@ def load_manifest(name_or_path: str | Path) -> Manifest:
     if len(set(keys)) != len(keys):
         raise ManifestError(f"{path}: a (env, label, seed) appears twice; give each configuration its own label")
     _check_beliefs(path, data.get("beliefs") or [], runs)
-    _check_claims(path, data.get("claims") or [], {r.label for r in runs})
-    _check_per_seed(path, data.get("per_seed") or [], {r.label for r in runs})
+    labels = {r.label for r in runs}
+    _check_entries(path, "claims", data.get("claims") or [], {"text", "label"}, CLAIM_KEYS, labels,
+                   ("label", "near_label", "better_than"))
+    _check_entries(path, "per_seed", data.get("per_seed") or [], {"label"}, PER_SEED_KEYS, labels, ("label",))
     return Manifest(path.stem, path, data, runs)
 
 
@@ -154,30 +156,18 @@ def _check_beliefs(path: Path, entries: list[Any], runs: list[RunSpec]) -> None:
                 raise ManifestError(f"{where}: no GridWorld run {label!r} with seed {entry['seed']} in the manifest")
 
 
-def _check_claims(path: Path, entries: list[Any], labels: set[str]) -> None:
-    """``claims``: each names a text and a label of the manifest's runs, and compares with known keys only."""
+def _check_entries(path: Path, section: str, entries: list[Any], required: set[str], allowed: set[str],
+                   labels: set[str], label_keys: tuple[str, ...]) -> None:
+    """Entries of ``section`` (``claims``, ``per_seed``): the ``required`` keys, no key outside ``allowed``, and
+    every value of ``label_keys`` a label of the manifest's runs."""
     for i, entry in enumerate(entries):
-        where = f"{path}: claims[{i}]"
-        if not isinstance(entry, dict) or {"text", "label"} - set(entry):
-            raise ManifestError(f"{where} needs text and label")
-        if set(entry) - CLAIM_KEYS:
-            raise ManifestError(f"{where}: unknown key(s) {', '.join(sorted(set(entry) - CLAIM_KEYS))}; allowed: "
-                                f"{', '.join(sorted(CLAIM_KEYS))}")
-        for key in ("label", "near_label", "better_than"):
+        where = f"{path}: {section}[{i}]"
+        if not isinstance(entry, dict) or required - set(entry):
+            raise ManifestError(f"{where} needs {' and '.join(sorted(required))}")
+        if set(entry) - allowed:
+            raise ManifestError(f"{where}: unknown key(s) {', '.join(sorted(set(entry) - allowed))}; allowed: "
+                                f"{', '.join(sorted(allowed))}")
+        for key in label_keys:
             if key in entry and entry[key] not in labels:
                 raise ManifestError(f"{where}: {key} {entry[key]!r} is not a label of the manifest's runs "
                                     f"({', '.join(sorted(labels))})")
-
-
-def _check_per_seed(path: Path, entries: list[Any], labels: set[str]) -> None:
-    """``per_seed``: each names a label of the manifest's runs, with known keys only."""
-    for i, entry in enumerate(entries):
-        where = f"{path}: per_seed[{i}]"
-        if not isinstance(entry, dict) or "label" not in entry:
-            raise ManifestError(f"{where} needs a label")
-        if set(entry) - PER_SEED_KEYS:
-            raise ManifestError(f"{where}: unknown key(s) {', '.join(sorted(set(entry) - PER_SEED_KEYS))}; allowed: "
-                                f"{', '.join(sorted(PER_SEED_KEYS))}")
-        if entry["label"] not in labels:
-            raise ManifestError(f"{where}: label {entry['label']!r} is not a label of the manifest's runs "
-                                f"({', '.join(sorted(labels))})")
