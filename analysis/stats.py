@@ -27,6 +27,10 @@ Student t interval's half-width, it gives the Student t interval (n - 1 degrees 
 normal data, never absurd, and symmetric, so a stuck seed widens both sides. Normal data of 8 or more seeds almost
 never trip the check; at 4-5 seeds a sixth to a half of samples do, and the default keeps its nominal coverage
 (tested at 5 and 10 seeds).
+
+A mean of rates cannot leave [0, 1]; the t interval and the bootstrap-t can (8 seeds at 100% success and one at 75%
+give an upper bound of 104%). So an interval is clipped to the range its metric can take (:data:`METRIC_BOUNDS`).
+Returns have no range the analysis knows (the optimal return is a reference line, not a bound it checks).
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ DEGENERATE_SE = 0.1
 MAX_WIDTH_OVER_T = 3.0
 _RNG_KW = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"  # scipy >= 1.15
 CURVE_KEYS = ("env", "algo", "frames", "episode")
+#: the values a metric can take: its mean cannot lie outside them, so neither does its interval
+METRIC_BOUNDS: dict[str, tuple[float, float]] = {"success": (0.0, 1.0)}
 
 
 def _bootstrap_t(x: np.ndarray, n_resamples: int, rng: int | np.random.Generator | None
@@ -94,8 +100,18 @@ def equality_tolerance(x: np.ndarray) -> float:
 
 
 def mean_ci(values: Iterable[float], confidence: float = 0.95, n_resamples: int = 9999,
-            method: Method = "auto", rng: int | np.random.Generator | None = 0) -> tuple[float, float, float]:
-    """``(mean, lo, hi)``: the mean of ``values`` (NaNs dropped) and its bootstrap CI (see the module docstring)."""
+            method: Method = "auto", rng: int | np.random.Generator | None = 0,
+            bounds: tuple[float, float] | None = None) -> tuple[float, float, float]:
+    """``(mean, lo, hi)``: the mean of ``values`` (NaNs dropped) and its bootstrap CI (see the module docstring),
+    clipped to ``bounds``, the range the values can take, where given."""
+    mean, lo, hi = _mean_ci(values, confidence, n_resamples, method, rng)
+    if bounds is None or np.isnan(lo):
+        return mean, lo, hi
+    return mean, float(np.clip(lo, *bounds)), float(np.clip(hi, *bounds))
+
+
+def _mean_ci(values: Iterable[float], confidence: float, n_resamples: int, method: Method,
+             rng: int | np.random.Generator | None) -> tuple[float, float, float]:
     if method not in METHODS:
         raise ValueError(f"unknown CI method {method!r}; choose one of: {', '.join(METHODS)}")
     x = np.asarray(list(values), dtype=float)
@@ -124,7 +140,7 @@ def mean_ci(values: Iterable[float], confidence: float = 0.95, n_resamples: int 
                           vectorized=True, **{_RNG_KW: rng})
     lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
     if method != "percentile" and not (np.isfinite(lo) and np.isfinite(hi)):
-        return mean_ci(x, confidence, n_resamples, "percentile", rng)
+        return _mean_ci(x, confidence, n_resamples, "percentile", rng)
     return mean, lo, hi
 
 
@@ -141,14 +157,15 @@ def seed_values(eval_df: pd.DataFrame, by: Sequence[str] = CURVE_KEYS, value: st
 def aggregate(eval_df: pd.DataFrame, by: Sequence[str] = CURVE_KEYS, value: str = "return",
               confidence: float = 0.95, n_resamples: int = 9999, method: Method = "auto",
               rng: int | None = 0) -> pd.DataFrame:
-    """Per ``by`` group (default env, algo, frames, episode): per-seed means over tasks, then mean, CI, ``n``.
+    """Per ``by`` group (default env, algo, frames, episode): per-seed means over tasks, then mean, CI (within the
+    metric's :data:`METRIC_BOUNDS`), ``n``.
 
     Columns: ``*by, mean, lo, hi, n`` (seeds), ``seeds`` (comma-separated), ``n_running`` (runs still running).
     """
     per_seed = seed_values(eval_df, by, value)
     rows = []
     for key, group in per_seed.groupby(list(by), sort=True):
-        mean, lo, hi = mean_ci(group[value], confidence, n_resamples, method, rng)
+        mean, lo, hi = mean_ci(group[value], confidence, n_resamples, method, rng, METRIC_BOUNDS.get(value))
         seeds = ",".join(str(s) for s in sorted(group["seed"]))
         running = int(group["running"].sum()) if "running" in group else 0
         rows.append((*key, mean, lo, hi, len(group), seeds, running))

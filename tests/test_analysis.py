@@ -193,6 +193,21 @@ def test_auto_interval_leaves_the_bootstrap_t_where_ties_and_odd_seeds_break_it(
     assert mean_ci(normal, n_resamples=4999) == mean_ci(normal, n_resamples=4999, method="studentized")
 
 
+def test_a_success_rate_interval_stays_within_0_and_1():
+    """Seven seeds at 100% success and one at 75%: the Student t interval reaches 104%; the reported one ends at
+    100%, in the tables built from eval rows too. Returns keep the unclipped interval."""
+    seeds = np.array([1.0] * 7 + [0.75])
+    unclipped = mean_ci(seeds, n_resamples=999)
+    assert unclipped[2] > 1.0
+    mean, lo, hi = mean_ci(seeds, n_resamples=999, bounds=(0.0, 1.0))
+    assert (mean, lo) == pytest.approx(unclipped[:2]) and hi == 1.0
+    rows = pd.DataFrame({"env": "e", "algo": "a", "frames": 10, "episode": 1, "run_id": [f"r{s}" for s in range(8)],
+                         "seed": range(8), "success": seeds, "return": seeds})
+    success = aggregate(rows, value="success", n_resamples=999).iloc[0]
+    assert success["hi"] == 1.0 and success["lo"] == pytest.approx(unclipped[1])
+    assert aggregate(rows, value="return", n_resamples=999).iloc[0]["hi"] == pytest.approx(unclipped[2])
+
+
 def _hand_made_results(root: Path) -> None:
     # alg "a": 3 seeds x 2 tasks x 2 episodes at frames 0 and 100; per-seed means over tasks at frames 100:
     # episode 1: 2, 3, 7 (mean 4); episode 2: 6, 8, 13 (mean 9)
