@@ -36,7 +36,7 @@ from analysis.belief_pictures import draw_comparison, draw_latent_comparison
 from analysis.load import EVAL_COLUMNS, RUN_KEYS, RunError, load_results, read_eval
 from analysis.references import DEFAULT_REFERENCES, load_references, references_for
 from analysis.stats import aggregate, format_frames, per_episode
-from analysis.style import label_colors, reference_style
+from analysis.style import label_styles, reference_style
 from analysis.tables import to_markdown
 from analysis.task_breakdown import task_values
 from records import run_folder
@@ -44,7 +44,6 @@ from records import run_folder
 #: episodes shown in the tables, and the last one (all of them in the figures)
 TABLE_EPISODES = (1, 2, 3, 5, 10, 20, 30)
 #: one marker per label of a panel: the variants of one agent share its hue (in shades), the marker tells them apart
-MARKERS = ("o", "s", "^", "D", "v", "P")
 
 
 def final_meta_test(results: Any) -> pd.DataFrame:
@@ -85,14 +84,14 @@ def plot_panel(table: pd.DataFrame, refs: dict[str, list[float]], title: str, pa
     fig = Figure(figsize=(7.2, 4.6), layout="constrained")
     ax = fig.subplots()
     labels = sorted(table["algo"].unique())
-    colors = label_colors(labels)
+    styles = label_styles(labels)
     for i, label in enumerate(labels):
         group = table[table["algo"] == label].sort_values("episode")
         x = group["episode"].to_numpy(float) + 0.1 * (i - (len(labels) - 1) / 2)
         mean = group["mean"].to_numpy(float)
         yerr = np.nan_to_num(np.vstack([mean - group["lo"].to_numpy(float), group["hi"].to_numpy(float) - mean]))
         n = int(group["n"].max())
-        ax.errorbar(x, mean, yerr=yerr, color=colors[label], marker=MARKERS[i % len(MARKERS)], ms=4, capsize=3, lw=1.4,
+        ax.errorbar(x, mean, yerr=yerr, **styles[label], ms=4, capsize=3, lw=1.4,
                     label=f"{label} (n={n} seed{'s' if n != 1 else ''}, "
                           f"{format_frames(float(group['frames_max'].max()))} frames)")
     episodes = np.arange(1, int(table["episode"].max()) + 1)
@@ -121,7 +120,7 @@ def plot_curves(ev: pd.DataFrame, episodes: list[int], title: str, path: Path, n
     whole training BAMDP, e.g. GridWorld's 4 episodes), ``episode`` = :data:`POOLED` in the returned curves (those
     of the return)."""
     values = ["return", "success"] if ev["success"].astype(bool).any() else ["return"]
-    colors = label_colors(ev["algo"].unique())
+    styles = label_styles(ev["algo"].unique())
     columns = list(episodes)
     drawn = pd.DataFrame()
     rows = ev[ev["episode"].isin(episodes)]
@@ -134,17 +133,19 @@ def plot_curves(ev: pd.DataFrame, episodes: list[int], title: str, path: Path, n
         # per seed, the mean over its tasks (and, pooled, over the episodes) first; then mean and CI over seeds
         curves = aggregate(rows, value=value, n_resamples=n_resamples)
         drawn = curves if value == "return" else drawn
+        scale = 100.0 if value == "success" else 1.0  # success in %, as in the tables
         for col, episode in enumerate(columns):
             ax = axes[row, col]
             for label, group in curves[curves["episode"] == episode].groupby("algo", sort=True):
                 group = group.sort_values("frames")
-                color = colors[label]
-                ax.plot(group["frames"], group["mean"], color=color, lw=1.5, marker=".", ms=3,
-                        label=label if (row, col) == (0, 0) else None)
-                ax.fill_between(group["frames"], group["lo"], group["hi"], color=color, alpha=0.2, lw=0)
+                style = styles[label]
+                ax.plot(group["frames"], scale * group["mean"], **style, lw=1.5, ms=3.5,
+                        markevery=max(1, len(group) // 10), label=label if (row, col) == (0, 0) else None)
+                ax.fill_between(group["frames"], scale * group["lo"], scale * group["hi"], color=style["color"],
+                                alpha=0.15, lw=0)
             shown = (f"episodes {pooled[0]}-{pooled[-1]} (mean)" if episode == POOLED and pooled
                      else f"episode {episode}")
-            ax.set_title(f"{shown}: {'success rate' if value == 'success' else 'return'}", fontsize=9)
+            ax.set_title(f"{shown}: {'success rate (%)' if value == 'success' else 'return'}", fontsize=9)
             ax.grid(alpha=0.3)
             ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: format_frames(x)))
     for ax in axes[-1]:
@@ -375,6 +376,10 @@ def _episodes_text(episodes: int | list[int]) -> str:
         else f"episodes {', '.join(map(str, episodes))} (mean)"
 
 
+def _seeds(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
+
+
 def check_claim(claim: dict[str, Any], ev: pd.DataFrame) -> tuple[str, str]:
     """What we measured for a claim and whether it holds: ``(measured, verdict)``.
 
@@ -394,8 +399,8 @@ def check_claim(claim: dict[str, Any], ev: pd.DataFrame) -> tuple[str, str]:
     def shown(values: list[float]) -> str:
         return ", ".join(f"{scale * v:.0f}{unit}" if unit else f"{v:.3g}" for v in values)
 
-    measured = (f"{label} {_episodes_text(episodes)} {value}: {scale * ours:.2f}{unit} (mean over {len(per_seed)} "
-                f"seeds of the last {count} meta-tests; per seed {shown(per_seed)})")
+    measured = (f"{label} {_episodes_text(episodes)} {value}: {scale * ours:.2f}{unit} (mean over "
+                f"{_seeds(len(per_seed))} of the last {count} meta-tests; per seed {shown(per_seed)})")
     if not math.isfinite(ours):
         return f"{label}: no runs", "no data"
     verdict = "holds"
@@ -411,7 +416,7 @@ def check_claim(claim: dict[str, Any], ev: pd.DataFrame) -> tuple[str, str]:
         other, rival_seeds = last_evaluations(ev, rival, value, episodes, count, env)
         if not rival_seeds:
             return measured + f"; {rival}: no runs", "no data"
-        measured += (f"; {rival}: {scale * other:.2f}{unit} ({len(rival_seeds)} seeds); within "
+        measured += (f"; {rival}: {scale * other:.2f}{unit} ({_seeds(len(rival_seeds))}); within "
                      f"{tolerance:.0%} of it: at least {scale * (1 - tolerance) * other:.2f}{unit}")
         if not ours >= (1 - tolerance) * other:
             verdict = "does not hold"
@@ -421,7 +426,7 @@ def check_claim(claim: dict[str, Any], ev: pd.DataFrame) -> tuple[str, str]:
         if not rival_seeds:
             return measured + f"; {rival}: no runs", "no data"
         test = stats.mannwhitneyu(per_seed, rival_seeds, alternative="greater")
-        measured += (f"; {rival}: {scale * other:.2f}{unit} ({len(rival_seeds)} seeds: {shown(rival_seeds)}); "
+        measured += (f"; {rival}: {scale * other:.2f}{unit} ({_seeds(len(rival_seeds))}: {shown(rival_seeds)}); "
                      f"one-sided Mann-Whitney U p = {test.pvalue:.3g}")
         if not ours > other:
             verdict = "does not hold"

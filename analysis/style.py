@@ -69,3 +69,23 @@ def label_colors(labels: Iterable[str]) -> dict[str, str]:
         seen[base] = index + 1
         colors[label] = base if index == 0 else _shade(base, SHADES[index % len(SHADES)])
     return colors
+
+
+#: how labels of one agent are told apart beyond their shade (ablation variants of VariBAD share its hue): the n-th
+#: label of an agent gets the n-th marker and line style
+MARKERS = ("o", "s", "^", "D", "v", "P")
+LINESTYLES: tuple[object, ...] = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
+
+
+def label_styles(labels: Iterable[str]) -> dict[str, dict[str, object]]:
+    """Matplotlib keyword arguments (``color``, ``marker``, ``linestyle``) per label: the agent's colour in shades
+    (:func:`label_colors`) and, for the agent's 2nd, 3rd, ... label, a marker and a line style of its own."""
+    colors = label_colors(labels)
+    seen: dict[str, int] = {}
+    styles: dict[str, dict[str, object]] = {}
+    for label in sorted(set(labels)):
+        index = seen.get(agent_color(label), 0)
+        seen[agent_color(label)] = index + 1
+        styles[label] = {"color": colors[label], "marker": MARKERS[index % len(MARKERS)],
+                         "linestyle": LINESTYLES[index % len(LINESTYLES)]}
+    return styles

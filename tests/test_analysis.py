@@ -489,6 +489,16 @@ def test_one_colour_per_agent_in_every_figure():
     assert agent_color("posterior_sampling_exact") != agent_color("posterior_sampling")
 
 
+def test_variants_of_one_agent_differ_in_marker_and_line_style_not_only_in_shade():
+    from analysis.style import AGENT_COLORS, label_styles
+
+    variants = ["varibad_2e7", "varibad_kl-detached_prev", "varibad_kl-gauss_prior", "varibad_kl-none", "rl2_2e7"]
+    styles = label_styles(variants)
+    assert styles["varibad_2e7"]["color"] == AGENT_COLORS["varibad"] and styles["rl2_2e7"]["linestyle"] == "-"
+    varibad = [styles[v] for v in variants[:4]]
+    assert len({s["marker"] for s in varibad}) == len({str(s["linestyle"]) for s in varibad}) == 4
+
+
 def test_ml1_figures_show_the_success_rate(tmp_path):
     results, out = tmp_path / "results", tmp_path / "out"
     for seed in (0, 1):
