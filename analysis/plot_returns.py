@@ -26,7 +26,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from analysis.load import add_cli_arguments, load_for_cli
 from analysis.references import DEFAULT_REFERENCES, load_references, references_for
 from analysis.stats import ablation_groups, aggregate, coverage_notes, format_frames, frames_type, per_episode
-from analysis.style import label_colors, reference_style
+from analysis.style import label_styles, legend_columns, reference_style
 
 
 def _frames_range(lo: float, hi: float) -> str:
@@ -38,9 +38,10 @@ def _algo_label(algo: str, n: int, running: int) -> str:
     return f"{algo} (n={n} seed{'s' if n != 1 else ''}{extra})"
 
 
-def plot_learning_curves(curves: pd.DataFrame, env: str, episodes: list[int], colors: dict[str, str],
+def plot_learning_curves(curves: pd.DataFrame, env: str, episodes: list[int], styles: dict[str, dict[str, Any]],
                          refs: dict[str, list[float]], path: Path, dpi: int = 150, what: str = "return") -> None:
-    """One panel per meta-test episode: mean return vs frames per algorithm, CI band, n seeds in the legend."""
+    """One panel per meta-test episode: mean return vs frames per algorithm, CI band, n seeds in the legend. Each
+    label has its colour and marker (``label_styles``); a dashed tail marks points with fewer seeds."""
     ncols = min(3, len(episodes))
     nrows = math.ceil(len(episodes) / ncols)
     fig = Figure(figsize=(4.6 * ncols, 3.6 * nrows + 0.8), layout="constrained")
@@ -52,8 +53,9 @@ def plot_learning_curves(curves: pd.DataFrame, env: str, episodes: list[int], co
             group = group.sort_values("frames")
             n_max = int(group["n"].max())
             full = group[group["n"] == n_max]
-            color = colors[algo]
-            (line,) = ax.plot(full["frames"], full["mean"], color=color, lw=1.8, marker="o", ms=3)
+            color, marker = styles[algo]["color"], styles[algo]["marker"]
+            (line,) = ax.plot(full["frames"], full["mean"], color=color, lw=1.8, marker=marker, ms=3.5,
+                              markevery=max(1, len(full) // 12))
             ax.fill_between(full["frames"], full["lo"], full["hi"], color=color, alpha=0.2, lw=0)
             if len(full) < len(group):  # points with fewer seeds: dashed, joined to the last full point
                 any_partial = True
@@ -78,12 +80,13 @@ def plot_learning_curves(curves: pd.DataFrame, env: str, episodes: list[int], co
     note = "; dashed: fewer seeds (runs at different progress)" if any_partial else ""
     fig.suptitle(f"{env}: meta-test {what} per episode vs training frames\n"
                  f"mean over seeds, shaded 95% bootstrap CI{note}", fontsize=11)
-    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(4, len(handles)),
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center",
+               ncols=legend_columns(handles, fig.get_figwidth(), 9),
                fontsize=9, frameon=False)
     fig.savefig(path, dpi=dpi)
 
 
-def plot_per_episode(table: pd.DataFrame, env: str, colors: dict[str, str], refs: dict[str, list[float]],
+def plot_per_episode(table: pd.DataFrame, env: str, styles: dict[str, dict[str, Any]], refs: dict[str, list[float]],
                      path: Path, dpi: int = 150, what: str = "return") -> None:
     """Mean return (or success rate) per meta-test episode with CI error bars, one series per algorithm, reference
     lines; the legend below the axes, never on the data."""
@@ -98,7 +101,8 @@ def plot_per_episode(table: pd.DataFrame, env: str, colors: dict[str, str], refs
         yerr = np.nan_to_num(yerr, nan=0.0)
         at = _frames_range(group["frames_min"].iloc[0], group["frames_max"].iloc[0])
         label = f"{_algo_label(algo, int(group['n'].max()), int(group['n_running'].max()))} @ {at} frames"
-        ax.errorbar(x, mean, yerr=yerr, color=colors[algo], marker="o", ms=5, capsize=4, lw=1.5, label=label)
+        ax.errorbar(x, mean, yerr=yerr, color=styles[algo]["color"], marker=styles[algo]["marker"], ms=5, capsize=4,
+                    lw=1.5, label=label)
     episodes = np.arange(1, int(table["episode"].max()) + 1)
     for index, (name, values) in enumerate(refs.items()):
         color, ls, label = reference_style(name, index)
@@ -140,7 +144,6 @@ def main(argv: list[str] | None = None) -> int:
     if note:
         print(f"note: {note}", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
-    colors = label_colors(results.eval["algo"].unique())
     ci = {"n_resamples": args.n_resamples, "method": args.ci_method}
     written = 0
     for env, ev_env in results.eval.groupby("env", sort=True):
@@ -159,17 +162,18 @@ def main(argv: list[str] | None = None) -> int:
                 if ev.empty:
                     continue
                 refs = refs_all if "_ablation_" not in suffix else None
-                written += plot_env(ev, env, suffix, title, args, refs, colors, ci, protocol)
+                written += plot_env(ev, env, suffix, title, args, refs, ci, protocol)
     return 0 if written else 1
 
 
 def plot_env(ev: pd.DataFrame, env: str, suffix: str, title: str, args: argparse.Namespace,
-             refs_all: dict[str, Any] | None, colors: dict[str, str], ci: dict[str, Any], protocol: str = "") -> int:
+             refs_all: dict[str, Any] | None, ci: dict[str, Any], protocol: str = "") -> int:
     """The learning curves and the per-episode figure of one env under one protocol (or one ablation of it); the
     number written."""
     written = 0
     # per figure: every agent in its own hue, the first label of an agent in its full colour, further ones in shades
-    colors = label_colors(ev["algo"].unique())
+    # and with markers of their own
+    styles = label_styles(ev["algo"].unique())
     n_episodes = int(ev["episode"].max())
     refs, note = references_for(refs_all, env, n_episodes, protocol=protocol)
     if note:
@@ -182,7 +186,7 @@ def plot_env(ev: pd.DataFrame, env: str, suffix: str, title: str, args: argparse
     if episodes:
         curves = aggregate(ev[ev["episode"].isin(episodes)], **ci)
         path = args.out / f"{env}{suffix}_learning_curves.png"
-        plot_learning_curves(curves, title, episodes, colors, refs, path, args.dpi)
+        plot_learning_curves(curves, title, episodes, styles, refs, path, args.dpi)
         print(f"wrote {path}: learning curves, episode(s) {', '.join(map(str, episodes))}, "
               f"{curves['frames'].nunique()} evaluation points")
         written += 1
@@ -194,18 +198,18 @@ def plot_env(ev: pd.DataFrame, env: str, suffix: str, title: str, args: argparse
               file=sys.stderr)
         return written
     path = args.out / f"{env}{suffix}_per_episode.png"
-    plot_per_episode(table, title, colors, refs, path, args.dpi)
+    plot_per_episode(table, title, styles, refs, path, args.dpi)
     where = "; ".join(f"{a} at {_frames_range(lo, hi)} frames (n={n})" for a, lo, hi, n in
                       table.groupby("algo")[["frames_min", "frames_max", "n"]].max().itertuples())
     print(f"wrote {path}: per-episode returns, {where}" + (f", references: {', '.join(refs)}" if refs else ""))
     written += 1
     if env.startswith("ml1_"):  # Meta-World's metric is success: its figures too
-        written += plot_success(ev, env, suffix, title, args, colors, ci, episodes)
+        written += plot_success(ev, env, suffix, title, args, styles, ci, episodes)
     return written
 
 
 def plot_success(ev: pd.DataFrame, env: str, suffix: str, title: str, args: argparse.Namespace,
-                 colors: dict[str, str], ci: dict[str, Any], episodes: list[int]) -> int:
+                 styles: dict[str, dict[str, Any]], ci: dict[str, Any], episodes: list[int]) -> int:
     """The success rate (%) per meta-test episode: learning curves and the per-episode figure."""
     def percent(frame: pd.DataFrame) -> pd.DataFrame:
         return frame.assign(**{c: 100 * frame[c] for c in ("mean", "lo", "hi")})
@@ -214,13 +218,13 @@ def plot_success(ev: pd.DataFrame, env: str, suffix: str, title: str, args: argp
     if episodes:
         curves = percent(aggregate(ev[ev["episode"].isin(episodes)], value="success", **ci))
         path = args.out / f"{env}{suffix}_success_learning_curves.png"
-        plot_learning_curves(curves, title, episodes, colors, {}, path, args.dpi, what="success rate (%)")
+        plot_learning_curves(curves, title, episodes, styles, {}, path, args.dpi, what="success rate (%)")
         print(f"wrote {path}: success rate learning curves")
         written += 1
     table = per_episode(ev, args.frames, value="success", **ci)
     if not table.empty:
         path = args.out / f"{env}{suffix}_success_per_episode.png"
-        plot_per_episode(percent(table), title, colors, {}, path, args.dpi, what="success rate (%)")
+        plot_per_episode(percent(table), title, styles, {}, path, args.dpi, what="success rate (%)")
         print(f"wrote {path}: per-episode success rate")
         written += 1
     return written

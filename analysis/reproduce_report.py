@@ -36,7 +36,7 @@ from analysis.belief_pictures import draw_comparison, draw_latent_comparison
 from analysis.load import EVAL_COLUMNS, RUN_KEYS, RunError, load_results, read_eval
 from analysis.references import DEFAULT_REFERENCES, load_references, references_for
 from analysis.stats import aggregate, format_frames, per_episode
-from analysis.style import label_styles, reference_style
+from analysis.style import label_styles, legend_columns, reference_style
 from analysis.tables import to_markdown
 from analysis.task_breakdown import task_values
 from records import run_folder
@@ -105,7 +105,9 @@ def plot_panel(table: pd.DataFrame, refs: dict[str, list[float]], title: str, pa
     ax.grid(alpha=0.3)
     ax.set_title("\n".join(textwrap.fill(line, 80) for line in title.split("\n")), fontsize=10)
     # below the axes: never on the data
-    fig.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
+    _, texts = ax.get_legend_handles_labels()
+    fig.legend(loc="outside lower center", ncols=legend_columns(texts, fig.get_figwidth(), 8, most=2), fontsize=8,
+               frameon=False)
     fig.savefig(path, dpi=dpi)
 
 
@@ -151,7 +153,9 @@ def plot_curves(ev: pd.DataFrame, episodes: list[int], title: str, path: Path, n
     for ax in axes[-1]:
         ax.set_xlabel("training frames")
     fig.suptitle(textwrap.fill(title, 40 * len(columns)), fontsize=10)
-    fig.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+    texts = [text for ax in axes.ravel() for text in ax.get_legend_handles_labels()[1]]
+    fig.legend(loc="outside lower center", ncols=legend_columns(texts, fig.get_figwidth(), 8, most=3), fontsize=8,
+               frameon=False)
     fig.savefig(path, dpi=dpi)
     return drawn
 

@@ -89,3 +89,13 @@ def label_styles(labels: Iterable[str]) -> dict[str, dict[str, object]]:
         styles[label] = {"color": colors[label], "marker": MARKERS[index % len(MARKERS)],
                          "linestyle": LINESTYLES[index % len(LINESTYLES)]}
     return styles
+
+
+def legend_columns(labels: Iterable[str], width_inches: float, fontsize: float, most: int = 4) -> int:
+    """How many legend columns fit ``labels`` across a figure ``width_inches`` wide: a legend below the axes never
+    runs off the figure's sides (a character is about 0.6 em wide; the handle and the gaps take about 6)."""
+    labels = list(labels)
+    if not labels:
+        return 1
+    entry = (max(len(label) for label in labels) + 6) * 0.6 * fontsize / 72
+    return max(1, min(most, len(labels), int(width_inches // entry)))

@@ -499,6 +499,15 @@ def test_variants_of_one_agent_differ_in_marker_and_line_style_not_only_in_shade
     assert len({s["marker"] for s in varibad}) == len({str(s["linestyle"]) for s in varibad}) == 4
 
 
+def test_a_legend_below_the_axes_has_only_as_many_columns_as_fit_the_figure():
+    from analysis.style import legend_columns
+
+    long = ["varibad_decode-future (shipped) (in progress) (n=2 seeds, 2 running)", "varibad_decode-past (n=3)"]
+    assert legend_columns(long, 7.2, 8) == 1
+    assert legend_columns(long, 20.7, 9) == 2  # ~5.6 inches a column at 9 pt: room for 3, and there are 2
+    assert legend_columns(["a", "b", "c", "d", "e"], 7.2, 8) == 4 and legend_columns(["a", "b"], 7.2, 8) == 2
+
+
 def test_ml1_figures_show_the_success_rate(tmp_path):
     results, out = tmp_path / "results", tmp_path / "out"
     for seed in (0, 1):
