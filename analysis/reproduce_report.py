@@ -33,6 +33,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from scipy import stats
 
 from analysis.belief_pictures import draw_comparison, draw_latent_comparison
+from analysis.belief_stats import STATISTICS, evaluate, goal_step, parse_condition, trace_statistics
 from analysis.load import EVAL_COLUMNS, RUN_KEYS, RunError, load_results, read_eval
 from analysis.references import DEFAULT_REFERENCES, load_references, references_for
 from analysis.stats import aggregate, format_frames, per_episode
@@ -439,9 +440,9 @@ def check_claim(claim: dict[str, Any], ev: pd.DataFrame) -> tuple[str, str]:
     return measured, verdict
 
 
-def belief_comparison(entry: dict[str, Any], results: Any, name: str, out: Path) -> tuple[Path | None, str]:
-    """The manifest's belief picture ``entry`` (one row per label, seed ``entry['seed']``) from the published runs'
-    belief traces; the picture (``None`` where a trace is missing) and a line for the report."""
+def belief_traces(entry: dict[str, Any], results: Any) -> tuple[list[tuple[str, dict[str, np.ndarray]]], list[str]]:
+    """The published belief traces of the manifest's belief picture ``entry`` (seed ``entry['seed']``, its goal), one
+    per label, and the labels that have none."""
     goal = tuple(int(v) for v in entry.get("goal", (3, 4)))
     traces, missing = [], []
     for label in entry["labels"]:
@@ -451,6 +452,52 @@ def belief_comparison(entry: dict[str, Any], results: Any, name: str, out: Path)
             missing.append(label)
             continue
         traces.append((label, dict(np.load(path))))
+    return traces, missing
+
+
+def belief_statistics_table(entry: dict[str, Any], traces: list[tuple[str, dict[str, np.ndarray]]]) -> pd.DataFrame:
+    """One row per label: the step that first enters the goal and the statistics of the picture's kind
+    (``analysis.belief_stats``), as the belief claims read them."""
+    kind = str(entry.get("kind", "cells"))
+    rows = []
+    for label, trace in traces:
+        reached = goal_step(trace)
+        values = trace_statistics(trace, kind)
+        shown = {key: f"{values[key]:.3g}" if np.isfinite(values[key]) else "-" for key in STATISTICS[kind]}
+        rows.append({"label": label, "goal entered at step": "never" if reached is None else str(reached), **shown})
+    return pd.DataFrame(rows)
+
+
+def check_belief_claim(claim: dict[str, Any], entry: dict[str, Any],
+                       statistics: dict[str, dict[str, float]]) -> tuple[str, str]:
+    """What the rollouts of belief picture ``entry`` show for a claim and whether it holds: every condition of its
+    ``holds_if`` true. ``statistics``: per label of the picture, its trace's statistics."""
+    kind, label = str(entry.get("kind", "cells")), str(claim["label"])
+    conditions = [parse_condition(text, kind) for text in claim["holds_if"]]
+    missing = sorted({lab for c in conditions for lab in c.labels(label)} - set(statistics))
+    if missing:
+        return f"no belief trace published for {', '.join(missing)}", "no data"
+    results, parts = [], []
+    for condition in conditions:
+        result = evaluate(condition, statistics, label)
+        results.append(result)
+        shown = {f"{lab}:{stat}" if lab != label else stat: statistics[lab][stat] for lab, stat in
+                 ((condition.label or label, condition.statistic),
+                  (condition.other_label or label, condition.other_statistic)) if stat is not None}
+        values = ", ".join(f"{key} = {value:.3g}" for key, value in shown.items())
+        parts.append(f"{condition.text} ({values}): {'-' if result is None else 'yes' if result else 'no'}")
+    goal = tuple(int(v) for v in entry.get("goal", (3, 4)))
+    measured = f"{label}, seed {entry['seed']}, one rollout to the goal {goal}: " + "; ".join(parts)
+    if any(result is None for result in results):
+        return measured + " (the rollout never enters the goal)", "not measurable"
+    return measured, "holds" if all(results) else "does not hold"
+
+
+def belief_comparison(entry: dict[str, Any], results: Any, name: str, out: Path) -> tuple[Path | None, str]:
+    """The manifest's belief picture ``entry`` (one row per label, seed ``entry['seed']``) from the published runs'
+    belief traces; the picture (``None`` where a trace is missing) and a line for the report."""
+    goal = tuple(int(v) for v in entry.get("goal", (3, 4)))
+    traces, missing = belief_traces(entry, results)
     absent = f" No belief trace published yet for {', '.join(missing)}." if missing else ""
     if not traces:
         return None, f"No belief trace published for {', '.join(missing)} (seed {entry['seed']}, goal {goal})."
@@ -530,6 +577,7 @@ def write_report(manifest: dict[str, Any], name: str, shipped: Path, out: Path, 
                                 f"{title}: success per goal angle", arcs)
                 written.append(arcs)
                 lines += [f"![success per goal angle]({arcs.name})", ""]
+    belief_stats: dict[str, dict[str, dict[str, float]]] = {}
     for entry in manifest.get("beliefs") or []:
         picture, note = belief_comparison(entry, results, name, out)
         lines += [f"## {entry.get('title', entry['name'])}", ""]
@@ -537,11 +585,23 @@ def write_report(manifest: dict[str, Any], name: str, shipped: Path, out: Path, 
             written.append(picture)
             lines += [f"![belief along one rollout]({picture.name})", ""]
         lines += [note, ""]
+        traces, _ = belief_traces(entry, results)
+        kind = str(entry.get("kind", "cells"))
+        belief_stats[str(entry["name"])] = {label: trace_statistics(trace, kind) for label, trace in traces}
+        if traces:
+            lines += ["Read off these rollouts (the belief claims below use them): "
+                      + "; ".join(f"{key}: {text}" for key, text in STATISTICS[kind].items()) + ".", "",
+                      to_markdown(belief_statistics_table(entry, traces)), ""]
     claims = manifest.get("claims") or []
+    pictures = {str(entry["name"]): entry for entry in manifest.get("beliefs") or []}
     if claims:
         rows = []
         for claim in claims:
-            measured, verdict = check_claim(claim, results.eval)
+            if "belief" in claim:
+                measured, verdict = check_belief_claim(claim, pictures[str(claim["belief"])],
+                                                       belief_stats.get(str(claim["belief"]), {}))
+            else:
+                measured, verdict = check_claim(claim, results.eval)
             rows.append({"the paper": str(claim["text"]), "measured here": measured, "verdict": verdict})
         lines += ["## The paper's claims next to ours", "", to_markdown(pd.DataFrame(rows)), ""]
     report = out / "report.md"

@@ -20,6 +20,8 @@ Every problem is one :class:`ManifestError` naming the file and the key. The key
       - {text, label, metric: return | success, episode or episodes (their mean), last (3), and one or more
          of: at_least (a number), at_least_episode, near_label + tolerance, better_than (a label; one-sided
          Mann-Whitney U over the seeds)}
+      - {text, label, belief: <a beliefs entry's name>, holds_if: [conditions on numbers read off its rollouts,
+         e.g. "seen <= 0.1", "seen > varibad_2e7:seen" (analysis.belief_stats)]}
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ PANEL_KEYS = {"title", "protocol", "references", "include", "pooled_episodes"}
 PER_SEED_KEYS = {"label", "title", "reference", "tolerance", "setting", "episodes", "goal_angle_bins"}
 #: a claim (``analysis.reproduce_report.check_claim``): its text, the label it is about, and what it compares
 CLAIM_KEYS = {"text", "label", "metric", "episode", "episodes", "last", "env", "at_least", "at_least_episode",
-              "near_label", "tolerance", "better_than"}
+              "near_label", "tolerance", "better_than", "belief", "holds_if"}
 #: the goal of a belief picture unless the manifest names one (far from the start: the search shows in the belief)
 BELIEF_GOAL = (3, 4)
 
@@ -137,6 +139,7 @@ def load_manifest(name_or_path: str | Path) -> Manifest:
     labels = {r.label for r in runs}
     _check_entries(path, "claims", data.get("claims") or [], {"text", "label"}, CLAIM_KEYS, labels,
                    ("label", "near_label", "better_than"))
+    _check_belief_claims(path, data.get("claims") or [], data.get("beliefs") or [])
     _check_entries(path, "per_seed", data.get("per_seed") or [], {"label"}, PER_SEED_KEYS, labels, ("label",))
     return Manifest(path.stem, path, data, runs)
 
@@ -154,6 +157,36 @@ def _check_beliefs(path: Path, entries: list[Any], runs: list[RunSpec]) -> None:
             spec = next((r for r in runs if r.label == label and r.seed == entry["seed"]), None)
             if spec is None or spec.env != "gridworld":
                 raise ManifestError(f"{where}: no GridWorld run {label!r} with seed {entry['seed']} in the manifest")
+
+
+def _check_belief_claims(path: Path, claims: list[dict[str, Any]], beliefs: list[dict[str, Any]]) -> None:
+    """A claim about a belief picture names it (``belief``) and says when it holds (``holds_if``: conditions on the
+    statistics of its kind, about labels the picture shows)."""
+    from analysis.belief_stats import parse_condition
+
+    pictures = {str(entry["name"]): entry for entry in beliefs}
+    for i, claim in enumerate(claims):
+        where = f"{path}: claims[{i}]"
+        if ("belief" in claim) != ("holds_if" in claim):
+            raise ManifestError(f"{where}: belief and holds_if go together (a claim about a belief picture)")
+        if "belief" not in claim:
+            continue
+        entry = pictures.get(str(claim["belief"]))
+        if entry is None:
+            raise ManifestError(f"{where}: belief {claim['belief']!r} is not a beliefs entry's name "
+                                f"({', '.join(pictures) or 'none'})")
+        conditions = claim["holds_if"]
+        if not isinstance(conditions, list) or not conditions:
+            raise ManifestError(f"{where}: holds_if must be a non-empty list of conditions, e.g. [\"seen <= 0.1\"]")
+        for text in conditions:
+            try:
+                condition = parse_condition(text, str(entry.get("kind", "cells")))
+            except ValueError as exc:
+                raise ManifestError(f"{where}: {exc}") from None
+            outside = condition.labels(str(claim["label"])) - set(entry["labels"])
+            if outside:
+                raise ManifestError(f"{where}: condition {text!r} is about {', '.join(sorted(outside))}, not a label "
+                                    f"of the picture {entry['name']!r} ({', '.join(entry['labels'])})")
 
 
 def _check_entries(path: Path, section: str, entries: list[Any], required: set[str], allowed: set[str],

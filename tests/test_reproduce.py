@@ -161,7 +161,9 @@ TINY_MANIFEST = {
                             "train.log_interval_iterations=1", "algo.precollect_frames=960", "eval.episodes=2",
                             "eval.num_tasks=4"]}],
     "claims": [{"text": "episode 2 no worse than episode 1", "label": "tiny", "metric": "return", "episode": 2,
-                "at_least_episode": 1}],
+                "at_least_episode": 1},
+               {"text": "a probability of the tiny decoder", "label": "tiny", "belief": "beliefs",
+                "holds_if": ["unseen <= 1"]}],
     "beliefs": [{"name": "beliefs", "title": "tiny beliefs", "labels": ["tiny"], "seed": 0, "episodes": 2}],
 }
 
@@ -285,6 +287,9 @@ def test_a_campaign_survives_sigkill_resumes_at_its_commit_publishes_and_reports
     traces = {run.name: sorted(p.name for p in run.glob("beliefs_goal*.npz")) for run in published}
     assert sorted(traces.values()) == [[], ["beliefs_goal3_4.npz"]]
     assert (report / "tiny_beliefs.png").stat().st_size > 10_000 and "![belief along one rollout]" in text
+    # and the numbers the belief claims read: a probability is at most 1
+    assert "tiny, seed 0, one rollout to the goal (3, 4): unseen <= 1 (unseen = " in text
+    assert "goal entered at step" in text and "no belief trace" not in text
 
 
 @pytest.mark.slow
