@@ -24,8 +24,15 @@ from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global fig
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from analysis.load import add_cli_arguments, load_for_cli
-from analysis.references import DEFAULT_REFERENCES, load_references, references_for
-from analysis.stats import ablation_groups, aggregate, coverage_notes, format_frames, frames_type, per_episode
+from analysis.references import DEFAULT_REFERENCES, load_references, references_for, within_bound
+from analysis.stats import (
+    ablation_groups,
+    aggregate,
+    coverage_notes,
+    format_frames,
+    frames_type,
+    per_episode,
+)
 from analysis.style import label_styles, legend_columns, reference_style
 
 
@@ -184,13 +191,14 @@ def plot_env(ev: pd.DataFrame, env: str, suffix: str, title: str, args: argparse
         print(f"note: {env}: no meta-test episode(s) {missing} (K={n_episodes}); left out", file=sys.stderr)
         episodes = [e for e in episodes if e not in missing]
     if episodes:
-        curves = aggregate(ev[ev["episode"].isin(episodes)], **ci)
+        # where no policy exceeds a reference line (GridWorld's known-goal optimum), neither does a mean's interval
+        curves = within_bound(aggregate(ev[ev["episode"].isin(episodes)], **ci), refs_all, env, ev, protocol)
         path = args.out / f"{env}{suffix}_learning_curves.png"
         plot_learning_curves(curves, title, episodes, styles, refs, path, args.dpi)
         print(f"wrote {path}: learning curves, episode(s) {', '.join(map(str, episodes))}, "
               f"{curves['frames'].nunique()} evaluation points")
         written += 1
-    table = per_episode(ev, args.frames, **ci)
+    table = within_bound(per_episode(ev, args.frames, **ci), refs_all, env, ev, protocol)
     for line in coverage_notes(ev, table, args.frames):
         print(f"note: {env}: {line}", file=sys.stderr)
     if table.empty:

@@ -32,7 +32,7 @@ import pandas as pd
 
 from analysis.load import SHIPPED_RESULTS, RunError, load_results, read_metadata
 from analysis.paper_values import ML1_TABLE_1_SOURCE
-from analysis.references import DEFAULT_REFERENCES, load_references
+from analysis.references import DEFAULT_REFERENCES, load_references, within_bound
 from analysis.stats import format_frames, per_episode
 from analysis.tables import (
     decimals_for,
@@ -174,7 +174,7 @@ def index_table(dest: Path, n_resamples: int = 9999) -> str:
     sections = protocol_sections(results.eval)
     for env, protocol, _, ev in sections:
         runs = results.runs[(results.runs["env"] == env) & (results.runs["protocol"] == protocol)]
-        returns = per_episode(ev, "common", n_resamples=n_resamples)
+        returns = within_bound(per_episode(ev, "common", n_resamples=n_resamples), references, env, ev, protocol)
         has_success = bool(ev["success"].astype(bool).any())
         success = per_episode(ev, "common", value="success", n_resamples=n_resamples) if has_success else None
         episodes = sorted(returns["episode"].unique())[:INDEX_EPISODES]
@@ -220,8 +220,9 @@ def summary_markdown(dest: Path, n_resamples: int = 9999) -> str:
     if results.eval.empty:
         return "No published runs yet.\n"
     rows = []
+    references, _ = load_references(DEFAULT_REFERENCES)
     for env, protocol, _, ev in protocol_sections(results.eval):
-        returns = per_episode(ev, "common", n_resamples=n_resamples)
+        returns = within_bound(per_episode(ev, "common", n_resamples=n_resamples), references, env, ev, protocol)
         success = per_episode(ev, "common", value="success", n_resamples=n_resamples)
         decimals = decimals_for(returns["mean"])
         for algo, group in returns.groupby("algo", sort=True):

@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from records.references import ENVS_WITH_REFERENCES, reference_file
 
 DEFAULT_REFERENCES = [reference_file(env) for env in ENVS_WITH_REFERENCES]
@@ -112,3 +114,33 @@ def references_for(refs: dict[str, Any] | None, env: str, episodes: int, key: st
         if isinstance(values, list) and values and all(isinstance(v, int | float) for v in values):
             lines[name] = [float(v) for v in values]
     return lines, None
+
+
+def upper_bound(refs: dict[str, Any] | None, env: str, lines: dict[str, list[float]],
+                eval_rows: pd.DataFrame) -> list[float] | None:
+    """Per episode, the expected return no policy exceeds, where the env's reference file names such a line among
+    the ``lines`` drawn (``"upper_bound": {"line": "optimal", "tasks": 21}``: GridWorld's known-goal optimum, which
+    bounds even an agent told the goal) and every meta-test in ``eval_rows`` covers as many tasks as its expectation
+    averages (every candidate goal; a sample of them can do better); else ``None``. The mean return over those tasks
+    cannot exceed it, so neither need its confidence interval."""
+    if refs is None or eval_rows.empty:
+        return None
+    tasks = int(eval_rows.groupby(["run_id", "frames"])["task"].nunique().min())
+    block = refs.get(env) if isinstance(refs.get(env), dict) else \
+        refs.get("gridworld") if env.startswith("gridworld") and isinstance(refs.get("gridworld"), dict) else refs
+    bound = block.get("upper_bound") if isinstance(block, dict) else None
+    if not isinstance(bound, dict) or bound.get("tasks") != tasks:
+        return None
+    return lines.get(str(bound.get("line")))
+
+
+def within_bound(table: pd.DataFrame, refs: dict[str, Any] | None, env: str, eval_rows: pd.DataFrame,
+                 protocol: str = "") -> pd.DataFrame:
+    """A table of mean returns per episode (``analysis.stats.per_episode`` or ``aggregate``) with its intervals cut
+    at the env's :func:`upper_bound` for the meta-tests ``eval_rows`` it was computed from, where there is one."""
+    from analysis.stats import clip_to_upper
+
+    lines, _ = references_for(refs, env, int(eval_rows["episode"].max()), protocol=protocol) if len(eval_rows) \
+        else ({}, None)
+    bound = upper_bound(refs, env, lines, eval_rows)
+    return clip_to_upper(table, dict(enumerate(bound, start=1))) if bound else table

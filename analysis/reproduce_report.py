@@ -35,8 +35,8 @@ from scipy import stats
 from analysis.belief_pictures import draw_comparison, draw_latent_comparison
 from analysis.belief_stats import STATISTICS, evaluate, goal_step, parse_condition, trace_statistics
 from analysis.load import EVAL_COLUMNS, RUN_KEYS, RunError, load_results, read_eval
-from analysis.references import DEFAULT_REFERENCES, load_references, references_for
-from analysis.stats import aggregate, format_frames, per_episode
+from analysis.references import DEFAULT_REFERENCES, load_references, references_for, upper_bound
+from analysis.stats import aggregate, clip_to_upper, format_frames, per_episode
 from analysis.style import label_styles, legend_columns, reference_style
 from analysis.tables import to_markdown
 from analysis.task_breakdown import task_values
@@ -117,11 +117,11 @@ POOLED = -1
 
 
 def plot_curves(ev: pd.DataFrame, episodes: list[int], title: str, path: Path, n_resamples: int,
-                pooled: list[int] | None = None, dpi: int = 150) -> pd.DataFrame:
+                pooled: list[int] | None = None, upper: list[float] | None = None, dpi: int = 150) -> pd.DataFrame:
     """Return (and success) of each of ``episodes`` against training frames, mean over seeds with CIs; with
     ``pooled``, one more column: the mean over those episodes (the paper's learning curves show the return of the
     whole training BAMDP, e.g. GridWorld's 4 episodes), ``episode`` = :data:`POOLED` in the returned curves (those
-    of the return)."""
+    of the return). ``upper``: per episode, the return no policy exceeds (the intervals stop there)."""
     values = ["return", "success"] if ev["success"].astype(bool).any() else ["return"]
     styles = label_styles(ev["algo"].unique())
     columns = list(episodes)
@@ -135,6 +135,11 @@ def plot_curves(ev: pd.DataFrame, episodes: list[int], title: str, path: Path, n
     for row, value in enumerate(values):
         # per seed, the mean over its tasks (and, pooled, over the episodes) first; then mean and CI over seeds
         curves = aggregate(rows, value=value, n_resamples=n_resamples)
+        if value == "return" and upper:
+            bounds = {k: upper[k - 1] for k in episodes if k <= len(upper)}
+            if pooled and max(pooled) <= len(upper):
+                bounds[POOLED] = float(np.mean([upper[k - 1] for k in pooled]))
+            curves = clip_to_upper(curves, bounds)
         drawn = curves if value == "return" else drawn
         scale = 100.0 if value == "success" else 1.0  # success in %, as in the tables
         for col, episode in enumerate(columns):
@@ -544,15 +549,18 @@ def write_report(manifest: dict[str, Any], name: str, shipped: Path, out: Path, 
         success = per_episode(rows, "last", value="success", n_resamples=n_resamples)
         ref_returns = panel_references(refs_all, env, panel.get("references"), episodes)
         ref_success = panel_references(refs_all, env, panel.get("references"), episodes, value="success")
+        ev = eval_env[eval_env["algo"].isin(panel_labels)]
+        bound = upper_bound(refs_all, env, ref_returns, pd.concat([rows, ev]))  # the final and the training meta-tests
+        if bound:
+            returns = clip_to_upper(returns, dict(enumerate(bound, start=1)))
         title = f"{panel.get('title', key)}\nfinal meta-test, {episodes} episodes per task"
         figure = out / f"{name}_{key}_per_episode.png"
         plot_panel(returns, ref_returns, title, figure)
         written.append(figure)
-        ev = eval_env[eval_env["algo"].isin(panel_labels)]
         curves = out / f"{name}_{key}_learning_curves.png"
         pooled = [int(k) for k in panel.get("pooled_episodes") or []]
         plot_curves(ev, [k for k in (1, 2) if k in set(ev["episode"])], f"{panel.get('title', key)}: meta-tests "
-                    "during training", curves, n_resamples, pooled=pooled)
+                    "during training", curves, n_resamples, pooled=pooled, upper=bound)
         written.append(curves)
         lines += [f"## {panel.get('title', key)}", "", str(panel.get("protocol", "")).strip(), "",
                   f"![per-episode return]({figure.name})", "", f"![learning curves]({curves.name})", "",

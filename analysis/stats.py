@@ -29,8 +29,9 @@ never trip the check; at 4-5 seeds a sixth to a half of samples do, and the defa
 (tested at 5 and 10 seeds).
 
 A mean of rates cannot leave [0, 1]; the t interval and the bootstrap-t can (8 seeds at 100% success and one at 75%
-give an upper bound of 104%). So an interval is clipped to the range its metric can take (:data:`METRIC_BOUNDS`).
-Returns have no range the analysis knows (the optimal return is a reference line, not a bound it checks).
+give an upper bound of 104%). So an interval is clipped to the range its metric can take (:data:`METRIC_BOUNDS`), and
+an interval of a mean return to the return no policy exceeds, where the env's reference file names one
+(:func:`clip_to_upper`; GridWorld's known-goal optimum): clipping at a bound the mean cannot pass keeps the coverage.
 """
 
 from __future__ import annotations
@@ -170,6 +171,14 @@ def aggregate(eval_df: pd.DataFrame, by: Sequence[str] = CURVE_KEYS, value: str 
         running = int(group["running"].sum()) if "running" in group else 0
         rows.append((*key, mean, lo, hi, len(group), seeds, running))
     return pd.DataFrame(rows, columns=[*by, "mean", "lo", "hi", "n", "seeds", "n_running"])
+
+
+def clip_to_upper(table: pd.DataFrame, upper: dict[int, float]) -> pd.DataFrame:
+    """``table`` (rows with ``episode``, ``lo``, ``hi``) with each interval cut at its episode's ``upper`` bound, the
+    value no mean of that episode can exceed (see the module docstring); episodes without a bound are unchanged."""
+    bound = table["episode"].map(upper).astype(float)
+    clipped = {col: table[col].where(bound.isna() | (table[col] <= bound), bound) for col in ("lo", "hi")}
+    return table.assign(**clipped)
 
 
 def common_frames(group: pd.DataFrame) -> list[int]:

@@ -30,7 +30,7 @@ import pandas as pd
 
 from analysis.load import add_cli_arguments, load_for_cli
 from analysis.paper_values import ML1_TABLE_1, ML1_TABLE_1_SEEDS, ML1_TABLE_1_SOURCE
-from analysis.references import DEFAULT_REFERENCES, load_references, references_for
+from analysis.references import DEFAULT_REFERENCES, load_references, references_for, within_bound
 from analysis.stats import ablation_groups, coverage_notes, format_frames, frames_type, per_episode
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         for stem, rows, title in sections:
             if rows.empty:
                 continue
-            per_ep = per_episode(rows, args.frames, **ci)
+            per_ep = within_bound(per_episode(rows, args.frames, **ci), refs_all, env, rows, protocol)
             for line in coverage_notes(rows, per_ep, args.frames):
                 print(f"note: {env}: {line}", file=sys.stderr)
             if per_ep.empty:

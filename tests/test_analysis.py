@@ -208,6 +208,29 @@ def test_a_success_rate_interval_stays_within_0_and_1():
     assert aggregate(rows, value="return", n_resamples=999).iloc[0]["hi"] == pytest.approx(unclipped[2])
 
 
+def test_a_mean_return_interval_stops_at_the_return_no_policy_exceeds():
+    """GridWorld's reference file names its known-goal optimum as the bound of every episode's expected return (an
+    agent told the goal reaches it); a meta-test over all 21 goals averages exactly that expectation, so its interval
+    stops there. A meta-test over a sample of goals can do better than the expectation: no bound then."""
+    from analysis.references import DEFAULT_REFERENCES, load_references, references_for, upper_bound
+    from analysis.stats import clip_to_upper
+
+    refs, _ = load_references(DEFAULT_REFERENCES)
+    lines, _ = references_for(refs, "gridworld", 6)
+    seeds = [11.071429] * 7 + [9.97]
+    rows = pd.DataFrame([{"env": "gridworld", "algo": "a", "run_id": f"r{s}", "seed": s, "frames": 10, "episode": 3,
+                          "task": f"[{g // 5}, {g % 5}]", "return": v} for s, v in enumerate(seeds) for g in range(21)])
+    bound = upper_bound(refs, "gridworld", lines, rows)
+    assert bound == pytest.approx([11.071429] * 6)
+    table = aggregate(rows, n_resamples=999)
+    assert table["hi"].iloc[0] > 11.1  # the t interval of 7 equal seeds and one below them
+    clipped = clip_to_upper(table, dict(enumerate(bound, start=1)))
+    assert clipped["hi"].iloc[0] == pytest.approx(11.071429) and clipped["lo"].iloc[0] == table["lo"].iloc[0]
+    assert upper_bound(refs, "gridworld", lines, rows[rows["task"] != "[0, 3]"]) is None  # 20 of the 21 goals
+    assert upper_bound(refs, "pointrobot_sparse", lines, rows) is None
+    assert clip_to_upper(table, {1: 4.0}).equals(table)  # episode 3 has no bound in this mapping
+
+
 def _hand_made_results(root: Path) -> None:
     # alg "a": 3 seeds x 2 tasks x 2 episodes at frames 0 and 100; per-seed means over tasks at frames 100:
     # episode 1: 2, 3, 7 (mean 4); episode 2: 6, 8, 13 (mean 9)

@@ -610,6 +610,10 @@ def build_reference_file(episodes: Sequence[int] = (4, 6), mc_rollouts: int = MC
                 "rational arithmetic; checked against Monte Carlo rollouts in envs.gridworld.GridWorld (below)"
             ),
         },
+        # no policy's expected return exceeds the known-goal optimum in any episode, not even one told the goal
+        # (the oracle; the Bayes-optimal split bounds only policies that are not). A meta-test over every candidate
+        # goal averages exactly that expectation, so the analysis keeps the confidence intervals of its mean below it
+        "upper_bound": {"line": "optimal", "tasks": len(spec.candidates)},
         "tie_breaks": {"bayes_optimal": BAYES_TIE_BREAK, "posterior_sampling": PS_TIE_BREAK},
         "notes": (
             "several policies may be Bayes-optimal in total return and per-episode splits can in general depend on "
