@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from analysis.belief_stats import parse_condition
 from records import locations
 
 MANIFESTS = locations.REPRODUCE_MANIFESTS
@@ -162,8 +163,6 @@ def _check_beliefs(path: Path, entries: list[Any], runs: list[RunSpec]) -> None:
 def _check_belief_claims(path: Path, claims: list[dict[str, Any]], beliefs: list[dict[str, Any]]) -> None:
     """A claim about a belief picture names it (``belief``) and says when it holds (``holds_if``: conditions on the
     statistics of its kind, about labels the picture shows)."""
-    from analysis.belief_stats import parse_condition
-
     pictures = {str(entry["name"]): entry for entry in beliefs}
     for i, claim in enumerate(claims):
         where = f"{path}: claims[{i}]"
