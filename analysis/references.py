@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.stats import clip_to_upper
 from records.references import ENVS_WITH_REFERENCES, reference_file
 
 DEFAULT_REFERENCES = [reference_file(env) for env in ENVS_WITH_REFERENCES]
@@ -138,8 +139,6 @@ def within_bound(table: pd.DataFrame, refs: dict[str, Any] | None, env: str, eva
                  protocol: str = "") -> pd.DataFrame:
     """A table of mean returns per episode (``analysis.stats.per_episode`` or ``aggregate``) with its intervals cut
     at the env's :func:`upper_bound` for the meta-tests ``eval_rows`` it was computed from, where there is one."""
-    from analysis.stats import clip_to_upper
-
     lines, _ = references_for(refs, env, int(eval_rows["episode"].max()), protocol=protocol) if len(eval_rows) \
         else ({}, None)
     bound = upper_bound(refs, env, lines, eval_rows)
