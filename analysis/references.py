@@ -143,3 +143,18 @@ def within_bound(table: pd.DataFrame, refs: dict[str, Any] | None, env: str, eva
         else ({}, None)
     bound = upper_bound(refs, env, lines, eval_rows)
     return clip_to_upper(table, dict(enumerate(bound, start=1))) if bound else table
+
+
+def panel_references(refs: dict[str, Any] | None, env: str, setting: str | None, episodes: int,
+                     value: str = "return") -> dict[str, list[float]]:
+    """Reference lines for one panel: the ``settings[setting]`` block of the env's reference file (PointRobot: one per
+    protocol), else the env's per-K block (GridWorld)."""
+    if refs is None:
+        return {}
+    env_refs = refs.get(env) if isinstance(refs.get(env), dict) else None
+    if setting and env_refs and isinstance(env_refs.get("settings", {}).get(setting), dict):
+        block = env_refs["settings"][setting].get(value, {})
+        return {name: [float(v) for v in values[:episodes]] for name, values in block.items()
+                if isinstance(values, list)}
+    lines, _ = references_for(refs, env, episodes, key="K" if value == "return" else "success_K")
+    return lines

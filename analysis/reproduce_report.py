@@ -20,7 +20,6 @@ measured and whether it holds.
 
 from __future__ import annotations
 
-import json
 import math
 import textwrap
 from pathlib import Path
@@ -30,21 +29,20 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
-from scipy import stats
 
 from analysis.belief_pictures import draw_comparison, draw_latent_comparison
-from analysis.belief_stats import STATISTICS, evaluate, goal_step, parse_condition, trace_statistics
+from analysis.belief_stats import STATISTICS, goal_step, trace_statistics
+from analysis.claims import check_belief_claim, check_claim
 from analysis.load import EVAL_COLUMNS, RUN_KEYS, RunError, load_results, read_eval
-from analysis.references import DEFAULT_REFERENCES, load_references, references_for, upper_bound
+from analysis.references import DEFAULT_REFERENCES, load_references, panel_references, upper_bound
+from analysis.seed_report import per_seed_table, plot_goal_angle, plot_seed_entropy
 from analysis.stats import aggregate, clip_to_upper, format_frames, per_episode
 from analysis.style import label_styles, legend_columns, reference_style
 from analysis.tables import to_markdown
-from analysis.task_breakdown import task_values
 from records import run_folder
 
 #: episodes shown in the tables, and the last one (all of them in the figures)
 TABLE_EPISODES = (1, 2, 3, 5, 10, 20, 30)
-#: one marker per label of a panel: the variants of one agent share its hue (in shades), the marker tells them apart
 
 
 def final_meta_test(results: Any) -> pd.DataFrame:
@@ -64,21 +62,6 @@ def final_meta_test(results: Any) -> pd.DataFrame:
         rows = rows.drop(columns="run_id").assign(**keys)
         parts.append(rows[RUN_KEYS + [c for c in EVAL_COLUMNS if c != "run_id"]])
     return pd.concat(parts, ignore_index=True) if parts else results.eval.iloc[0:0]
-
-
-def panel_references(refs: dict[str, Any] | None, env: str, setting: str | None, episodes: int,
-                     value: str = "return") -> dict[str, list[float]]:
-    """Reference lines for one panel: the ``settings[setting]`` block of the env's reference file (PointRobot: one per
-    protocol), else the env's per-K block (GridWorld)."""
-    if refs is None:
-        return {}
-    env_refs = refs.get(env) if isinstance(refs.get(env), dict) else None
-    if setting and env_refs and isinstance(env_refs.get("settings", {}).get(setting), dict):
-        block = env_refs["settings"][setting].get(value, {})
-        return {name: [float(v) for v in values[:episodes]] for name, values in block.items()
-                if isinstance(values, list)}
-    lines, _ = references_for(refs, env, episodes, key="K" if value == "return" else "success_K")
-    return lines
 
 
 def plot_panel(table: pd.DataFrame, refs: dict[str, list[float]], title: str, path: Path, dpi: int = 150) -> None:
@@ -185,266 +168,6 @@ def episode_table(table: pd.DataFrame, refs: dict[str, list[float]], scale: floa
     return pd.DataFrame(rows)
 
 
-def last_evaluations(ev: pd.DataFrame, label: str, value: str, episodes: int | list[int], count: int = 3,
-                     env: str | None = None) -> tuple[float, list]:
-    """Mean over seeds of each seed's mean over its last ``count`` meta-tests (``value`` of ``episodes``: one episode
-    or the mean over several), and the per-seed values."""
-    wanted = [episodes] if isinstance(episodes, int) else list(episodes)
-    rows = ev[(ev["algo"] == label) & (ev["episode"].isin(wanted))]
-    if env is not None:
-        rows = rows[rows["env"] == env]
-    per_seed = []
-    for _, run in rows.groupby("run_id"):
-        per_frames = run.groupby("frames")[value].mean().sort_index()
-        per_seed.append(float(per_frames.tail(count).mean()))
-    return (float(np.mean(per_seed)) if per_seed else math.nan), per_seed
-
-
-#: the policy-entropy column of ``train_metrics.csv`` (PPO agents) shown per seed
-ENTROPY = "ppo/entropy"
-#: where in training the per-seed table reads the entropy: the mean over the 5% of training before each fraction
-ENTROPY_AT = (0.1, 0.25, 1.0)
-
-
-def goals_never_found(run: pd.DataFrame) -> list[str]:
-    """The tasks of ``run`` (eval rows of one seed) in which no meta-test episode ever succeeded."""
-    if "success" not in run or "task" not in run:
-        return []
-    found = run.groupby("task")["success"].apply(lambda s: bool(s.astype(bool).any()))
-    return [task_name(str(task)) for task, hit in found.items() if not hit]
-
-
-def task_name(task: str) -> str:
-    """``"[0.0, 3.0]"`` (eval.csv's task column) -> ``"(0, 3)"``; other tasks unchanged."""
-    try:
-        values = json.loads(task)
-    except ValueError:
-        return task
-    if isinstance(values, list) and all(isinstance(v, (int, float)) for v in values):
-        return "(" + ", ".join(f"{v:g}" for v in values) + ")"
-    return task
-
-
-def entropy_at(train: pd.DataFrame, fraction: float, total: float) -> float:
-    """Mean policy entropy over the logged iterations in the 5% of ``total`` frames that end at ``fraction``."""
-    window = train[(train["frames"] > (fraction - 0.05) * total) & (train["frames"] <= fraction * total)]
-    return float(window[ENTROPY].mean()) if len(window) else math.nan
-
-
-def per_seed_table(entry: dict[str, Any], ev: pd.DataFrame, refs: dict[str, Any] | None,
-                   train: pd.DataFrame | None = None, count: int = 3) -> tuple[pd.DataFrame, str]:
-    """One row per seed of ``entry['label']``: the mean return of each meta-test episode (``entry['episodes']``, by
-    default all) over the seed's last ``count`` meta-tests, and, where ``entry['reference']`` names a reference line
-    (e.g. GridWorld's ``bayes_optimal``; ``entry['setting']`` picks a protocol's block, e.g. PointRobot's
-    ``varibad``), whether every episode is within ``entry['tolerance']`` (a fraction, default 0.1) of it; with a
-    line that counts the seeds that are.
-
-    What a seed learned: its episode-1 success, the tasks it never solves in any episode of those meta-tests, its
-    policy entropy early, midway and at the end (``train``: the runs' ``train_metrics.csv`` rows), since an early
-    collapse of the entropy is one way a seed gets stuck, and, with ``entry['goal_angle_bins']`` (goals on a circle,
-    PointRobot), the arc of goals it finds in episode 1."""
-    rows = ev[ev["algo"] == entry["label"]]
-    if rows.empty:
-        return pd.DataFrame(), f"No published runs of {entry['label']}."
-    env = str(rows["env"].iloc[0])
-    last_episode = int(rows["episode"].max())
-    shown = [int(k) for k in entry.get("episodes") or range(1, last_episode + 1) if int(k) <= last_episode]
-    reference = entry.get("reference")
-    line = (panel_references(refs, env, entry.get("setting"), last_episode).get(str(reference))
-            if reference else None)
-    tolerance = float(entry.get("tolerance", 0.1))
-    seeds_train = None
-    if train is not None and ENTROPY in train and not train.empty:
-        seeds_train = train[train["algo"] == entry["label"]]
-    total = float(rows["frames"].max())
-    table = []
-    for seed, run in rows.groupby("seed"):
-        last = sorted(run["frames"].unique())[-count:]
-        recent = run[run["frames"].isin(last)]
-        means = recent.groupby("episode")["return"].mean()
-        row: dict[str, Any] = {"seed": int(seed), "frames": format_frames(int(last[-1]))}
-        row.update({f"ep {k}": round(float(means.get(k, math.nan)), 2) for k in shown})
-        if line:
-            row["pattern"] = "yes" if all(means.get(k, -math.inf) >= (1 - tolerance) * line[k - 1]
-                                          for k in range(1, min(last_episode, len(line)) + 1)) else "no"
-        if "success" in recent:
-            first = recent[recent["episode"] == 1]
-            row["ep 1 success"] = f"{100 * first['success'].astype(float).mean():.0f}%"
-            if entry.get("goal_angle_bins"):
-                row["ep 1 finds goals at"] = found_arcs(first, int(entry["goal_angle_bins"]))
-            else:
-                never = goals_never_found(recent)
-                row["never solved"] = ", ".join(never) if never else "-"
-        if seeds_train is not None:
-            mine = seeds_train[seeds_train["seed"] == seed]
-            for fraction in ENTROPY_AT:
-                row[f"entropy @{format_frames(fraction * total)}"] = f"{entropy_at(mine, fraction, total):.2f}"
-        table.append(row)
-    out = pd.DataFrame(table)
-    meanings = {"never solved": "the tasks no episode of those meta-tests solves",
-                "ep 1 finds goals at": "the goal angles where episode 1 succeeds at least half the time"}
-    notes = " ".join([f"Each seed's mean over its last {count} meta-tests."]
-                     + [f"'{column}': {meaning}." for column, meaning in meanings.items() if column in out]
-                     + (["Entropy: the policy's, averaged over the 5% of training before the frame shown."]
-                        if seeds_train is not None else []))
-    if not reference:
-        return out, notes
-    if not line:
-        return out, f"No reference line {reference!r} for {env}. {notes}"
-    reached = int((out["pattern"] == "yes").sum())
-    ref = " / ".join(f"{v:.2f}" for v in line[:8]) + (" ..." if len(line) > 8 else "")
-    return out, (f"{reached} of {len(out)} seeds reach the {reference} pattern: every episode's return at least "
-                 f"{1 - tolerance:.0%} of the reference ({ref}). {notes}")
-
-
-def goal_angles(tasks: pd.Series) -> np.ndarray:
-    """The angle in degrees of each 2-D goal in eval.csv's ``task`` column (``"[x, y]"``)."""
-    xy = task_values(tasks)
-    return np.degrees(np.arctan2(xy[:, 1], xy[:, 0]))
-
-
-def success_by_angle(rows: pd.DataFrame, bins: int) -> pd.Series:
-    """Success rate of ``rows`` per bin of goal angle over [0, 180] degrees, indexed by the bins' left edges."""
-    width = 180.0 / bins
-    edges = np.clip(goal_angles(rows["task"]) // width, 0, bins - 1) * width
-    return rows["success"].astype(float).groupby(edges).mean().reindex(np.arange(bins) * width)
-
-
-def found_arcs(rows: pd.DataFrame, bins: int, threshold: float = 0.5) -> str:
-    """The arcs of goal angles (bins merged) where ``rows`` (one seed's episode-1 rows) succeed at least
-    ``threshold`` of the time: ``"15-120°, 150-180°"``."""
-    rate = success_by_angle(rows, bins)
-    width = 180.0 / bins
-    arcs, start = [], None
-    for left, value in rate.items():
-        hit = bool(value >= threshold)
-        if hit and start is None:
-            start = left
-        if not hit and start is not None:
-            arcs.append((start, left))
-            start = None
-    if start is not None:
-        arcs.append((start, 180.0))
-    return ", ".join(f"{a:.0f}-{b:.0f}°" for a, b in arcs) if arcs else f"none (bins of {width:.0f}°)"
-
-
-def plot_goal_angle(ev: pd.DataFrame, label: str, bins: int, title: str, path: Path, count: int = 3,
-                    dpi: int = 150) -> None:
-    """Episode-1 (solid) and episode-2 (dashed) success per goal angle, one colour per seed, over each seed's last
-    ``count`` meta-tests: the arc of the semicircle a seed searches, and what it misses."""
-    fig = Figure(figsize=(7.2, 4.0), layout="constrained")
-    ax = fig.subplots()
-    width = 180.0 / bins
-    for index, (seed, run) in enumerate(ev[ev["algo"] == label].groupby("seed")):
-        recent = run[run["frames"].isin(sorted(run["frames"].unique())[-count:])]
-        for episode, style in ((1, "-"), (2, "--")):
-            rate = success_by_angle(recent[recent["episode"] == episode], bins)
-            ax.plot(rate.index + width / 2, 100 * rate.to_numpy(), style, marker="o", ms=3, color=f"C{index % 10}",
-                    label=f"seed {seed}, episode {episode}")
-    ax.set_xlabel("goal angle on the semicircle (degrees)")
-    ax.set_ylabel("success rate (%)")
-    ax.set_xlim(0, 180)
-    ax.set_ylim(-3, 103)
-    ax.grid(alpha=0.3)
-    ax.set_title(title, fontsize=10)
-    fig.legend(loc="outside right center", fontsize=8, frameon=False)
-    fig.savefig(path, dpi=dpi)
-
-
-def plot_seed_entropy(train: pd.DataFrame, table: pd.DataFrame, title: str, path: Path, dpi: int = 150) -> bool:
-    """The policy entropy of every seed against training frames (a rolling mean), the seeds that miss the pattern
-    drawn bold; ``False`` (nothing written) where no run logged its entropy."""
-    if ENTROPY not in train or train[ENTROPY].isna().all() or table.empty:
-        return False
-    fig = Figure(figsize=(7.2, 4.0), layout="constrained")
-    ax = fig.subplots()
-    stuck = set(table.loc[table["pattern"] == "no", "seed"]) if "pattern" in table else set()
-    for index, (seed, run) in enumerate(train.groupby("seed")):
-        run = run.sort_values("frames")
-        smooth = run[ENTROPY].rolling(20, min_periods=1).mean()
-        bold = seed in stuck
-        ax.plot(run["frames"], smooth, lw=2.0 if bold else 0.9, color=f"C{index % 10}", alpha=1.0 if bold else 0.7,
-                label=f"seed {seed}" + (" (misses the pattern)" if bold else ""))
-    ax.set_xlabel("training frames")
-    ax.set_ylabel("policy entropy (rolling mean of 20 updates)")
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: format_frames(x)))
-    ax.grid(alpha=0.3)
-    ax.set_title(title, fontsize=10)
-    fig.legend(loc="outside right center", fontsize=8, frameon=False)
-    fig.savefig(path, dpi=dpi)
-    return True
-
-
-#: a ``better_than`` claim holds where a one-sided Mann-Whitney U test over the seeds gives p below this
-CLAIM_P_VALUE = 0.05
-
-
-def _episodes_text(episodes: int | list[int]) -> str:
-    if isinstance(episodes, int):
-        return f"episode {episodes}"
-    return f"episodes {episodes[0]}-{episodes[-1]} (mean)" if episodes == list(range(episodes[0], episodes[-1] + 1)) \
-        else f"episodes {', '.join(map(str, episodes))} (mean)"
-
-
-def _seeds(n: int) -> str:
-    return f"{n} seed" if n == 1 else f"{n} seeds"
-
-
-def check_claim(claim: dict[str, Any], ev: pd.DataFrame) -> tuple[str, str]:
-    """What we measured for a claim and whether it holds: ``(measured, verdict)``.
-
-    Each seed's value is its mean over its last ``last`` (default 3) meta-tests of ``metric`` in ``episode`` (or the
-    mean over ``episodes``). The claim holds where the mean over seeds of ``label`` is ``at_least`` a number, at least
-    its own value in episode ``at_least_episode``, within ``tolerance`` (a fraction, default 0.1) of ``near_label``'s
-    (a variant that works as well), or, for ``better_than``, above the rival label's with a one-sided Mann-Whitney U
-    test over the seeds at p < 0.05: below it, the claim does not hold; above it without that, it is not shown at
-    these seeds."""
-    label, value = claim["label"], claim.get("metric", "return")
-    episodes: int | list[int] = [int(k) for k in claim["episodes"]] if "episodes" in claim \
-        else int(claim.get("episode", 1))
-    count, env = int(claim.get("last", 3)), claim.get("env")
-    ours, per_seed = last_evaluations(ev, label, value, episodes, count, env)
-    scale, unit = (100.0, "%") if value == "success" else (1.0, "")
-
-    def shown(values: list[float]) -> str:
-        return ", ".join(f"{scale * v:.0f}{unit}" if unit else f"{v:.3g}" for v in values)
-
-    measured = (f"{label} {_episodes_text(episodes)} {value}: {scale * ours:.2f}{unit} (mean over "
-                f"{_seeds(len(per_seed))} of the last {count} meta-tests; per seed {shown(per_seed)})")
-    if not math.isfinite(ours):
-        return f"{label}: no runs", "no data"
-    verdict = "holds"
-    if "at_least" in claim and ours < float(claim["at_least"]):
-        verdict = "does not hold"
-    if "at_least_episode" in claim:
-        other, _ = last_evaluations(ev, label, value, int(claim["at_least_episode"]), count, env)
-        measured += f"; episode {claim['at_least_episode']}: {scale * other:.1f}{unit}"
-        if not ours >= other:
-            verdict = "does not hold"
-    if "near_label" in claim:
-        rival, tolerance = str(claim["near_label"]), float(claim.get("tolerance", 0.1))
-        other, rival_seeds = last_evaluations(ev, rival, value, episodes, count, env)
-        if not rival_seeds:
-            return measured + f"; {rival}: no runs", "no data"
-        measured += (f"; {rival}: {scale * other:.2f}{unit} ({_seeds(len(rival_seeds))}); within "
-                     f"{tolerance:.0%} of it: at least {scale * (1 - tolerance) * other:.2f}{unit}")
-        if not ours >= (1 - tolerance) * other:
-            verdict = "does not hold"
-    if "better_than" in claim:
-        rival = str(claim["better_than"])
-        other, rival_seeds = last_evaluations(ev, rival, value, episodes, count, env)
-        if not rival_seeds:
-            return measured + f"; {rival}: no runs", "no data"
-        test = stats.mannwhitneyu(per_seed, rival_seeds, alternative="greater")
-        measured += (f"; {rival}: {scale * other:.2f}{unit} ({_seeds(len(rival_seeds))}: {shown(rival_seeds)}); "
-                     f"one-sided Mann-Whitney U p = {test.pvalue:.3g}")
-        if not ours > other:
-            verdict = "does not hold"
-        elif test.pvalue >= CLAIM_P_VALUE:
-            verdict = f"not shown at {len(per_seed)} vs {len(rival_seeds)} seeds"
-    return measured, verdict
-
-
 def belief_traces(entry: dict[str, Any], results: Any) -> tuple[list[tuple[str, dict[str, np.ndarray]]], list[str]]:
     """The published belief traces of the manifest's belief picture ``entry`` (seed ``entry['seed']``, its goal), one
     per label, and the labels that have none."""
@@ -471,31 +194,6 @@ def belief_statistics_table(entry: dict[str, Any], traces: list[tuple[str, dict[
         shown = {key: f"{values[key]:.3g}" if np.isfinite(values[key]) else "-" for key in STATISTICS[kind]}
         rows.append({"label": label, "goal entered at step": "never" if reached is None else str(reached), **shown})
     return pd.DataFrame(rows)
-
-
-def check_belief_claim(claim: dict[str, Any], entry: dict[str, Any],
-                       statistics: dict[str, dict[str, float]]) -> tuple[str, str]:
-    """What the rollouts of belief picture ``entry`` show for a claim and whether it holds: every condition of its
-    ``holds_if`` true. ``statistics``: per label of the picture, its trace's statistics."""
-    kind, label = str(entry.get("kind", "cells")), str(claim["label"])
-    conditions = [parse_condition(text, kind) for text in claim["holds_if"]]
-    missing = sorted({lab for c in conditions for lab in c.labels(label)} - set(statistics))
-    if missing:
-        return f"no belief trace published for {', '.join(missing)}", "no data"
-    results, parts = [], []
-    for condition in conditions:
-        result = evaluate(condition, statistics, label)
-        results.append(result)
-        shown = {f"{lab}:{stat}" if lab != label else stat: statistics[lab][stat] for lab, stat in
-                 ((condition.label or label, condition.statistic),
-                  (condition.other_label or label, condition.other_statistic)) if stat is not None}
-        values = ", ".join(f"{key} = {value:.3g}" for key, value in shown.items())
-        parts.append(f"{condition.text} ({values}): {'-' if result is None else 'yes' if result else 'no'}")
-    goal = tuple(int(v) for v in entry.get("goal", (3, 4)))
-    measured = f"{label}, seed {entry['seed']}, one rollout to the goal {goal}: " + "; ".join(parts)
-    if any(result is None for result in results):
-        return measured + " (the rollout never enters the goal)", "not measurable"
-    return measured, "holds" if all(results) else "does not hold"
 
 
 def belief_comparison(entry: dict[str, Any], results: Any, name: str, out: Path) -> tuple[Path | None, str]:

@@ -43,9 +43,9 @@ BELIEF_KEYS = {"name", "title", "labels", "seed", "goal", "episodes", "kind"}
 #: a protocol panel: its title, the protocol's description and reference lines, labels of other panels drawn in it,
 #: and the episodes its learning curves also show pooled (their mean)
 PANEL_KEYS = {"title", "protocol", "references", "include", "pooled_episodes"}
-#: a per-seed table (``analysis.reproduce_report.per_seed_table``)
+#: a per-seed table (``analysis.seed_report.per_seed_table``)
 PER_SEED_KEYS = {"label", "title", "reference", "tolerance", "setting", "episodes", "goal_angle_bins"}
-#: a claim (``analysis.reproduce_report.check_claim``): its text, the label it is about, and what it compares
+#: a claim (``analysis.claims.check_claim``): its text, the label it is about, and what it compares
 CLAIM_KEYS = {"text", "label", "metric", "episode", "episodes", "last", "env", "at_least", "at_least_episode",
               "near_label", "tolerance", "better_than", "belief", "holds_if"}
 #: the goal of a belief picture unless the manifest names one (far from the start: the search shows in the belief)

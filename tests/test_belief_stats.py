@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from analysis.belief_stats import evaluate, parse_condition, trace_statistics
-from analysis.reproduce_report import check_belief_claim
+from analysis.claims import check_belief_claim
 from launch.manifest import ManifestError, load_manifest
 
 

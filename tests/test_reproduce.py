@@ -90,7 +90,7 @@ def test_per_seed_table_shows_the_arc_of_goals_a_seed_finds(tmp_path):
     searches a quarter circle, one that finds them all the whole arc."""
     import math
 
-    from analysis.reproduce_report import found_arcs, per_seed_table
+    from analysis.seed_report import found_arcs, per_seed_table
 
     rows = []
     for seed, reach in ((0, 90.0), (1, 180.0)):
@@ -110,7 +110,7 @@ def test_per_seed_table_shows_the_arc_of_goals_a_seed_finds(tmp_path):
     assert "pattern" not in table and summary.startswith("Each seed's mean over its last 3 meta-tests")
     assert list(table.columns[:3]) == ["seed", "frames", "ep 1"]
     # no reference pattern: the entropy figure draws every seed alike
-    from analysis.reproduce_report import plot_seed_entropy
+    from analysis.seed_report import plot_seed_entropy
 
     train = pd.DataFrame({"algo": "v", "seed": [0, 0, 1, 1], "frames": [1, 2, 1, 2], "ppo/entropy": [1.0, 0.5] * 2})
     assert plot_seed_entropy(train, table, "t", tmp_path / "e.png") and (tmp_path / "e.png").is_file()
@@ -135,7 +135,7 @@ def _claim_rows(label: str, per_seed: list[float], episodes: int = 4) -> list[di
 
 
 def test_claims_between_variants_hold_only_where_the_seeds_show_them():
-    from analysis.reproduce_report import check_claim
+    from analysis.claims import check_claim
 
     ev = pd.DataFrame(_claim_rows("main", [10.4, 10.4, 10.4, 10.6, 10.4, 7.9, 10.4, 10.4])
                       + _claim_rows("worse", [6.0, 5.5, 7.0]) + _claim_rows("close", [9.9, 10.4, 10.0])
@@ -343,7 +343,7 @@ def test_a_campaign_runs_through_the_sweep_launchers_too(tmp_path):
 
 def test_per_seed_table_counts_the_seeds_that_reach_the_reference_pattern():
     from analysis.references import DEFAULT_REFERENCES, load_references
-    from analysis.reproduce_report import per_seed_table
+    from analysis.seed_report import per_seed_table
 
     refs, _ = load_references(DEFAULT_REFERENCES)
     bayes = [4.0] + [11.071] * 5
