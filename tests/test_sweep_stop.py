@@ -3,6 +3,7 @@ resumes them; a stop during a meta-test does not wait for it."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from analysis.status import collect
 from tests.helpers import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
+RUN_ID = re.compile(r"\d{8}-\d{6}_seed\d+")
 
 
 def _sweep_command(results: Path) -> list[str]:
@@ -41,7 +43,8 @@ def _start(results: Path, wait_for: str, count: int) -> tuple[subprocess.Popen, 
         assert time.time() < deadline, "".join(lines)
         lines.append(line)
         if wait_for in line:
-            seen.add(line.split("]")[0] if line.startswith("[2") else line)
+            # the runs write to one pipe: two runs' messages can share a line, so count the run ids, not lines
+            seen.update(RUN_ID.findall(line) or [line])
     return proc, lines
 
 
