@@ -177,7 +177,9 @@ def clip_to_upper(table: pd.DataFrame, upper: dict[int, float]) -> pd.DataFrame:
     """``table`` (rows with ``episode``, ``lo``, ``hi``) with each interval cut at its episode's ``upper`` bound, the
     value no mean of that episode can exceed (see the module docstring); episodes without a bound are unchanged."""
     bound = table["episode"].map(upper).astype(float)
-    clipped = {col: table[col].where(bound.isna() | (table[col] <= bound), bound) for col in ("lo", "hi")}
+    # a missing interval (one seed) stays missing; an episode without a bound keeps its interval
+    clipped = {col: table[col].where(table[col].isna() | bound.isna() | (table[col] <= bound), bound)
+               for col in ("lo", "hi")}
     return table.assign(**clipped)
 
 

@@ -229,6 +229,8 @@ def test_a_mean_return_interval_stops_at_the_return_no_policy_exceeds():
     assert upper_bound(refs, "gridworld", lines, rows[rows["task"] != "[0, 3]"]) is None  # 20 of the 21 goals
     assert upper_bound(refs, "pointrobot_sparse", lines, rows) is None
     assert clip_to_upper(table, {1: 4.0}).equals(table)  # episode 3 has no bound in this mapping
+    one_seed = aggregate(rows[rows["seed"] == 7], n_resamples=999)  # no interval: it stays none
+    assert clip_to_upper(one_seed, {3: 11.071429})[["lo", "hi"]].isna().all(axis=None)
 
 
 def _hand_made_results(root: Path) -> None:
