@@ -139,8 +139,9 @@ def within_bound(table: pd.DataFrame, refs: dict[str, Any] | None, env: str, eva
                  protocol: str = "") -> pd.DataFrame:
     """A table of mean returns per episode (``analysis.stats.per_episode`` or ``aggregate``) with its intervals cut
     at the env's :func:`upper_bound` for the meta-tests ``eval_rows`` it was computed from, where there is one."""
-    lines, _ = references_for(refs, env, int(eval_rows["episode"].max()), protocol=protocol) if len(eval_rows) \
-        else ({}, None)
+    if eval_rows.empty:
+        return table
+    lines, _ = references_for(refs, env, int(eval_rows["episode"].max()), protocol=protocol)
     bound = upper_bound(refs, env, lines, eval_rows)
     return clip_to_upper(table, dict(enumerate(bound, start=1))) if bound else table
 

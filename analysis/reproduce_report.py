@@ -183,24 +183,25 @@ def belief_traces(entry: dict[str, Any], results: Any) -> tuple[list[tuple[str, 
     return traces, missing
 
 
-def belief_statistics_table(entry: dict[str, Any], traces: list[tuple[str, dict[str, np.ndarray]]]) -> pd.DataFrame:
-    """One row per label: the step that first enters the goal and the statistics of the picture's kind
-    (``analysis.belief_stats``), as the belief claims read them."""
-    kind = str(entry.get("kind", "cells"))
+def belief_statistics_table(kind: str, traces: list[tuple[str, dict[str, np.ndarray]]],
+                            statistics: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """One row per label: the step that first enters the goal and the ``statistics`` of its trace (those of the
+    picture's ``kind``, ``analysis.belief_stats``), as the belief claims read them."""
     rows = []
     for label, trace in traces:
         reached = goal_step(trace)
-        values = trace_statistics(trace, kind)
+        values = statistics[label]
         shown = {key: f"{values[key]:.3g}" if np.isfinite(values[key]) else "-" for key in STATISTICS[kind]}
         rows.append({"label": label, "goal entered at step": "never" if reached is None else str(reached), **shown})
     return pd.DataFrame(rows)
 
 
-def belief_comparison(entry: dict[str, Any], results: Any, name: str, out: Path) -> tuple[Path | None, str]:
+def belief_comparison(entry: dict[str, Any], traces: list[tuple[str, dict[str, np.ndarray]]], missing: list[str],
+                      name: str, out: Path) -> tuple[Path | None, str]:
     """The manifest's belief picture ``entry`` (one row per label, seed ``entry['seed']``) from the published runs'
-    belief traces; the picture (``None`` where a trace is missing) and a line for the report."""
+    belief ``traces`` (:func:`belief_traces`); the picture (``None`` where no label has a trace) and a line for the
+    report."""
     goal = tuple(int(v) for v in entry.get("goal", (3, 4)))
-    traces, missing = belief_traces(entry, results)
     absent = f" No belief trace published yet for {', '.join(missing)}." if missing else ""
     if not traces:
         return None, f"No belief trace published for {', '.join(missing)} (seed {entry['seed']}, goal {goal})."
@@ -285,19 +286,20 @@ def write_report(manifest: dict[str, Any], name: str, shipped: Path, out: Path, 
                 lines += [f"![success per goal angle]({arcs.name})", ""]
     belief_stats: dict[str, dict[str, dict[str, float]]] = {}
     for entry in manifest.get("beliefs") or []:
-        picture, note = belief_comparison(entry, results, name, out)
+        traces, missing = belief_traces(entry, results)
+        picture, note = belief_comparison(entry, traces, missing, name, out)
         lines += [f"## {entry.get('title', entry['name'])}", ""]
         if picture is not None:
             written.append(picture)
             lines += [f"![belief along one rollout]({picture.name})", ""]
         lines += [note, ""]
-        traces, _ = belief_traces(entry, results)
         kind = str(entry.get("kind", "cells"))
-        belief_stats[str(entry["name"])] = {label: trace_statistics(trace, kind) for label, trace in traces}
+        statistics = {label: trace_statistics(trace, kind) for label, trace in traces}
+        belief_stats[str(entry["name"])] = statistics
         if traces:
             lines += ["Read off these rollouts (the belief claims below use them): "
                       + "; ".join(f"{key}: {text}" for key, text in STATISTICS[kind].items()) + ".", "",
-                      to_markdown(belief_statistics_table(entry, traces)), ""]
+                      to_markdown(belief_statistics_table(kind, traces, statistics)), ""]
     claims = manifest.get("claims") or []
     pictures = {str(entry["name"]): entry for entry in manifest.get("beliefs") or []}
     if claims:

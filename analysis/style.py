@@ -61,14 +61,7 @@ SHADES = (0.0, 0.45, -0.35, 0.7, -0.55)
 def label_colors(labels: Iterable[str]) -> dict[str, str]:
     """A colour for every label of a figure: the agent's fixed colour, in shades where one agent has several labels
     (``varibad`` and ``varibad (shipped)``)."""
-    colors: dict[str, str] = {}
-    seen: dict[str, int] = {}
-    for label in sorted(set(labels)):
-        base = agent_color(label)
-        index = seen.get(base, 0)
-        seen[base] = index + 1
-        colors[label] = base if index == 0 else _shade(base, SHADES[index % len(SHADES)])
-    return colors
+    return {label: str(style["color"]) for label, style in label_styles(labels).items()}
 
 
 #: how labels of one agent are told apart beyond their shade (ablation variants of VariBAD share its hue): the n-th
@@ -78,16 +71,17 @@ LINESTYLES: tuple[object, ...] = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 
 
 
 def label_styles(labels: Iterable[str]) -> dict[str, dict[str, object]]:
-    """Matplotlib keyword arguments (``color``, ``marker``, ``linestyle``) per label: the agent's colour in shades
-    (:func:`label_colors`) and, for the agent's 2nd, 3rd, ... label, a marker and a line style of its own."""
-    colors = label_colors(labels)
+    """Matplotlib keyword arguments (``color``, ``marker``, ``linestyle``) per label: the agent's fixed colour for its
+    first label and, for its 2nd, 3rd, ... label, a shade of it (:data:`SHADES`), a marker and a line style of its
+    own."""
     seen: dict[str, int] = {}
     styles: dict[str, dict[str, object]] = {}
     for label in sorted(set(labels)):
-        index = seen.get(agent_color(label), 0)
-        seen[agent_color(label)] = index + 1
-        styles[label] = {"color": colors[label], "marker": MARKERS[index % len(MARKERS)],
-                         "linestyle": LINESTYLES[index % len(LINESTYLES)]}
+        base = agent_color(label)
+        index = seen.get(base, 0)
+        seen[base] = index + 1
+        styles[label] = {"color": base if index == 0 else _shade(base, SHADES[index % len(SHADES)]),
+                         "marker": MARKERS[index % len(MARKERS)], "linestyle": LINESTYLES[index % len(LINESTYLES)]}
     return styles
 
 
