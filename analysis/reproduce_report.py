@@ -8,7 +8,8 @@ e.g. VariBAD's H = 100 and PEARL's oyster H = 20, are never drawn on one axis) i
   meta-test with the manifest's episode count (``final_eval.csv``; the last meta-test where a run has none), with the
   panel's reference lines; the caption names the protocol;
 * ``<name>_<panel>_learning_curves.png``: return and success of the first episodes vs training frames, and with
-  the panel's ``pooled_episodes`` their mean over the training BAMDP's episodes (what the paper's curves show);
+  the panel's ``pooled_episodes`` their mean over the training BAMDP's episodes (what the paper's curves show),
+  with the panel's reference lines at their value in each episode;
 
 and ``report.md``: per panel the figure, the success and return tables per episode (ours and the reference policies);
 per ``per_seed`` entry a table of every seed against a reference pattern (with what a seed that misses it learned)
@@ -99,12 +100,28 @@ def plot_panel(table: pd.DataFrame, refs: dict[str, list[float]], title: str, pa
 POOLED = -1
 
 
+def reference_levels(refs: dict[str, list[float]], columns: list[int],
+                     pooled: list[int] | None = None) -> dict[str, dict[int, float]]:
+    """Per reference policy, its value in each of the learning curves' ``columns`` (episodes, and :data:`POOLED`: the
+    mean over the ``pooled`` episodes); a column the reference does not reach is left out."""
+    levels: dict[str, dict[int, float]] = {}
+    for name, values in refs.items():
+        shown = {k: float(values[k - 1]) for k in columns if k != POOLED and k <= len(values)}
+        if POOLED in columns and pooled and max(pooled) <= len(values):
+            shown[POOLED] = float(np.mean([values[k - 1] for k in pooled]))
+        if shown:
+            levels[name] = shown
+    return levels
+
+
 def plot_curves(ev: pd.DataFrame, episodes: list[int], title: str, path: Path, n_resamples: int,
-                pooled: list[int] | None = None, upper: list[float] | None = None, dpi: int = 150) -> pd.DataFrame:
+                pooled: list[int] | None = None, upper: list[float] | None = None,
+                refs: dict[str, dict[str, list[float]]] | None = None, dpi: int = 150) -> pd.DataFrame:
     """Return (and success) of each of ``episodes`` against training frames, mean over seeds with CIs; with
     ``pooled``, one more column: the mean over those episodes (the paper's learning curves show the return of the
     whole training BAMDP, e.g. GridWorld's 4 episodes), ``episode`` = :data:`POOLED` in the returned curves (those
-    of the return). ``upper``: per episode, the return no policy exceeds (the intervals stop there)."""
+    of the return). ``upper``: per episode, the return no policy exceeds (the intervals stop there). ``refs``: per
+    value ("return", "success"), the reference policies' values per episode, drawn as horizontal lines."""
     values = ["return", "success"] if ev["success"].astype(bool).any() else ["return"]
     styles = label_styles(ev["algo"].unique())
     columns = list(episodes)
@@ -115,6 +132,7 @@ def plot_curves(ev: pd.DataFrame, episodes: list[int], title: str, path: Path, n
         columns.append(POOLED)
     fig = Figure(figsize=(4.4 * len(columns), 3.2 * len(values) + 0.9), layout="constrained")
     axes = fig.subplots(len(values), len(columns), squeeze=False, sharex=True)
+    labelled: set[str] = set()
     for row, value in enumerate(values):
         # per seed, the mean over its tasks (and, pooled, over the episodes) first; then mean and CI over seeds
         curves = aggregate(rows, value=value, n_resamples=n_resamples)
@@ -125,8 +143,15 @@ def plot_curves(ev: pd.DataFrame, episodes: list[int], title: str, path: Path, n
             curves = clip_to_upper(curves, bounds)
         drawn = curves if value == "return" else drawn
         scale = 100.0 if value == "success" else 1.0  # success in %, as in the tables
+        levels = reference_levels((refs or {}).get(value, {}), columns, pooled)
         for col, episode in enumerate(columns):
             ax = axes[row, col]
+            for index, (name, shown) in enumerate(levels.items()):
+                if episode in shown:
+                    color, ls, text = reference_style(name, index)
+                    ax.axhline(scale * shown[episode], color=color, ls=ls, lw=1.0, zorder=3,
+                               label=None if name in labelled else text)  # one legend entry per reference
+                    labelled.add(name)
             for label, group in curves[curves["episode"] == episode].groupby("algo", sort=True):
                 group = group.sort_values("frames")
                 style = styles[label]
@@ -259,7 +284,8 @@ def write_report(manifest: dict[str, Any], name: str, shipped: Path, out: Path, 
         curves = out / f"{name}_{key}_learning_curves.png"
         pooled = [int(k) for k in panel.get("pooled_episodes") or []]
         plot_curves(ev, [k for k in (1, 2) if k in set(ev["episode"])], f"{panel.get('title', key)}: meta-tests "
-                    "during training", curves, n_resamples, pooled=pooled, upper=bound)
+                    "during training", curves, n_resamples, pooled=pooled, upper=bound,
+                    refs={"return": ref_returns, "success": ref_success})
         written.append(curves)
         lines += [f"## {panel.get('title', key)}", "", str(panel.get("protocol", "")).strip(), "",
                   f"![per-episode return]({figure.name})", "", f"![learning curves]({curves.name})", "",

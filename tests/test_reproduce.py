@@ -406,6 +406,16 @@ def test_the_plan_estimates_a_run_not_started_yet_from_its_config_and_its_algos_
     assert status.hours_left == pytest.approx(12345 / 1000 / 3600)
 
 
+def test_reference_lines_of_the_learning_curves_sit_at_each_episodes_value_and_the_pooled_mean():
+    from analysis.reproduce_report import POOLED, reference_levels
+
+    refs = {"bayes_optimal": [4.0, 11.07, 11.07, 11.07], "short": [1.0]}
+    levels = reference_levels(refs, [1, 2, POOLED], pooled=[1, 2, 3, 4])
+    assert levels["bayes_optimal"] == pytest.approx({1: 4.0, 2: 11.07, POOLED: (4.0 + 3 * 11.07) / 4})
+    assert levels["short"] == {1: 1.0}  # a reference without episode 2 (or 2-4) draws no line there
+    assert reference_levels(refs, [1, 2]) == {"bayes_optimal": {1: 4.0, 2: 11.07}, "short": {1: 1.0}}
+
+
 def test_learning_curves_pool_the_training_episodes_as_the_papers_curves_do(tmp_path):
     from analysis.reproduce_report import POOLED, plot_curves
 
