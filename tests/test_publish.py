@@ -7,7 +7,16 @@ from pathlib import Path
 import pytest
 
 from analysis import report
-from analysis.publish import README_END, README_START, PublishError, index_table, publish, write_index
+from analysis.publish import (
+    README_END,
+    README_START,
+    PublishError,
+    index_table,
+    publish,
+    snapshot,
+    summary_markdown,
+    write_index,
+)
 from tests.test_analysis import GOOD, write_run
 
 
@@ -131,3 +140,24 @@ def test_the_index_of_an_ml1_env_has_the_papers_table_1_layout(tmp_path):
     assert [c.strip() for c in ours.split("|")[2:3] + ours.split("|")[5:7]] == ["1", "50 [n/a]", "50 [n/a]"]
     paper = next(line for line in index.splitlines() if line.startswith("| paper: variBAD"))
     assert [c.strip() for c in paper.split("|")[5:7]] == ["100", "100"]
+
+
+def test_the_index_lists_progress_snapshots_apart_with_their_frames_and_last_meta_tests(tmp_path):
+    runs, shipped = tmp_path / "results", tmp_path / "shipped"
+    publish(_completed(runs, 0), shipped)
+    # a run at 200 of its 1,000 frames, three meta-tests so far: the last three's episode-1 mean is (1 + 2 + 4) / 3
+    going = write_run(runs, "gw", "alg", 1, {0: [[-1.0, -1.0]], 100: [[1.0, 1.0]], 150: [[2.0, 2.0]],
+                                             200: [[4.0, 5.0]]}, status="running")
+    (going / "config.yaml").write_text("seed: 1\ntrain:\n  num_frames: 1000\n")
+    snapshot(going, shipped)
+    index = index_table(shipped, n_resamples=99)
+    tables, progress = index.split("## In progress")
+    assert "| alg " in tables and "run_seed1" not in tables  # the completed run alone in the tables
+    (row,) = [line for line in progress.splitlines() if line.startswith("| gw ")]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[:3] == ["gw", "alg", "1"] and cells[3] == "200 of 1k" and cells[5] == "100 to 200"
+    assert cells[6] == "2.33 (100%)" and cells[7] == "2.67 (100%)"
+    assert "In progress" in summary_markdown(shipped, n_resamples=99).split("| alg ")[-1]  # the README's line,
+    assert "gw `alg` (seed 1: 200 of 1k)" in summary_markdown(shipped, n_resamples=99)  # below its table
+    publish(_completed(runs, 2), tmp_path / "completed_only")
+    assert "In progress" not in index_table(tmp_path / "completed_only", n_resamples=99)  # no snapshot, no section

@@ -247,7 +247,9 @@ def test_a_campaign_survives_sigkill_resumes_at_its_commit_publishes_and_reports
     assert snap.returncode == 0, snap.stderr
     shipped = load_results(repo / "shipped")
     assert set(shipped.runs["algo"]) == {"tiny" + IN_PROGRESS_SUFFIX}
-    assert "No published runs yet" in (repo / "shipped" / "README.md").read_text()  # the index: completed runs only
+    index = (repo / "shipped" / "README.md").read_text()
+    assert "No published runs yet" in index  # the index's tables: completed runs only
+    assert "## In progress" in index and len([line for line in index.splitlines() if "| tiny " in line]) == 2
 
     # 4. main moves on; the same command resumes both runs at the campaign's commit and completes them
     (repo / "README.md").write_text((repo / "README.md").read_text() + "\nmoved on\n")
