@@ -127,8 +127,8 @@ def draw_latent_comparison(traces: list[tuple[str, dict[str, np.ndarray]]], titl
             ax_mean.set_title("posterior mean per latent dimension", fontsize=9)
             ax_std.set_title("posterior std per latent dimension (log)", fontsize=9)
     for ax in axes[-1]:
-        ax.set_xlabel("environment step (dashed: episode ends; gold: goal first reached)")
-    fig.suptitle(title, fontsize=10)
+        ax.set_xlabel("environment step")
+    fig.suptitle(f"{title}\ndashed: episode ends; gold: the goal first reached", fontsize=10)
     return fig
 
 
