@@ -5,9 +5,9 @@
 
 One row per run, grouped by (env, label): seed, state (``running``, ``stale`` = marked running but no live process
 holds it, ``preempted``, ``completed``, ``failed``), frames done / budget, the recent frames/s (over the last logged
-rows), the time left at that rate, wall time, resumes, the last meta-test's mean return per episode, and the error
-of a failed run. ``--watch`` redraws it in place every few seconds (Ctrl-C leaves). Reads files only: it imports no
-agent code and changes nothing.
+rows), the time left at that rate, wall time, resumes, the last meta-test's mean return per episode, episode 1 over
+the meta-tests so far (a sparkline: :func:`curve_so_far`), and the error of a failed run. ``--watch`` redraws it in
+place every few seconds (Ctrl-C leaves). Reads files only: it imports no agent code and changes nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 from rich.console import Console, Group
@@ -31,6 +32,9 @@ from records import run_folder
 
 #: rows of train_metrics.csv the recent frames/s is measured over
 RECENT_ROWS = 5
+#: the levels of a sparkline, lowest first, and the most meta-tests one shows (evenly spaced over the run so far)
+SPARK_LEVELS = "▁▂▃▄▅▆▇█"
+CURVE_POINTS = 12
 STATE_STYLE = {"running": "green", "stale": "bold red", "preempted": "yellow", "completed": "blue", "failed": "red"}
 
 
@@ -54,7 +58,8 @@ def _frames(n: float | None) -> str:
     return f"{int(n)}"
 
 
-def _budget(run: Path) -> int | None:
+def run_budget(run: Path) -> int | None:
+    """The frames the run trains for (its ``config.yaml``), ``None`` where it cannot be read."""
     try:
         config = yaml.safe_load((run / run_folder.CONFIG).read_text())
         return int(float(config["train"]["num_frames"]))
@@ -62,8 +67,8 @@ def _budget(run: Path) -> int | None:
         return None
 
 
-def _recent(run: Path) -> tuple[float | None, float | None]:
-    """(recent frames/s, wall seconds) from the last rows of train_metrics.csv."""
+def recent_speed(run: Path) -> tuple[float | None, float | None]:
+    """(recent frames/s, wall seconds) from the last :data:`RECENT_ROWS` rows of train_metrics.csv."""
     try:
         metrics = pd.read_csv(run / run_folder.TRAIN_METRICS, usecols=["frames", "wall_time"])
         metrics = metrics.dropna().tail(RECENT_ROWS)
@@ -94,6 +99,28 @@ def _last_meta_test(run: Path) -> tuple[int | None, list[float]]:
     return frames, [float(v) for v in per_episode]
 
 
+def curve_so_far(run: Path, points: int = CURVE_POINTS) -> str:
+    """Episode 1 over the run's complete meta-tests so far as a sparkline of at most ``points`` of them, evenly
+    spaced: the success rate on a 0-100% scale where any episode succeeded, else the mean return between the lowest
+    and highest shown (the scale follows the line). Empty before the first meta-test."""
+    try:
+        ev = pd.read_csv(run / run_folder.EVAL, usecols=["frames", "task_id", "episode", "return", "success"])
+    except (OSError, ValueError, pd.errors.ParserError):
+        return ""
+    sizes = ev.groupby("frames").size()
+    ev = ev[ev["frames"].isin(sizes[sizes == sizes.max()].index) & (ev["episode"] == 1)]  # complete meta-tests
+    if ev.empty:
+        return ""
+    success = bool(ev["success"].astype(bool).any())
+    values = ev.groupby("frames")["success" if success else "return"].mean().sort_index()
+    shown = values.iloc[np.unique(np.linspace(0, len(values) - 1, min(points, len(values))).round().astype(int))]
+    low, high = (0.0, 1.0) if success else (float(shown.min()), float(shown.max()))
+    top = len(SPARK_LEVELS) - 1
+    line = "".join(SPARK_LEVELS[round(top * (v - low) / (high - low)) if high > low else 0] for v in shown)
+    scale = "success 0-100%" if success else f"return {low:.3g} to {high:.3g}"
+    return f"{line} ({scale}, {len(shown)} of {len(values)} meta-tests)"
+
+
 def run_row(run: Path) -> dict[str, Any] | None:
     """The board's row of one run folder (``None`` when it has no readable metadata)."""
     try:
@@ -103,8 +130,8 @@ def run_row(run: Path) -> dict[str, Any] | None:
     if not isinstance(meta, dict) or "status" not in meta:
         return None
     state = run_state(run, meta)
-    budget = _budget(run)
-    fps, wall = _recent(run)
+    budget = run_budget(run)
+    fps, wall = recent_speed(run)
     frames = meta.get("frames") or 0
     if meta.get("wall_time_s") is not None:
         wall = float(meta["wall_time_s"])
@@ -122,13 +149,15 @@ def run_row(run: Path) -> dict[str, Any] | None:
     return {"env": meta.get("env", run.parent.parent.name), "label": meta.get("label") or meta.get("algo", "?"),
             "seed": meta.get("seed"), "state": state, "frames": frames, "budget": budget, "fps": fps,
             "eta_s": eta, "wall_s": wall, "resumes": len(meta.get("resumes", [])), "eval_frames": eval_frames,
-            "last_meta_test": per_episode, "note": note, "run_id": meta.get("run_id", run.name), "path": str(run)}
+            "last_meta_test": per_episode, "curve": curve_so_far(run), "note": note,
+            "run_id": meta.get("run_id", run.name), "path": str(run)}
 
 
 def collect(root: Path, envs: list[str] | None = None, labels: list[str] | None = None) -> pd.DataFrame:
     rows = [row for run in discover_runs(root) if (row := run_row(run)) is not None]
     table = pd.DataFrame(rows, columns=["env", "label", "seed", "state", "frames", "budget", "fps", "eta_s", "wall_s",
-                                        "resumes", "eval_frames", "last_meta_test", "note", "run_id", "path"])
+                                        "resumes", "eval_frames", "last_meta_test", "curve", "note", "run_id",
+                                        "path"])
     if envs:
         table = table[table["env"].isin(envs)]
     if labels:
@@ -145,7 +174,7 @@ def render(table: pd.DataFrame, root: Path) -> Group | str:
     for (env, label), group in table.groupby(["env", "label"], sort=True):
         grid = Table(title=f"{env} / {label}", title_justify="left", expand=False)
         for column in ("seed", "state", "frames / budget", "frames/s", "ETA", "wall", "resumes", "last meta-test",
-                       "run / note"):
+                       "episode 1 so far", "run / note"):
             grid.add_column(column, overflow="fold")
         for row in group.itertuples():
             # whole iterations can pass the budget: a completed run reads 100%, never 102%
@@ -157,7 +186,7 @@ def render(table: pd.DataFrame, root: Path) -> Group | str:
             grid.add_row(str(row.seed), f"[{style}]{row.state}[/]", done,
                          "-" if row.fps is None or pd.isna(row.fps) else f"{row.fps:,.0f}",
                          _duration(row.eta_s), _duration(row.wall_s), str(row.resumes), meta_test,
-                         row.run_id + (f"\n{row.note}" if row.note else ""))
+                         row.curve or "-", row.run_id + (f"\n{row.note}" if row.note else ""))
         parts.append(grid)
     return Group(*parts)
 

@@ -16,6 +16,7 @@ import yaml
 
 from analysis.load import is_live
 from analysis.stats import format_frames
+from analysis.status import curve_so_far, recent_speed, run_budget
 from launch.manifest import Manifest, RunSpec
 from records import run_folder
 
@@ -34,6 +35,8 @@ class RunStatus:
     fps: float | None = None
     commit: str | None = None
     last_eval: str = ""
+    #: episode 1 over the run's meta-tests so far (``analysis.status.curve_so_far``)
+    curve: str = ""
     notes: list[str] = field(default_factory=list)
     #: the budget and speed of a run not started yet come from its config and from other runs (see statuses)
     estimated: bool = False
@@ -68,26 +71,6 @@ def _runs_of(root: Path, spec: RunSpec) -> list[tuple[Path, dict[str, Any]]]:
     return found
 
 
-def _budget(run: Path) -> int | None:
-    try:
-        return int(yaml.safe_load((run / run_folder.CONFIG).read_text())["train"]["num_frames"])
-    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
-        return None
-
-
-def _speed(run: Path, rows: int = 10) -> float | None:
-    """Frames per second over the run's last logged rows (``train_metrics.csv``: frames, cumulative wall time)."""
-    try:
-        metrics = pd.read_csv(run / run_folder.TRAIN_METRICS, usecols=["frames", "wall_time"]).dropna()
-    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
-        return None
-    tail = metrics.tail(rows)
-    if len(tail) < 2:
-        return None
-    seconds = float(tail["wall_time"].iloc[-1] - tail["wall_time"].iloc[0])
-    return float(tail["frames"].iloc[-1] - tail["frames"].iloc[0]) / seconds if seconds > 0 else None
-
-
 def _last_eval(run: Path) -> str:
     """``"@12M: ep1 0.41 (12% found), ep2 ..."``: the last complete meta-test's mean return (and success) per
     episode."""
@@ -110,8 +93,8 @@ def run_status(spec: RunSpec, results: Path, shipped: Path) -> RunStatus:
     usable run folder in ``results``."""
     for run, meta in _runs_of(shipped, spec):
         if meta.get("status") == "completed" and not meta.get("snapshot"):
-            return RunStatus(spec, "published", run, meta.get("frames"), _budget(run), None, meta.get("git_commit"),
-                             _last_eval(run))
+            return RunStatus(spec, "published", run, meta.get("frames"), run_budget(run), None,
+                             meta.get("git_commit"), _last_eval(run), curve_so_far(run))
     notes = []
     for run, meta in _runs_of(results, spec):
         status = meta.get("status")
@@ -127,8 +110,8 @@ def run_status(spec: RunSpec, results: Path, shipped: Path) -> RunStatus:
         else:
             notes.append(f"{run.name}: stopped before its first checkpoint")
             continue
-        return RunStatus(spec, state, run, meta.get("frames"), _budget(run), _speed(run), meta.get("git_commit"),
-                         _last_eval(run), notes)
+        return RunStatus(spec, state, run, meta.get("frames"), run_budget(run), recent_speed(run)[0],
+                         meta.get("git_commit"), _last_eval(run), curve_so_far(run), notes)
     return RunStatus(spec, "missing", notes=notes)
 
 
@@ -145,7 +128,7 @@ def algo_speed(roots: list[Path], env: str, algo: str) -> float | None:
     for root in roots:
         for run in sorted((root / env).glob("*/*")):
             if run.is_dir() and _algo_of(run) == algo:
-                speed = _speed(run)
+                speed, _ = recent_speed(run)
                 if speed:
                     speeds.append(speed)
     return float(np.median(speeds)) if speeds else None
@@ -199,7 +182,8 @@ def print_plan(manifest: Manifest, found: list[RunStatus], commit: str | None, f
                      "frames": f"{frames} / {budget}",
                      "fps": "-" if not s.fps else ("~" if s.estimated else "") + f"{s.fps:,.0f}",
                      "hours left": "?" if hours is None else f"{hours:.2f}",
-                     "commit": (s.commit or "-")[:10], "last meta-test": s.last_eval})
+                     "commit": (s.commit or "-")[:10], "last meta-test": s.last_eval,
+                     "episode 1 so far": s.curve})
     print(pd.DataFrame(rows).to_string(index=False), file=out)
     left = [s.hours_left for s in found if s.state not in ("completed", "published")]
     known = [h for h in left if h is not None]

@@ -72,3 +72,24 @@ def test_status_cli_prints_the_board(tmp_path, capsys):
         assert text in out, text
     assert main(["--results", str(tmp_path / "missing")]) == 2
     assert render(collect(tmp_path / "gw" / "alg" / "run_seed0"), tmp_path) is not None
+
+
+def test_the_curve_so_far_is_episode_1_over_evenly_spaced_complete_meta_tests(tmp_path):
+    from analysis.status import SPARK_LEVELS, curve_so_far
+
+    # success (write_run: return > 0) of two tasks in episode 1 rises 0 -> 50% -> 100% over 20 meta-tests
+    returns = {100 * i: [[1.0 if i >= 10 else -1.0, 0.0], [1.0 if i >= 5 else -1.0, 0.0]] for i in range(20)}
+    run = write_run(tmp_path, "gw", "alg", 0, returns)
+    with open(run / "eval.csv", "a") as f:  # a meta-test still being written: one row of its two tasks
+        f.write("run_seed0,2000,0,\"[0.0, 1.0]\",1,-1.0,False,\n")
+    curve = curve_so_far(run, points=5)
+    line, rest = curve.split(" ", 1)
+    # meta-tests 0, 5, 10, 14, 19 of the 20 complete ones: 0%, 50%, 100%, 100%, 100%
+    assert line == SPARK_LEVELS[0] + SPARK_LEVELS[4] + SPARK_LEVELS[-1] * 3
+    assert rest == "(success 0-100%, 5 of 20 meta-tests)"
+    # no success anywhere: the mean return, on the line's own scale (-1 is 2/3 of the way from -2 to -0.5)
+    flat = write_run(tmp_path, "gw", "alg", 1, {0: [[-3.0], [-1.0]], 100: [[-1.0], [-1.0]], 200: [[-0.5], [-0.5]]})
+    assert curve_so_far(flat) == f"{SPARK_LEVELS[0]}{SPARK_LEVELS[5]}{SPARK_LEVELS[-1]} (return -2 to -0.5, 3 of 3 " \
+                                 "meta-tests)"
+    assert curve_so_far(write_run(tmp_path, "gw", "alg", 2, None)) == ""  # no meta-test yet
+    assert curve_so_far(tmp_path / "missing") == ""
