@@ -28,6 +28,7 @@ from rich.live import Live
 from rich.table import Table
 
 from analysis.load import discover_runs, run_state
+from analysis.stats import format_frames
 from records import run_folder
 
 #: rows of train_metrics.csv the recent frames/s is measured over
@@ -50,12 +51,7 @@ def _duration(seconds: float | None) -> str:
 
 
 def _frames(n: float | None) -> str:
-    if n is None or not math.isfinite(n):
-        return "-"
-    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= size:
-            return f"{n / size:.3g}{unit}"
-    return f"{int(n)}"
+    return "-" if n is None or not math.isfinite(n) else format_frames(n)
 
 
 def run_budget(run: Path) -> int | None:
