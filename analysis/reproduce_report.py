@@ -12,8 +12,9 @@ e.g. VariBAD's H = 100 and PEARL's oyster H = 20, are never drawn on one axis) i
   with the panel's reference lines at their value in each episode;
 
 and ``report.md``: per panel the figure, the success and return tables per episode (ours and the reference policies);
-per ``per_seed`` entry a table of every seed against a reference pattern (with what a seed that misses it learned)
-and ``<name>_<label>_entropy.png``, its policy entropy per seed (with ``goal_angle_bins``, also
+per ``per_seed`` entry a table of every seed against a reference pattern (with what a seed that misses it learned),
+``<name>_<label>_episode1.png``, each seed's episode 1 over its meta-tests during training, and
+``<name>_<label>_entropy.png``, its policy entropy per seed (with ``goal_angle_bins``, also
 ``<name>_<label>_goal_angle.png``, success per goal angle: the arc each seed searches); per ``beliefs`` entry
 ``<name>_<picture>.png``, the belief along one GridWorld rollout per label; and the paper's claims, each with what we
 measured and whether it holds.
@@ -36,7 +37,7 @@ from analysis.belief_stats import STATISTICS, goal_step, trace_statistics
 from analysis.claims import check_belief_claim, check_claim
 from analysis.load import EVAL_COLUMNS, RUN_KEYS, RunError, load_results, read_eval
 from analysis.references import DEFAULT_REFERENCES, load_references, panel_references, upper_bound
-from analysis.seed_report import per_seed_table, plot_goal_angle, plot_seed_entropy
+from analysis.seed_report import per_seed_table, plot_goal_angle, plot_seed_curves, plot_seed_entropy
 from analysis.stats import aggregate, clip_to_upper, format_frames, per_episode
 from analysis.style import label_styles, legend_columns, reference_style
 from analysis.tables import to_markdown
@@ -299,6 +300,11 @@ def write_report(manifest: dict[str, Any], name: str, shipped: Path, out: Path, 
         lines += [f"## {title}", "", summary, ""]
         if not table.empty:
             lines += [to_markdown(table), ""]
+            over_training = out / f"{name}_{entry['label']}_episode1.png"
+            if plot_seed_curves(results.eval, entry["label"], table, f"{title}: episode 1 during training",
+                                over_training):
+                written.append(over_training)
+                lines += [f"![episode 1 per seed during training]({over_training.name})", ""]
             entropy = out / f"{name}_{entry['label']}_entropy.png"
             if plot_seed_entropy(results.train[results.train["algo"] == entry["label"]], table,
                                  f"{title}: policy entropy", entropy):

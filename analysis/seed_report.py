@@ -195,3 +195,39 @@ def plot_seed_entropy(train: pd.DataFrame, table: pd.DataFrame, title: str, path
     fig.legend(loc="outside right center", fontsize=8, frameon=False)
     fig.savefig(path, dpi=dpi)
     return True
+
+
+def seed_curves(ev: pd.DataFrame, label: str, episode: int = 1) -> tuple[str, dict[int, pd.Series]]:
+    """Per seed of ``label``, its episode-``episode`` value over its meta-tests during training (the mean over the
+    tasks of each meta-test, indexed by frames): the success rate where any episode of the label succeeded, else the
+    return; returns ``(value, curves)``."""
+    rows = ev[ev["algo"] == label]
+    value = "success" if rows["success"].astype(bool).any() else "return"
+    rows = rows[rows["episode"] == episode]
+    return value, {int(seed): run.groupby("frames")[value].mean().sort_index() for seed, run in rows.groupby("seed")}
+
+
+def plot_seed_curves(ev: pd.DataFrame, label: str, table: pd.DataFrame, title: str, path: Path, episode: int = 1,
+                     dpi: int = 150) -> bool:
+    """Every seed's episode-1 success (or return) against training frames, the seeds that miss the pattern drawn
+    bold: where a seed got stuck, or learned and then drifted away; ``False`` (nothing written) without meta-tests."""
+    value, curves = seed_curves(ev, label, episode)
+    if not curves:
+        return False
+    scale = 100.0 if value == "success" else 1.0
+    stuck = set(table.loc[table["pattern"] == "no", "seed"]) if "pattern" in table else set()
+    fig = Figure(figsize=(7.2, 4.0), layout="constrained")
+    ax = fig.subplots()
+    for index, (seed, curve) in enumerate(curves.items()):
+        bold = seed in stuck
+        ax.plot(curve.index, scale * curve.to_numpy(), lw=2.0 if bold else 0.9, marker="o", ms=2.5,
+                color=f"C{index % 10}", alpha=1.0 if bold else 0.7,
+                label=f"seed {seed}" + (" (misses the pattern)" if bold else ""))
+    ax.set_xlabel("training frames")
+    ax.set_ylabel(f"episode {episode} " + ("success rate (%)" if value == "success" else "return"))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: format_frames(x)))
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    fig.legend(loc="outside right center", fontsize=8, frameon=False)
+    fig.savefig(path, dpi=dpi)
+    return True

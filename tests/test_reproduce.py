@@ -430,3 +430,20 @@ def test_learning_curves_pool_the_training_episodes_as_the_papers_curves_do(tmp_
     assert list(pooled["mean"]) == pytest.approx([3.75, 3.75]) and list(pooled["n"]) == [2, 2]
     assert list(curves[curves["episode"] == 2]["mean"]) == pytest.approx([3.0, 3.0])
     assert (tmp_path / "c.png").stat().st_size > 10_000
+
+
+def test_each_seeds_episode_1_curve_is_its_success_over_meta_tests_or_its_return_without_success(tmp_path):
+    from analysis.seed_report import plot_seed_curves, seed_curves
+
+    rows = [{"algo": "v", "seed": seed, "frames": frames, "task_id": task, "episode": episode,
+             "return": float(frames * (seed + 1)), "success": episode == 1 and task < seed + frames // 100}
+            for seed in (0, 1) for frames in (0, 100, 200) for task in range(4) for episode in (1, 2)]
+    ev = pd.DataFrame(rows)
+    value, curves = seed_curves(ev, "v")
+    assert value == "success" and sorted(curves) == [0, 1]
+    assert list(curves[0]) == [0.0, 0.25, 0.5] and list(curves[1]) == [0.25, 0.5, 0.75]
+    value, curves = seed_curves(ev.assign(success=False), "v", episode=2)
+    assert value == "return" and list(curves[1]) == [0.0, 200.0, 400.0]
+    table = pd.DataFrame({"seed": [0, 1], "pattern": ["yes", "no"]})
+    assert plot_seed_curves(ev, "v", table, "t", tmp_path / "s.png") and (tmp_path / "s.png").stat().st_size > 5_000
+    assert not plot_seed_curves(ev, "other", table, "t", tmp_path / "none.png") and not (tmp_path / "none.png").exists()
