@@ -360,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
         except PublishError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
+    if failed == len(args.runs) and not args.index:
+        return 1  # nothing published: the index stays as it is
     # the repository README shows the repository's shipped runs only
     readme = README if args.dest.resolve() == REPOSITORY_SHIPPED else None
     path = write_index(args.dest, args.n_resamples, readme)

@@ -161,3 +161,14 @@ def test_the_index_lists_progress_snapshots_apart_with_their_frames_and_last_met
     assert "gw `alg` (seed 1: 200 of 1k)" in summary_markdown(shipped, n_resamples=99)  # below its table
     publish(_completed(runs, 2), tmp_path / "completed_only")
     assert "In progress" not in index_table(tmp_path / "completed_only", n_resamples=99)  # no snapshot, no section
+
+
+def test_a_publish_that_publishes_nothing_says_why_and_leaves_the_index_alone(tmp_path, capsys):
+    from analysis.publish import main
+
+    dest = tmp_path / "shipped"
+    assert main([str(tmp_path / "no_such_run"), "--dest", str(dest), "--n-resamples", "99"]) == 1
+    assert "metadata.json missing" in capsys.readouterr().err and not dest.exists()
+    run = _completed(tmp_path / "results", 0)
+    assert main([str(run), str(tmp_path / "no_such_run"), "--dest", str(dest), "--n-resamples", "99"]) == 1
+    assert (dest / "README.md").is_file()  # one of the two published: the index is rewritten
