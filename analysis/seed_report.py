@@ -173,27 +173,36 @@ def plot_goal_angle(ev: pd.DataFrame, label: str, bins: int, title: str, path: P
     fig.savefig(path, dpi=dpi)
 
 
-def plot_seed_entropy(train: pd.DataFrame, table: pd.DataFrame, title: str, path: Path, dpi: int = 150) -> bool:
-    """The policy entropy of every seed against training frames (a rolling mean), the seeds that miss the pattern
-    drawn bold; ``False`` (nothing written) where no run logged its entropy."""
-    if ENTROPY not in train or train[ENTROPY].isna().all() or table.empty:
-        return False
+def _draw_per_seed(curves: dict[int, pd.Series], table: pd.DataFrame, ylabel: str, title: str, path: Path,
+                   dpi: int, **line: Any) -> None:
+    """One line per seed against training frames (``curves``: values indexed by frames), the seeds the per-seed
+    ``table`` says miss the pattern drawn bold."""
+    stuck = set(table.loc[table["pattern"] == "no", "seed"]) if "pattern" in table else set()
     fig = Figure(figsize=(7.2, 4.0), layout="constrained")
     ax = fig.subplots()
-    stuck = set(table.loc[table["pattern"] == "no", "seed"]) if "pattern" in table else set()
-    for index, (seed, run) in enumerate(train.groupby("seed")):
-        run = run.sort_values("frames")
-        smooth = run[ENTROPY].rolling(20, min_periods=1).mean()
+    for index, (seed, curve) in enumerate(curves.items()):
         bold = seed in stuck
-        ax.plot(run["frames"], smooth, lw=2.0 if bold else 0.9, color=f"C{index % 10}", alpha=1.0 if bold else 0.7,
-                label=f"seed {seed}" + (" (misses the pattern)" if bold else ""))
+        ax.plot(curve.index, curve.to_numpy(), lw=2.0 if bold else 0.9, color=f"C{index % 10}",
+                alpha=1.0 if bold else 0.7, label=f"seed {seed}" + (" (misses the pattern)" if bold else ""), **line)
     ax.set_xlabel("training frames")
-    ax.set_ylabel("policy entropy (rolling mean of 20 updates)")
+    ax.set_ylabel(ylabel)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: format_frames(x)))
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=10)
     fig.legend(loc="outside right center", fontsize=8, frameon=False)
     fig.savefig(path, dpi=dpi)
+
+
+def plot_seed_entropy(train: pd.DataFrame, table: pd.DataFrame, title: str, path: Path, dpi: int = 150) -> bool:
+    """The policy entropy of every seed against training frames (a rolling mean), the seeds that miss the pattern
+    drawn bold; ``False`` (nothing written) where no run logged its entropy."""
+    if ENTROPY not in train or train[ENTROPY].isna().all() or table.empty:
+        return False
+    curves = {}
+    for seed, run in train.groupby("seed"):
+        run = run.sort_values("frames")
+        curves[int(seed)] = pd.Series(run[ENTROPY].rolling(20, min_periods=1).mean().to_numpy(), index=run["frames"])
+    _draw_per_seed(curves, table, "policy entropy (rolling mean of 20 updates)", title, path, dpi)
     return True
 
 
@@ -215,19 +224,7 @@ def plot_seed_curves(ev: pd.DataFrame, label: str, table: pd.DataFrame, title: s
     if not curves:
         return False
     scale = 100.0 if value == "success" else 1.0
-    stuck = set(table.loc[table["pattern"] == "no", "seed"]) if "pattern" in table else set()
-    fig = Figure(figsize=(7.2, 4.0), layout="constrained")
-    ax = fig.subplots()
-    for index, (seed, curve) in enumerate(curves.items()):
-        bold = seed in stuck
-        ax.plot(curve.index, scale * curve.to_numpy(), lw=2.0 if bold else 0.9, marker="o", ms=2.5,
-                color=f"C{index % 10}", alpha=1.0 if bold else 0.7,
-                label=f"seed {seed}" + (" (misses the pattern)" if bold else ""))
-    ax.set_xlabel("training frames")
-    ax.set_ylabel(f"episode {episode} " + ("success rate (%)" if value == "success" else "return"))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: format_frames(x)))
-    ax.grid(alpha=0.3)
-    ax.set_title(title, fontsize=10)
-    fig.legend(loc="outside right center", fontsize=8, frameon=False)
-    fig.savefig(path, dpi=dpi)
+    _draw_per_seed({seed: scale * curve for seed, curve in curves.items()}, table,
+                   f"episode {episode} " + ("success rate (%)" if value == "success" else "return"), title, path,
+                   dpi, marker="o", ms=2.5)
     return True
