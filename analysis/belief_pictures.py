@@ -13,12 +13,13 @@ run folder (this module reads files only). Per trace, two PNGs:
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+
+from records.command_line import command_line
 
 
 def draw_cells(trace: dict[str, np.ndarray], steps: list[int], title: str) -> Figure:
@@ -133,7 +134,7 @@ def draw_latent_comparison(traces: list[tuple[str, dict[str, np.ndarray]]], titl
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = command_line(__doc__)
     parser.add_argument("runs", type=Path, nargs="+", help="run folders holding beliefs_goal*.npz")
     parser.add_argument("--out", type=Path, default=Path("results/figures"))
     parser.add_argument("--dpi", type=int, default=130)

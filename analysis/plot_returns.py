@@ -34,6 +34,7 @@ from analysis.stats import (
     per_episode,
 )
 from analysis.style import label_styles, legend_columns, reference_style
+from records.command_line import command_line
 
 
 def _frames_range(lo: float, hi: float) -> str:
@@ -127,7 +128,7 @@ def plot_per_episode(table: pd.DataFrame, env: str, styles: dict[str, dict[str, 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = command_line(__doc__)
     add_cli_arguments(parser, "results/figures", "folder for the PNG files")
     parser.add_argument("--episode", nargs="+", type=int,
                         help="meta-test episode(s) for the learning curves, one panel each (default: all)")

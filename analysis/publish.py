@@ -20,7 +20,6 @@ own (frames done of the budget, their last meta-tests during training), and the 
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import os
@@ -47,6 +46,7 @@ from analysis.tables import (
 )
 from analysis.task_breakdown import breakdown_markdown
 from records import locations, run_folder
+from records.command_line import command_line
 
 #: the files of a run that are published (checkpoints stay behind: too large, and not needed by analysis)
 PUBLISHED_FILES = (run_folder.CONFIG, run_folder.METADATA, run_folder.TRAIN_METRICS, run_folder.EVAL,
@@ -341,7 +341,7 @@ def update_readme(readme: Path, summary: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = command_line(__doc__)
     parser.add_argument("runs", nargs="*", type=Path, help="finished run folders to publish")
     parser.add_argument("--dest", type=Path, default=SHIPPED_RESULTS, help="default: benchmarks/results")
     parser.add_argument("--index", action="store_true", help="only rewrite the index (README.md)")

@@ -9,7 +9,6 @@ then writes ``index.md`` linking everything, with the Markdown tables inlined.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from analysis import belief_pictures, plot_returns, publish, tables
 from analysis.load import SHIPPED_RESULTS, discover_runs
+from records.command_line import command_line
 
 
 def _capture(fn, argv: list[str]) -> tuple[int, str]:
@@ -28,7 +28,7 @@ def _capture(fn, argv: list[str]) -> tuple[int, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = command_line(__doc__)
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--out", type=Path, default=Path("results/report"))
     parser.add_argument("--n-resamples", type=int, default=9999)

@@ -12,7 +12,6 @@ place every few seconds (Ctrl-C leaves). Reads files only: it imports no agent c
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -30,6 +29,7 @@ from rich.table import Table
 from analysis.load import discover_runs, run_state
 from analysis.stats import format_frames
 from records import run_folder
+from records.command_line import command_line
 
 #: rows of train_metrics.csv the recent frames/s is measured over
 RECENT_ROWS = 5
@@ -188,7 +188,7 @@ def render(table: pd.DataFrame, root: Path) -> Group | str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = command_line(__doc__)
     parser.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
     parser.add_argument("--env", nargs="*", help="only these envs")
     parser.add_argument("--algo", nargs="*", help="only these labels (the algo unless an ablation set one)")

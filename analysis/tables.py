@@ -32,6 +32,7 @@ from analysis.load import add_cli_arguments, load_for_cli
 from analysis.paper_values import ML1_TABLE_1, ML1_TABLE_1_SEEDS, ML1_TABLE_1_SOURCE
 from analysis.references import DEFAULT_REFERENCES, load_references, references_for, within_bound
 from analysis.stats import ablation_groups, coverage_notes, format_frames, frames_type, per_episode
+from records.command_line import command_line
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
@@ -207,7 +208,7 @@ def to_latex(table: pd.DataFrame, caption: str, label: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = command_line(__doc__)
     add_cli_arguments(parser, "results/tables", "folder for the table files")
     parser.add_argument("--frames", type=frames_type, default="common",
                         help="evaluation point: 'common' (the last point every seed of an algorithm has), "

@@ -18,7 +18,6 @@ its bootstrap CI.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from analysis.load import Results, load_results
 from analysis.references import DEFAULT_REFERENCES, load_references
 from analysis.stats import common_frames, format_frames, mean_ci
 from analysis.tables import format_cell, to_markdown
+from records.command_line import command_line
 
 #: the envs this module breaks down
 ENVS = ("cheetah_dir", "cheetah_vel")
@@ -186,7 +186,7 @@ def breakdown_markdown(results: Results, references: dict | None, last: int = LA
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = command_line(__doc__)
     parser.add_argument("--root", type=Path, default=Path("results"))
     parser.add_argument("--env", choices=ENVS, action="append", help="default: both")
     parser.add_argument("--last", type=int, default=LAST, help="meta-tests averaged per run (default 3)")

@@ -14,7 +14,6 @@ median is reported too). Writes ``bench/pearl_cheetah_dir.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -26,6 +25,7 @@ import torch
 
 from algorithms import builder
 from algorithms.pearl.collection import CollectStats, Phase, WorkItem
+from records.command_line import command_line
 
 ENV = "cheetah_dir"
 
@@ -75,7 +75,7 @@ def _summary(algo, meta_batch: int, precision: str, device: str, steps: int, run
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_line(__doc__, whole_doc=True)
     parser.add_argument("--steps", type=int, default=30, help="gradient steps per timed repeat")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)

@@ -22,7 +22,6 @@ one thread. Where a GPU is present the simulator envs are measured with ``device
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import subprocess
@@ -37,6 +36,7 @@ from tabulate import tabulate
 
 from algorithms import builder
 from envs.registry import make_meta_env
+from records.command_line import command_line
 
 TARGET_FPS = {("varibad", "gridworld"): 10_000}
 #: training fps / the baseline revision's on the same machine (the speed work's target against its starting point)
@@ -165,7 +165,7 @@ def _row(result: dict) -> list:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_line(__doc__, whole_doc=True)
     parser.add_argument("--algo", default="varibad")
     parser.add_argument("--env", nargs="+", default=["gridworld", "cheetah_dir", "ml1_push"])
     parser.add_argument("--min-frames", type=int, default=192_000, help="frames per timed repeat (whole iterations)")

@@ -12,7 +12,6 @@ transitions: the cost does not depend on the values. One torch thread. Writes ``
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import time
@@ -24,6 +23,7 @@ import torch
 from algorithms import builder
 from algorithms.onpolicy.storage import TrajectoryBatch
 from algorithms.varibad import vae as vae_module
+from records.command_line import command_line
 
 ONE_PASS = 1 << 40
 BLOCK_SIZES = (1 << 18, 1 << 19, 1 << 20, 1 << 21, 1 << 22)
@@ -75,7 +75,7 @@ def measure(env_name: str, repeats: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_line(__doc__, whole_doc=True)
     parser.add_argument("--env", nargs="+", default=["pointrobot_sparse", "ml1_push", "cheetah_dir"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="bench")

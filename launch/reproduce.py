@@ -49,6 +49,7 @@ from analysis.publish import PublishError, publish, snapshot, write_index
 from launch.manifest import BELIEF_GOAL, Manifest, ManifestError, RunSpec, load_manifest
 from launch.run_status import RunStatus, print_plan, run_status, statuses
 from records import locations, run_folder
+from records.command_line import command_line
 
 REPO = locations.REPO_ROOT
 #: settings every campaign run gets (operational: they do not change what a run computes): one torch thread per
@@ -292,7 +293,7 @@ def stop_campaign(root: Path, name: str, timeout: float = 600.0) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m launch.reproduce", description=__doc__.split("\n\n")[0])
+    parser = command_line(__doc__, prog="python -m launch.reproduce")
     parser.add_argument("figure", help="a manifest name (benchmarks/reproduce/<name>.yaml) or a manifest's path")
     parser.add_argument("--plan", action="store_true", help="print each run's state and the hours left; start nothing")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once on this machine (default 2)")

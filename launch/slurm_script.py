@@ -12,7 +12,6 @@ write to ``<sweep dir>/.submitit/`` and pass to ``sbatch``. The script goes to s
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from unittest import mock
@@ -26,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from algorithms import configs  # noqa: F401 - registers the structured configs Hydra composes with
 from records import locations
+from records.command_line import command_line
 
 CONF_DIR = str(locations.CONF_DIR)
 JOB_NAME = "train"  # hydra.job.name of `python train.py` (the Slurm job name)
@@ -76,7 +76,7 @@ def render_sbatch(cfg: DictConfig, num_jobs: int) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m launch.slurm_script", description=__doc__.split("\n\n")[0])
+    parser = command_line(__doc__, prog="python -m launch.slurm_script")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for `python train.py --multirun`")
     overrides = list(parser.parse_args(argv).overrides)
     if not any(o.lstrip("+~").startswith("launcher=") for o in overrides):

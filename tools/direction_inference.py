@@ -15,7 +15,6 @@ Writes ``direction_inference.json`` next to each run's ``eval.csv`` and prints a
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import numpy as np
 from algorithms.builder import configure_process, env_options, load_run_agent
 from algorithms.common.agent import Agent
 from envs.registry import make_meta_env
+from records.command_line import command_line
 
 #: cheetah_dir's control cost weight (``envs/mujoco_suite.py``)
 CONTROL_COST = 0.05
@@ -93,7 +93,7 @@ def analyse(run: Path, episodes: int = 2, window: int = 10) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = command_line(__doc__)
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--episodes", type=int, default=2)
     parser.add_argument("--window", type=int, default=10)

@@ -14,7 +14,6 @@ p(r = goal reward | cell) at the posterior MEAN latent, ``goal (2,)``.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from algorithms.builder import configure_process, load_run_agent
 from algorithms.varibad.agent import VariBADAgent
 from algorithms.varibad.networks import PerStateRewardDecoder
 from envs.registry import get_spec, make_meta_env
+from records.command_line import command_line
 
 
 def load_agent(run_dir: Path, checkpoint: str = "final") -> tuple[VariBADAgent, dict]:
@@ -72,7 +72,7 @@ def export(run_dir: Path, goal: tuple[int, int], episodes: int, checkpoint: str 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = command_line(__doc__)
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--goal", type=int, nargs=2, default=(3, 4), metavar=("X", "Y"))
     parser.add_argument("--episodes", type=int, default=4)

@@ -28,7 +28,6 @@ count (``python -m tools.metaworld_eval --scripted ml1_reach --compare``).
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from algorithms.common.agent import Agent
 from algorithms.common.evaluator import meta_test, meta_test_tasks
 from envs.metaworld_ml1 import ML1_ENVS
 from envs.registry import get_spec
+from records.command_line import command_line
 
 
 class TransitionRecorder(gym.vector.VectorWrapper):
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
     from algorithms.builder import configure_process, env_options, load_run_agent
     from algorithms.references.metaworld_scripted import ScriptedML1Agent
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = command_line(__doc__)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("run_dir", nargs="?", type=Path, help="a run folder of an ML1 env (its checkpoint is used)")
     source.add_argument("--scripted", choices=sorted(ML1_ENVS), help="Meta-World's scripted policy, goal visible")

@@ -7,17 +7,18 @@ Computed from the environment definitions, never typed in (:mod:`algorithms.refe
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from records.command_line import command_line
+
 
 def write_references(description: str, compute: Callable[[], dict[str, Any]], default_out: Path,
                      argv: Sequence[str] | None = None) -> tuple[dict[str, Any], Path]:
     """The command line of a reference module: ``--out`` (default ``default_out``), compute, write the JSON."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = command_line(description)
     parser.add_argument("--out", type=Path, default=default_out, help="JSON file to write")
     args = parser.parse_args(argv)
     refs = compute()

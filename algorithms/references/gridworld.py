@@ -27,7 +27,6 @@ CLI: ``python -m algorithms.references.gridworld [--out PATH]`` writes the per-e
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -42,6 +41,7 @@ import numpy as np
 
 from envs import get_spec
 from envs.gridworld import ACTION_DELTAS, EXCLUDED_GOALS, GOAL_REWARD, GRID_SIZE, STEP_REWARD, candidate_goals
+from records.command_line import command_line
 from records.references import reference_file
 
 Cell = tuple[int, int]
@@ -655,7 +655,7 @@ def _dumps(obj: Any, indent: int = 0) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = command_line(__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_JSON, help="JSON file to write")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()

@@ -11,7 +11,6 @@ meta-test tasks and the episode count; the random policy is seeded by a constant
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from records.command_line import command_line
 from records.references import RANDOM_POLICY_FILE
 
 SHIPPED = RANDOM_POLICY_FILE
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     from algorithms.common.evaluator import meta_test_tasks
     from envs import get_spec
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = command_line(__doc__)
     parser.add_argument("--envs", nargs="+", default=list(DEFAULT_ENVS))
     parser.add_argument("--out", type=Path, default=SHIPPED)
     args = parser.parse_args(argv)
