@@ -13,7 +13,7 @@ def huber(x: torch.Tensor) -> torch.Tensor:
 
 def config(value_loss: str, clipped: bool) -> PPOConfig:
     return PPOConfig(epochs=1, num_minibatches=1, clip=0.1, value_loss_coef=0.5, entropy_coef=0.0,
-                     max_grad_norm=0.5, clipped_value_loss=clipped, value_loss=value_loss)
+                     clipped_value_loss=clipped, value_loss=value_loss)
 
 
 VALUES = torch.tensor([0.0, 0.5, 3.0, -2.0, 1.05])

@@ -6,7 +6,7 @@ clipping, with the structure of the VariBAD reference implementation's PPO.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -24,11 +24,22 @@ class PPOConfig:
     clip: float
     value_loss_coef: float
     entropy_coef: float
-    max_grad_norm: float
     clipped_value_loss: bool = True
     normalise_advantages: bool = True
     #: huber (smooth L1, the reference's ppo_use_huberloss) | mse
     value_loss: str = "mse"
+    #: with the RL loss through the encoder, what a minibatch is. steps: random (t, env) samples of the whole rollout,
+    #: the beliefs recomputed over every env's sequence before each step (the reference's ``ppo.py`` with
+    #: ``online_storage.feed_forward_generator`` and ``utils/helpers.recompute_embeddings``) | sequences: whole env
+    #: sequences, only those re-encoded (num_minibatches x cheaper re-encoding, noisier gradients)
+    through_encoder_minibatches: str = "steps"
+
+
+#: what ``through_encoder_minibatches`` may be
+THROUGH_ENCODER_MINIBATCHES = ("steps", "sequences")
+
+#: parameters whose gradient norm is clipped together, and the norm (``None``: not clipped)
+ClipGroup = tuple[Sequence[nn.Parameter], float | None]
 
 
 def value_loss_fn(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, cfg: PPOConfig
@@ -57,7 +68,7 @@ BeliefRecompute = Callable[[torch.Tensor], torch.Tensor]
 def ppo_update(
     policy: BeliefConditionedActorCritic,
     optimizer: torch.optim.Optimizer,
-    params: Iterable[nn.Parameter],
+    clip_groups: Sequence[ClipGroup],
     storage: RolloutStorage,
     cfg: PPOConfig,
     recompute_beliefs: BeliefRecompute | None = None,
@@ -65,31 +76,34 @@ def ppo_update(
     """Run ``epochs x num_minibatches`` PPO steps and return mean losses.
 
     Without ``recompute_beliefs`` the stored (detached) beliefs are used and minibatches are random sets of
-    single steps. With it (RL loss through the encoder) minibatches are sets of whole env sequences and the
-    beliefs are recomputed with gradients for each one.
+    single steps. With it (RL loss through the encoder) the beliefs are recomputed with gradients before each
+    step, over the whole rollout or over the minibatch's env sequences (``cfg.through_encoder_minibatches``).
+    Each of ``clip_groups`` has its gradient norm clipped on its own (the reference clips the actor-critic at
+    ``policy_max_grad_norm`` and, when the RL loss reaches it, the encoder at ``encoder_max_grad_norm``).
     """
-    params = list(params)
+    if cfg.through_encoder_minibatches not in THROUGH_ENCODER_MINIBATCHES:
+        raise ValueError(f"unknown through_encoder_minibatches {cfg.through_encoder_minibatches!r}; choose "
+                         f"{' or '.join(THROUGH_ENCODER_MINIBATCHES)}")
+    by_sequence = recompute_beliefs is not None and cfg.through_encoder_minibatches == "sequences"
     T, N = storage.num_steps, storage.num_envs
+    every_env = torch.arange(N, device=storage.actions.device)
     advantages = storage.advantages
     if cfg.normalise_advantages:
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-5)
     totals = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_fraction": 0.0}
     num_updates = 0
     for _ in range(cfg.epochs):
-        if recompute_beliefs is None:
-            perm = torch.randperm(T * N)
-            chunks = perm.chunk(cfg.num_minibatches)
-        else:
-            chunks = torch.randperm(N).chunk(cfg.num_minibatches)
+        chunks = (torch.randperm(N) if by_sequence else torch.randperm(T * N)).chunk(cfg.num_minibatches)
         for chunk in chunks:
-            if recompute_beliefs is None:
-                def take(x: torch.Tensor, c: torch.Tensor = chunk) -> torch.Tensor:
-                    return x.reshape(T * N, *x.shape[2:])[c]
-                belief = take(storage.policy_belief)
-            else:
+            if by_sequence:
                 def take(x: torch.Tensor, c: torch.Tensor = chunk) -> torch.Tensor:
                     return x[:, c].reshape(T * len(c), *x.shape[2:])
                 belief = recompute_beliefs(chunk).reshape(T * len(chunk), -1)
+            else:
+                def take(x: torch.Tensor, c: torch.Tensor = chunk) -> torch.Tensor:
+                    return x.reshape(T * N, *x.shape[2:])[c]
+                # through the encoder: every env's sequence re-encoded with the current weights, then the steps
+                belief = take(storage.policy_belief if recompute_beliefs is None else recompute_beliefs(every_env))
             log_probs, entropies, values = policy.evaluate_actions(take(storage.policy_obs), belief,
                                                                    take(storage.actions))
             old_log_probs, old_values = take(storage.log_probs), take(storage.values)
@@ -102,7 +116,9 @@ def ppo_update(
             loss = policy_loss + cfg.value_loss_coef * value_loss - cfg.entropy_coef * entropy
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            for params, max_norm in clip_groups:
+                if max_norm is not None:
+                    nn.utils.clip_grad_norm_(params, max_norm)
             optimizer.step()
             with torch.no_grad():
                 log_ratio = log_probs - old_log_probs

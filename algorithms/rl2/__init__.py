@@ -1,8 +1,10 @@
 """RL^2 (Duan et al. 2016; Wang et al. 2016) as the VariBAD paper runs it (sec. 5, App. B.2).
 
 Not a separate implementation: RL^2 is VariBAD's recurrent machinery configured with no decoder and no KL
-(``vae_enabled: false``), the PPO loss trained end to end through the GRU (``rl_loss_through_encoder: true``,
-beliefs recomputed for every PPO minibatch) and a ReLU on the latent (``latent_activation: relu``).
+(``vae_enabled: false``), the PPO loss trained end to end through the GRU (``rl_loss_through_encoder: true``:
+every env's beliefs recomputed before each PPO step on random steps of the rollout, the encoder's gradients clipped
+apart from the actor-critic's, as the reference's ``algorithms/ppo.py``) and a ReLU on the latent
+(``latent_activation: relu``).
 See ``conf/algo/rl2.yaml`` and ``conf/algo_env/rl2_<env>.yaml``.
 """
 

@@ -19,7 +19,7 @@ from algorithms.common.agent import Agent, EnvInfo, IterationStats, StopQuery
 from algorithms.onpolicy.acting import FusedActing
 from algorithms.onpolicy.normalization import InputNormalizer, RewardNormalizer
 from algorithms.onpolicy.policy import BeliefConditionedActorCritic
-from algorithms.onpolicy.ppo import PPOConfig, ppo_update
+from algorithms.onpolicy.ppo import ClipGroup, PPOConfig, ppo_update
 from algorithms.onpolicy.storage import RolloutStorage, TrajectoryBatch, TrajectoryBuffer
 from algorithms.varibad.config import VariBADConfig
 from algorithms.varibad.vae import VAE, elbo_loss
@@ -108,23 +108,31 @@ class VariBADAgent(Agent):
         self.vae.to(self.device)
         self.policy.to(self.device)
         policy_params = list(self.policy.parameters())
-        if cfg.rl_loss_through_encoder:
-            policy_params += list(self.encoder.parameters())
-        self.policy_params = policy_params
+        encoder_params = list(self.encoder.parameters()) if cfg.rl_loss_through_encoder else []
+        #: the PPO step's gradient-norm clipping: the actor-critic at max_grad_norm and an encoder the RL loss trains
+        #: at encoder_max_grad_norm, each on its own, as the reference's ppo.py (or both at max_grad_norm together)
+        self.ppo_clip_groups: list[ClipGroup] = (
+            [(policy_params + encoder_params, cfg.max_grad_norm)] if cfg.through_encoder_clip == "joint"
+            else [(policy_params, cfg.max_grad_norm)] + ([(encoder_params, cfg.encoder_max_grad_norm)]
+                                                          if encoder_params else []))
         #: one-hot rows of the discrete actions, for the encoder's input (on the device and on the host)
         self._eye = torch.eye(self.encoder_action_dim, device=self.device)
         self._eye_np = np.eye(self.encoder_action_dim, dtype=np.float32)
         # fused: one kernel for the whole parameter list (the same update as the per-tensor loop, ~3x less overhead
         # on these small networks)
         fused = self.device.type in ("cpu", "cuda")
-        self.policy_optimizer = torch.optim.Adam(policy_params, lr=cfg.lr_policy, eps=cfg.policy_eps, fused=fused)
+        # the reference steps the encoder with its VAE optimiser, Adam with the same learning rate and epsilon in its
+        # RL^2 configs (lr_vae = lr_policy = 7e-4, eps 1e-8): one Adam over both is the same update
+        self.policy_optimizer = torch.optim.Adam(policy_params + encoder_params, lr=cfg.lr_policy, eps=cfg.policy_eps,
+                                                 fused=fused)
         self.vae_optimizer = (torch.optim.Adam([*self.encoder.parameters(), *self.vae.decoder_parameters()],
                                                lr=cfg.lr_vae, fused=fused) if cfg.vae_enabled else None)
         self.obs_norm = InputNormalizer(self.policy_obs_dim, cfg.norm_state_for_policy, cfg.policy_input_clip)
         self.belief_norm = InputNormalizer(belief_dim, cfg.norm_belief_for_policy, cfg.policy_input_clip)
         self.reward_norm = RewardNormalizer(env_info.num_envs, cfg.gamma, cfg.norm_rew_for_policy)
         self.ppo_cfg = PPOConfig(cfg.ppo_epochs, cfg.ppo_minibatches, cfg.ppo_clip, cfg.value_loss_coef,
-                                 cfg.entropy_coef, cfg.max_grad_norm, value_loss=cfg.value_loss)
+                                 cfg.entropy_coef, value_loss=cfg.value_loss,
+                                 through_encoder_minibatches=cfg.through_encoder_minibatches)
         N, T = env_info.num_envs, cfg.num_steps
         action_shape = () if self.discrete else (self.encoder_action_dim,)
         self.storage = RolloutStorage(T, N, env_info.obs_dim, self.policy_obs_dim, belief_dim, action_shape,
@@ -368,7 +376,7 @@ class VariBADAgent(Agent):
         st = self.storage
         st.compute_gae(self.cfg.gamma, self.cfg.gae_lambda, self.cfg.episode_boundary == "reference")
         recompute = self._recompute_beliefs if self.cfg.rl_loss_through_encoder else None
-        stats = ppo_update(self.policy, self.policy_optimizer, self.policy_params, st, self.ppo_cfg, recompute)
+        stats = ppo_update(self.policy, self.policy_optimizer, self.ppo_clip_groups, st, self.ppo_cfg, recompute)
         return {f"ppo/{k}": v for k, v in stats.items()}
 
     def _recompute_beliefs(self, env_idx: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from algorithms.common.errors import ConfigError
+from algorithms.onpolicy.ppo import THROUGH_ENCODER_MINIBATCHES
 
 KL_VARIANTS = ("filtering", "gauss_prior", "detached_prev", "none")
 DECODE_HORIZONS = ("all", "past", "future", "next")
@@ -21,6 +22,7 @@ EPISODE_BOUNDARIES = ("reference", "bamdp")
 VAE_BATCH_REDUCTIONS = ("reference", "mean")
 VALUE_LOSSES = ("huber", "mse")
 LAYER_INITS = ("default", "orthogonal", "normc")
+THROUGH_ENCODER_CLIPS = ("separate", "joint")
 
 
 @dataclass
@@ -126,13 +128,23 @@ class VariBADConfig:
     decoder_max_grad_norm: float | None = None
     #: let the PPO loss train the encoder too (ablation; RL^2 sets it)
     rl_loss_through_encoder: bool = False
+    #: with the RL loss through the encoder, PPO's minibatches. steps: random (t, env) samples, every env's beliefs
+    #: recomputed before each step (the reference's ppo.py) | sequences: whole env sequences, only those re-encoded
+    #: (about ppo_minibatches x cheaper on a CPU, noisier gradients)
+    through_encoder_minibatches: str = "steps"
+    #: with the RL loss through the encoder, gradient-norm clipping. separate: the actor-critic at max_grad_norm, the
+    #: encoder at encoder_max_grad_norm (null: not clipped), as the reference's ppo.py | joint: one norm over both
+    #: at max_grad_norm
+    through_encoder_clip: str = "separate"
 
     def validate(self) -> None:
         checks = {"kl_variant": KL_VARIANTS, "decode_horizon": DECODE_HORIZONS,
                   "policy_belief": POLICY_BELIEF_INPUTS, "reward_decoder": REWARD_DECODERS,
                   "belief_sample_hold": SAMPLE_HOLDS, "episode_boundary": EPISODE_BOUNDARIES,
                   "vae_batch_reduction": VAE_BATCH_REDUCTIONS, "value_loss": VALUE_LOSSES,
-                  "value_head_init": LAYER_INITS, "vae_init": LAYER_INITS, "policy_init": LAYER_INITS[1:]}
+                  "value_head_init": LAYER_INITS, "vae_init": LAYER_INITS, "policy_init": LAYER_INITS[1:],
+                  "through_encoder_minibatches": THROUGH_ENCODER_MINIBATCHES,
+                  "through_encoder_clip": THROUGH_ENCODER_CLIPS}
         for key, allowed in checks.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"algo.{key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
