@@ -188,3 +188,24 @@ def test_ml1_trains_with_two_episodes_per_task_and_three_is_an_option():
         from envs import get_spec
         assert (cfg.env.episodes_per_task or get_spec(env).episodes_per_task) == 2
     assert compose_config("env=ml1_push", "env.episodes_per_task=3").env.episodes_per_task == 3
+
+
+# the last commit of the reference's config/<family>/args_<env>_varibad.py: num_vae_updates, tbptt_stepsize,
+# vae_subsample_elbos, vae_subsample_decodes, encoder_max_grad_norm, decoder_max_grad_norm
+REFERENCE_VAE_TRAINING = {
+    "gridworld": (3, None, None, None, None, None),
+    "pointrobot_sparse": (3, None, None, None, None, None),
+    "cheetah_dir": (1, 50, 50, 50, 1.0, 1.0),
+    "cheetah_vel": (1, 50, 50, 50, 1.0, 1.0),
+    "ant_dir": (1, 50, 50, 50, 1.0, 1.0),
+    "ant_goal": (5, None, None, None, 1.0, 1.0),  # its final config; an earlier one had 1 update, tbptt, subsampling
+    "humanoid_dir": (10, None, 100, 100, 1.0, 1.0),
+    "walker_params": (1, 50, 50, 50, 1.0, 1.0),
+}
+
+
+@pytest.mark.parametrize("env", sorted(REFERENCE_VAE_TRAINING))
+def test_varibad_vae_training_is_the_reference_final_config(env):
+    a = compose_config("algo=varibad", f"env={env}").algo
+    assert (a.vae_updates_per_iteration, a.tbptt, a.subsample_elbos, a.subsample_decodes, a.encoder_max_grad_norm,
+            a.decoder_max_grad_norm) == REFERENCE_VAE_TRAINING[env]
