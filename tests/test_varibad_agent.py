@@ -131,3 +131,23 @@ def test_meta_test_keeps_belief_across_episodes_and_resets_per_task():
                             np.array([False, True]))
     assert b.hidden[0].abs().sum() > 0  # episode boundary: belief carried
     assert b.hidden[1].abs().sum() == 0  # task boundary: back to the prior
+
+
+def test_rl_loss_through_the_encoder_trains_the_vae_in_every_ppo_step_as_the_reference(monkeypatch):
+    # the reference's ppo.py with rlloss_through_encoder: loss += vae_loss_coeff * compute_vae_loss() in every
+    # minibatch, the VAE optimiser (encoder and decoders) stepped with the policy's, and no VAE updates after PPO
+    import algorithms.varibad.agent as agent_module
+
+    agent, env = make_agent(rl_loss_through_encoder=True)
+    in_policy_optimizer = {id(p) for group in agent.policy_optimizer.param_groups for p in group["params"]}
+    assert not any(id(p) in in_policy_optimizer for p in agent.encoder.parameters())
+    elbo_calls, separate_updates = [], []
+    real_elbo = agent_module.elbo_loss
+    monkeypatch.setattr(agent_module, "elbo_loss", lambda *a, **k: elbo_calls.append(1) or real_elbo(*a, **k))
+    monkeypatch.setattr(agent, "update_vae", lambda: separate_updates.append(1) or {})
+    decoders_before = [p.detach().clone() for p in agent.vae.decoder_parameters()]
+    stats = agent.train_iteration(env)
+    assert len(agent.buffer) > 0 and not separate_updates
+    assert len(elbo_calls) == agent.cfg.ppo_epochs * agent.cfg.ppo_minibatches
+    assert any(not torch.equal(a, b) for a, b in zip(decoders_before, agent.vae.decoder_parameters(), strict=True))
+    assert any(k.startswith("vae/") for k in stats.metrics)

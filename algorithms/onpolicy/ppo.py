@@ -67,11 +67,12 @@ BeliefRecompute = Callable[[torch.Tensor], torch.Tensor]
 
 def ppo_update(
     policy: BeliefConditionedActorCritic,
-    optimizer: torch.optim.Optimizer,
+    optimizers: Sequence[torch.optim.Optimizer],
     clip_groups: Sequence[ClipGroup],
     storage: RolloutStorage,
     cfg: PPOConfig,
     recompute_beliefs: BeliefRecompute | None = None,
+    auxiliary_loss: Callable[[], torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Run ``epochs x num_minibatches`` PPO steps and return mean losses.
 
@@ -79,7 +80,9 @@ def ppo_update(
     single steps. With it (RL loss through the encoder) the beliefs are recomputed with gradients before each
     step, over the whole rollout or over the minibatch's env sequences (``cfg.through_encoder_minibatches``).
     Each of ``clip_groups`` has its gradient norm clipped on its own (the reference clips the actor-critic at
-    ``policy_max_grad_norm`` and, when the RL loss reaches it, the encoder at ``encoder_max_grad_norm``).
+    ``policy_max_grad_norm`` and, when the RL loss reaches it, the encoder at ``encoder_max_grad_norm``), then every
+    one of ``optimizers`` steps. ``auxiliary_loss()`` is added to every minibatch's loss (the reference adds the VAE's
+    ELBO there when the RL loss trains the encoder: ``loss += vae_loss_coeff * compute_vae_loss()``).
     """
     if cfg.through_encoder_minibatches not in THROUGH_ENCODER_MINIBATCHES:
         raise ValueError(f"unknown through_encoder_minibatches {cfg.through_encoder_minibatches!r}; choose "
@@ -114,12 +117,16 @@ def ppo_update(
             value_loss = value_loss_fn(values, old_values, returns, cfg)
             entropy = entropies.mean()
             loss = policy_loss + cfg.value_loss_coef * value_loss - cfg.entropy_coef * entropy
-            optimizer.zero_grad(set_to_none=True)
+            if auxiliary_loss is not None:
+                loss = loss + auxiliary_loss()
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for params, max_norm in clip_groups:
                 if max_norm is not None:
                     nn.utils.clip_grad_norm_(params, max_norm)
-            optimizer.step()
+            for optimizer in optimizers:
+                optimizer.step()
             with torch.no_grad():
                 log_ratio = log_probs - old_log_probs
                 totals["approx_kl"] += float(((ratio - 1) - log_ratio).mean())

@@ -1,7 +1,8 @@
 """The VariBAD agent (Zintgraf et al., JMLR 2021, sec. 3): a recurrent VAE infers a belief over the task, a PPO
 policy acts on (state, belief). VAE and policy are trained alternately with separate optimisers; the VAE learns
-from its own buffer of whole BAMDP trajectories. With ``vae_enabled=false`` and ``rl_loss_through_encoder=true``
-the same machinery is RL^2.
+from its own buffer of whole BAMDP trajectories. With ``rl_loss_through_encoder=true`` (App. C.5) the two are trained
+together instead: every PPO step adds the ELBO of a fresh VAE batch and steps both optimisers, as the reference's
+``ppo.py``. With ``vae_enabled=false`` and ``rl_loss_through_encoder=true`` the same machinery is RL^2.
 """
 
 from __future__ import annotations
@@ -121,9 +122,11 @@ class VariBADAgent(Agent):
         # fused: one kernel for the whole parameter list (the same update as the per-tensor loop, ~3x less overhead
         # on these small networks)
         fused = self.device.type in ("cpu", "cuda")
-        # the reference steps the encoder with its VAE optimiser, Adam with the same learning rate and epsilon in its
-        # RL^2 configs (lr_vae = lr_policy = 7e-4, eps 1e-8): one Adam over both is the same update
-        self.policy_optimizer = torch.optim.Adam(policy_params + encoder_params, lr=cfg.lr_policy, eps=cfg.policy_eps,
+        # the reference steps the encoder with its VAE optimiser. Without a VAE (RL^2) that is Adam with the policy's
+        # learning rate and epsilon in every one of its RL^2 configs (lr_vae = lr_policy, eps 1e-8): one Adam over
+        # both is the same update. With a VAE the encoder stays in the VAE's optimiser, stepped in every PPO step.
+        rl2_encoder = encoder_params if not cfg.vae_enabled else []
+        self.policy_optimizer = torch.optim.Adam(policy_params + rl2_encoder, lr=cfg.lr_policy, eps=cfg.policy_eps,
                                                  fused=fused)
         self.vae_optimizer = (torch.optim.Adam([*self.encoder.parameters(), *self.vae.decoder_parameters()],
                                                lr=cfg.lr_vae, fused=fused) if cfg.vae_enabled else None)
@@ -240,7 +243,8 @@ class VariBADAgent(Agent):
                 metrics.update(self.update_policy())
                 t2 = t3 = time.perf_counter()
                 # the VAE learns from whole BAMDP trajectories: none yet when pre-collection is shorter than one
-                if self.vae_optimizer is not None and self.buffer is not None and len(self.buffer) > 0:
+                if (self.vae_optimizer is not None and self.buffer is not None and len(self.buffer) > 0
+                        and not cfg.rl_loss_through_encoder):
                     vae_metrics = [self.update_vae() for _ in range(cfg.vae_updates_per_iteration)]
                     metrics.update({k: float(np.mean([m[k] for m in vae_metrics])) for k in vae_metrics[0]})
                     t3 = time.perf_counter()
@@ -375,9 +379,27 @@ class VariBADAgent(Agent):
         """PPO on the last rollout. The encoder is only trained by it if ``rl_loss_through_encoder``."""
         st = self.storage
         st.compute_gae(self.cfg.gamma, self.cfg.gae_lambda, self.cfg.episode_boundary == "reference")
-        recompute = self._recompute_beliefs if self.cfg.rl_loss_through_encoder else None
-        stats = ppo_update(self.policy, self.policy_optimizer, self.ppo_clip_groups, st, self.ppo_cfg, recompute)
-        return {f"ppo/{k}": v for k, v in stats.items()}
+        through = self.cfg.rl_loss_through_encoder
+        recompute = self._recompute_beliefs if through else None
+        optimizers = [self.policy_optimizer]
+        elbo_metrics: list[dict[str, float]] = []
+        elbo = None
+        if through and self.vae_optimizer is not None:
+            # the reference's ppo.py with rlloss_through_encoder: every PPO step also takes the VAE's loss on a fresh
+            # batch and steps the VAE's optimiser (and no VAE updates of their own follow PPO)
+            optimizers.append(self.vae_optimizer)
+            buffer = self.buffer
+            if buffer is not None and len(buffer) > 0:
+                def elbo() -> torch.Tensor:
+                    out = elbo_loss(self.vae, buffer.sample(self.cfg.vae_batch_trajectories, self.rng).to(self.device),
+                                    self.cfg)
+                    elbo_metrics.append(out.metrics())
+                    return out.loss
+        stats = ppo_update(self.policy, optimizers, self.ppo_clip_groups, st, self.ppo_cfg, recompute, elbo)
+        metrics = {f"ppo/{k}": v for k, v in stats.items()}
+        if elbo_metrics:
+            metrics.update({k: float(np.mean([m[k] for m in elbo_metrics])) for k in elbo_metrics[0]})
+        return metrics
 
     def _recompute_beliefs(self, env_idx: torch.Tensor) -> torch.Tensor:
         st = self.storage

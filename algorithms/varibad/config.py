@@ -126,7 +126,9 @@ class VariBADConfig:
     tbptt: int | None = None  #: truncate back-propagation through the GRU every this many steps
     encoder_max_grad_norm: float | None = None
     decoder_max_grad_norm: float | None = None
-    #: let the PPO loss train the encoder too (ablation; RL^2 sets it)
+    #: let the PPO loss train the encoder too (ablation, App. C.5; RL^2 sets it). With a VAE, every PPO step then adds
+    #: the ELBO of a fresh VAE batch and steps the VAE's optimiser too, and no VAE updates follow PPO (the reference's
+    #: ppo.py): vae_updates_per_iteration is not used
     rl_loss_through_encoder: bool = False
     #: with the RL loss through the encoder, PPO's minibatches. steps: random (t, env) samples, every env's beliefs
     #: recomputed before each step (the reference's ppo.py) | sequences: whole env sequences, only those re-encoded
