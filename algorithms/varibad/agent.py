@@ -80,6 +80,11 @@ class _StepIO:
         st.time_limit_ends.copy_(self.data[..., 2 * D + 2] > 0.5)
 
 
+def _mean_metrics(steps: list[dict[str, float]]) -> dict[str, float]:
+    """Each metric's mean over the VAE steps of one iteration."""
+    return {k: float(np.mean([m[k] for m in steps])) for k in steps[0]}
+
+
 class VariBADAgent(Agent):
     name = "varibad"
 
@@ -246,7 +251,7 @@ class VariBADAgent(Agent):
                 if (self.vae_optimizer is not None and self.buffer is not None and len(self.buffer) > 0
                         and not cfg.rl_loss_through_encoder):
                     vae_metrics = [self.update_vae() for _ in range(cfg.vae_updates_per_iteration)]
-                    metrics.update({k: float(np.mean([m[k] for m in vae_metrics])) for k in vae_metrics[0]})
+                    metrics.update(_mean_metrics(vae_metrics))
                     t3 = time.perf_counter()
         metrics.update({"time/rollout_s": t1 - t0, "time/policy_update_s": t2 - t1, "time/vae_update_s": t3 - t2})
         return IterationStats(frames=frames, metrics=metrics)
@@ -398,7 +403,7 @@ class VariBADAgent(Agent):
         stats = ppo_update(self.policy, optimizers, self.ppo_clip_groups, st, self.ppo_cfg, recompute, elbo)
         metrics = {f"ppo/{k}": v for k, v in stats.items()}
         if elbo_metrics:
-            metrics.update({k: float(np.mean([m[k] for m in elbo_metrics])) for k in elbo_metrics[0]})
+            metrics.update(_mean_metrics(elbo_metrics))
         return metrics
 
     def _recompute_beliefs(self, env_idx: torch.Tensor) -> torch.Tensor:
