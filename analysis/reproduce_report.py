@@ -22,7 +22,6 @@ measured and whether it holds.
 
 from __future__ import annotations
 
-import math
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -40,11 +39,8 @@ from analysis.references import DEFAULT_REFERENCES, load_references, panel_refer
 from analysis.seed_report import per_seed_table, plot_goal_angle, plot_seed_curves, plot_seed_entropy
 from analysis.stats import aggregate, clip_to_upper, format_frames, per_episode
 from analysis.style import label_styles, legend_columns, reference_style
-from analysis.tables import to_markdown
+from analysis.tables import episode_table, reference_rows, shown_episodes, to_markdown
 from records import run_folder
-
-#: episodes shown in the tables, and the last one (all of them in the figures)
-TABLE_EPISODES = (1, 2, 3, 5, 10, 20, 30)
 
 
 def final_meta_test(results: Any) -> pd.DataFrame:
@@ -175,23 +171,12 @@ def plot_curves(ev: pd.DataFrame, episodes: list[int], title: str, path: Path, n
     return drawn
 
 
-def episode_table(table: pd.DataFrame, refs: dict[str, list[float]], scale: float, decimals: int) -> pd.DataFrame:
-    """One row per agent and reference policy, one column per shown episode: ``mean [lo, hi]``."""
-    have = set(table["episode"])
-    episodes = sorted({k for k in TABLE_EPISODES if k in have} | {max(have)})
-    rows = []
-    for label, group in table.groupby("algo", sort=True):
-        g = group.set_index("episode")
-        row = {"agent": f"{label} (n={int(g['n'].max())})"}
-        for k in episodes:
-            mean, lo, hi = (scale * float(g.loc[k, c]) for c in ("mean", "lo", "hi"))
-            row[f"ep {k}"] = (f"{mean:.{decimals}f}" + (f" [{lo:.{decimals}f}, {hi:.{decimals}f}]"
-                                                        if math.isfinite(lo) and math.isfinite(hi) else ""))
-        rows.append(row)
-    for name, values in refs.items():
-        rows.append({"agent": f"reference: {name}",
-                     **{f"ep {k}": f"{scale * values[k - 1]:.{decimals}f}" for k in episodes if k <= len(values)}})
-    return pd.DataFrame(rows)
+def reference_table(per_ep: pd.DataFrame, refs: dict[str, list[float]], scale: float, decimals: int) -> pd.DataFrame:
+    """The agents' rows of a panel (:func:`analysis.tables.episode_table`, its shown episodes) and the reference
+    policies' under them."""
+    table = episode_table(per_ep, decimals, scale=scale, episodes=shown_episodes(per_ep["episode"]))
+    scaled = {name: [scale * v for v in values] for name, values in refs.items()}
+    return pd.concat([table, reference_rows(scaled, list(table.columns), decimals, frames="")], ignore_index=True)
 
 
 def belief_traces(entry: dict[str, Any], results: Any) -> tuple[list[tuple[str, dict[str, np.ndarray]]], list[str]]:
@@ -291,9 +276,9 @@ def write_report(manifest: dict[str, Any], name: str, shipped: Path, out: Path, 
         lines += [f"## {panel.get('title', key)}", "", str(panel.get("protocol", "")).strip(), "",
                   f"![per-episode return]({figure.name})", "", f"![learning curves]({curves.name})", "",
                   "Success rate (%) per meta-test episode (the goal reached at least once in the episode):", "",
-                  to_markdown(episode_table(success, ref_success, 100.0, 0)), "",
+                  to_markdown(reference_table(success, ref_success, 100.0, 0)), "",
                   "Mean return per meta-test episode:", "",
-                  to_markdown(episode_table(returns, ref_returns, 1.0, 1)), ""]
+                  to_markdown(reference_table(returns, ref_returns, 1.0, 1)), ""]
     for entry in manifest.get("per_seed") or []:
         table, summary = per_seed_table(entry, results.eval, refs_all, results.train)
         title = entry.get("title", entry["label"] + " per seed")

@@ -71,13 +71,29 @@ def format_wall_times(seconds: pd.Series) -> str:
     return f"{minutes.median():.0f} min ({minutes.min():.0f}-{minutes.max():.0f})"
 
 
+#: the episodes a table of many meta-test episodes shows (PointRobot's 30), besides the last
+SPARSE_EPISODES = (1, 2, 3, 5, 10, 20, 30)
+#: up to this many episodes a table shows every one (GridWorld's 6, the training BAMDP's 4 among them)
+ALL_EPISODES_UP_TO = 10
+
+
+def shown_episodes(episodes: object) -> list[int]:
+    """The episodes a table shows: every one up to :data:`ALL_EPISODES_UP_TO`, else :data:`SPARSE_EPISODES` and the
+    last."""
+    have = sorted({int(k) for k in pd.Series(episodes)})
+    if len(have) <= ALL_EPISODES_UP_TO:
+        return have
+    return sorted({k for k in SPARSE_EPISODES if k in have} | {have[-1]})
+
+
 def episode_table(per_ep: pd.DataFrame, decimals: int = 2, wall: dict[str, str] | None = None,
-                  scale: float = 1.0) -> pd.DataFrame:
+                  scale: float = 1.0, episodes: list[int] | None = None) -> pd.DataFrame:
     """The formatted table of one env: columns ``algorithm, n, frames, [wall/run,] ep 1 .. ep K`` (from
     :func:`per_episode`; n = seeds, said once per row); ``wall`` maps algorithm -> wall time text; ``scale``
-    multiplies values (100: percent). Decimals follow the values' scale (:func:`decimals_for`)."""
+    multiplies values (100: percent); ``episodes`` picks the columns (default: every episode). Decimals follow the
+    values' scale (:func:`decimals_for`)."""
     rows = []
-    episodes = sorted(per_ep["episode"].unique())
+    episodes = sorted(per_ep["episode"].unique()) if episodes is None else list(episodes)
     decimals = decimals_for(scale * per_ep["mean"], decimals)
     for algo, group in per_ep.groupby("algo", sort=True):
         lo_f, hi_f = group["frames_min"].iloc[0], group["frames_max"].iloc[0]

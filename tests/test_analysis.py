@@ -278,6 +278,22 @@ def test_per_episode_table_has_the_right_means_and_n(tmp_path):
     assert episode_table(big).loc[0, "ep 1"] == "812 [790, 841]"
 
 
+
+def test_a_report_table_shows_every_episode_of_a_short_meta_test_and_a_sparse_set_of_a_long_one():
+    from analysis.reproduce_report import reference_table
+    from analysis.tables import shown_episodes
+
+    # GridWorld: 6 meta-test episodes, the 4 of the training BAMDP among them; none left out
+    assert shown_episodes([1, 2, 3, 4, 5, 6]) == [1, 2, 3, 4, 5, 6]
+    # PointRobot's final meta-test: 30 episodes
+    assert shown_episodes(range(1, 31)) == [1, 2, 3, 5, 10, 20, 30]
+    assert shown_episodes(range(1, 26)) == [1, 2, 3, 5, 10, 20, 25]
+    per_ep = pd.DataFrame({"env": "gridworld", "algo": "a", "episode": range(1, 7), "mean": 0.5, "lo": 0.25,
+                           "hi": 0.75, "n": 3, "frames_min": 100, "frames_max": 100})
+    table = reference_table(per_ep, {"bayes_optimal": [1.0] * 6}, 100.0, 0).set_index("algorithm")
+    assert list(table.columns) == ["n", "frames", *(f"ep {k}" for k in range(1, 7))]
+    assert table.loc["a", "ep 4"] == "50 [25, 75]" and table.loc["reference: bayes_optimal", "ep 4"] == "100"
+
 def test_latex_tables_fit_a_page():
     from analysis.tables import for_the_page
 
