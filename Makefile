@@ -120,9 +120,10 @@ NOISE ?= 2.0
 metaworld-compare: install
 	$(BIN)/python -m tools.metaworld_eval --scripted $(ENV) --noise $(NOISE) --compare $(ARGS)
 
-## Recompute the reference values: GridWorld's exact optimal, Bayes-optimal, posterior sampling; PointRobot's
-## known-goal optimum and semicircle searcher (through the meta-test protocol); HalfCheetahVel's task-agnostic bound;
-## the random policy's meta-test returns that end-of-run tables show (GridWorld and PointRobot's default meta-tests).
+## Recompute the reference values: GridWorld's exact optimal, Bayes-optimal and posterior sampling (returns and
+## success rates); PointRobot's known-goal optimum and semicircle searcher (through the meta-test protocol);
+## HalfCheetahVel's task-agnostic bound; the random policy's meta-test returns that end-of-run tables show (GridWorld
+## and PointRobot's default meta-tests).
 references: install
 	$(BIN)/python -m algorithms.references.gridworld
 	$(BIN)/python -m algorithms.references.pointrobot

@@ -409,7 +409,12 @@ def test_tables_split_ablations_add_references_wall_times_and_runs(tmp_path):
     assert ablation.groupby("algo")["mean"].first().to_dict() == {"varibad_decode-all": 4.0,
                                                                   "varibad_decode-past": 2.0}
     success = pd.read_csv(out / "gridworld_success.csv")  # returns > 0 are successes in write_run
-    assert list(success["algorithm"]) == ["varibad"] and success["ep 1"].iloc[0].startswith("100 [")
+    assert success["algorithm"].iloc[0] == "varibad" and success["ep 1"].iloc[0].startswith("100 [")
+    # the exact reference success rates under it (make references): Bayes-optimal finds 14 of 21 goals in episode 1
+    assert list(success["algorithm"])[1:] == [f"reference: {name}" for name in
+                                              ("optimal", "bayes_optimal", "posterior_sampling")]
+    bayes = success.set_index("algorithm").loc["reference: bayes_optimal"]
+    assert [bayes[f"ep {k}"] for k in range(1, 7)] == ["67", "100", "100", "100", "100", "100"]
     runs = pd.read_csv(out / "gridworld_runs.csv")
     assert len(runs) == 9 and set(runs.loc[runs["algorithm"] == "varibad", "wall time"]) == {
         "50.0 min", "51.0 min", "52.0 min"}

@@ -24,10 +24,12 @@ from algorithms.references.gridworld import (
     evaluate_search_plan,
     main,
     optimal_per_episode,
+    optimal_success_per_episode,
     per_episode_references,
     plan_bayes_optimal,
     posterior_sampling_monte_carlo,
     posterior_sampling_per_episode,
+    search_plan_success,
 )
 from envs.gridworld import GridWorld
 
@@ -135,17 +137,25 @@ def test_optimal_known_goal_matches_env_rollouts():
 @pytest.mark.parametrize("K", [4, 6])
 def test_posterior_sampling_exact_matches_monte_carlo(K):
     exact = np.array([float(v) for v in posterior_sampling_per_episode(GridSpec(), K)])
-    mean, se = posterior_sampling_monte_carlo(K, 20_000, np.random.default_rng(12345))
+    mc = posterior_sampling_monte_carlo(K, 20_000, np.random.default_rng(12345))
+    mean, se = mc["return"]
     assert np.all(se > 0)
+    assert np.all(np.abs(mean - exact) <= 4 * se + 1e-9), (mean, exact, se)
+    # the success rate (the env's info["success"] in some step of the episode) by the same enumeration
+    exact = np.array([float(v) for v in posterior_sampling_per_episode(GridSpec(), K, value="success")])
+    mean, se = mc["success"]
+    assert np.all(se > 0) and np.all(np.diff(exact) > 0)
     assert np.all(np.abs(mean - exact) <= 4 * se + 1e-9), (mean, exact, se)
 
 
 def test_monte_carlo_check_has_power():
-    """The 4-standard-error check rejects the exact values of a slightly different setting (H = 12 for 15)."""
-    other = GridSpec(horizon=GridSpec().horizon - 3)
-    exact = np.array([float(v) for v in posterior_sampling_per_episode(other, 4)])
-    mean, se = posterior_sampling_monte_carlo(4, 20_000, np.random.default_rng(12345))
-    assert np.any(np.abs(mean - exact) > 4 * se)
+    """The 4-standard-error check rejects the exact values of a slightly different setting: H = 12 for 15 (returns),
+    H = 6 (success: a sampled goal is at most 8 steps away, so success does not depend on H above that)."""
+    mc = posterior_sampling_monte_carlo(4, 20_000, np.random.default_rng(12345))
+    for value, horizon in (("return", 12), ("success", 6)):
+        exact = np.array([float(v) for v in posterior_sampling_per_episode(GridSpec(horizon=horizon), 4, value=value)])
+        mean, se = mc[value]
+        assert np.any(np.abs(mean - exact) > 4 * se), value
 
 
 @pytest.mark.parametrize("K", [4, 6])
@@ -164,6 +174,38 @@ def test_reference_ordering_and_bayes_split(K):
     assert bayes.value == one_episode + (K - 1) * optimal[0]
 
 
+def plan_rollout_success(actions: list[int], K: int) -> np.ndarray:
+    """Per-episode success rate of "follow ``actions`` until the goal is found, then go straight to it", stepped in
+    the real env with every goal once: the env's ``info["success"]`` in some step of the episode."""
+    env = GridWorld(21, np.random.default_rng(0))
+    goals = env.goals.astype(np.int64)
+    env.set_tasks(env.goals)
+    H = GridSpec().horizon
+    found = np.zeros(len(goals), dtype=bool)
+    success = np.zeros((len(goals), K), dtype=bool)
+    for k in range(K):
+        pos = env.reset_state(np.arange(len(goals))).astype(np.int64)
+        for t in range(H):
+            dx, dy = goals[:, 0] - pos[:, 0], goals[:, 1] - pos[:, 1]
+            straight = np.select([dx > 0, dx < 0, dy > 0, dy < 0], [2, 4, 1, 3], default=0)
+            obs, _, _, info = env.step(np.where(found, straight, actions[k * H + t]))
+            pos = obs.astype(np.int64)
+            success[:, k] |= info["success"]
+        found |= success[:, k]
+    return success.mean(axis=0)
+
+
+@pytest.mark.parametrize("K", [4, 6])
+def test_bayes_optimal_and_known_goal_success_rates_match_env_rollouts(K):
+    spec = GridSpec()
+    plan = plan_bayes_optimal(spec, K)
+    exact = [float(v) for v in search_plan_success(spec, K, plan.actions)]
+    np.testing.assert_allclose(plan_rollout_success(list(plan.actions), K), exact, atol=1e-12)
+    # episode 1 finds 14 of the 21 goals; the rest on the straight path of episode 2
+    assert exact[:2] == [pytest.approx(14 / 21), 1.0]
+    assert [float(v) for v in optimal_success_per_episode(spec, K)] == [1.0] * K
+
+
 def test_cached_json_equals_fresh_computation(tmp_path, capsys):
     """The committed file is exactly what the CLI writes now, so it cannot drift from the code."""
     out = tmp_path / "refs.json"
@@ -172,11 +214,12 @@ def test_cached_json_equals_fresh_computation(tmp_path, capsys):
     fresh, cached = json.loads(out.read_text()), json.loads(DEFAULT_JSON.read_text())
     # The Monte Carlo check depends on numpy's random stream, which numpy does not promise to keep across
     # versions: compare it statistically; everything else (the exact values) must match exactly.
-    for K in ("4", "6"):
-        mc = cached["K"][K].pop("posterior_sampling_monte_carlo")
-        fresh["K"][K].pop("posterior_sampling_monte_carlo")
-        exact = np.array(cached["K"][K]["posterior_sampling"])
-        assert np.all(np.abs(np.array(mc["mean"]) - exact) <= 4 * np.array(mc["standard_error"]) + 1e-6)
+    for block in ("K", "success_K"):
+        for K in ("4", "6"):
+            mc = cached[block][K].pop("posterior_sampling_monte_carlo")
+            fresh[block][K].pop("posterior_sampling_monte_carlo")
+            exact = np.array(cached[block][K]["posterior_sampling"])
+            assert np.all(np.abs(np.array(mc["mean"]) - exact) <= 4 * np.array(mc["standard_error"]) + 1e-6)
     assert fresh == cached
     for K in (4, 6):
         refs = per_episode_references(K)

@@ -142,6 +142,13 @@ def optimal_per_episode(spec: GridSpec, num_episodes: int) -> list[Fraction]:
     return [mean] * num_episodes
 
 
+def optimal_success_per_episode(spec: GridSpec, num_episodes: int) -> list[Fraction]:
+    """Success rate (the goal entered at least once in the episode) of the policy that knows the goal: the share of
+    goals it can reach within H steps, the same in every episode."""
+    reachable = sum(max(spec.distance(spec.start, g), 1) <= spec.horizon for g in spec.candidates)
+    return [Fraction(reachable, len(spec.candidates))] * num_episodes
+
+
 def shortest_path_x_first(spec: GridSpec, source: Cell, target: Cell) -> list[int]:
     """Actions of the shortest path that moves along x first, then along y (posterior sampling's tie-break)."""
     dx, dy = target[0] - source[0], target[1] - source[1]
@@ -177,6 +184,27 @@ def evaluate_search_plan(spec: GridSpec, num_episodes: int, actions: Sequence[in
                 ret += spec.step_reward
             totals[k] += ret
     return [v / len(spec.candidates) for v in totals]
+
+
+def search_plan_success(spec: GridSpec, num_episodes: int, actions: Sequence[int]) -> list[Fraction]:
+    """Success rate per episode (the goal entered at least once in it) of the policy :func:`evaluate_search_plan`
+    evaluates: follow ``actions`` until the goal is found, then go straight to it in every later episode."""
+    H = spec.horizon
+    if len(actions) != num_episodes * H:
+        raise ValueError(f"expected {num_episodes * H} actions, got {len(actions)}")
+    hits = [0] * num_episodes
+    for goal in spec.candidates:
+        reachable = max(spec.distance(spec.start, goal), 1) <= H
+        for k in range(num_episodes):
+            pos, entered = spec.start, False
+            for step in range(H):
+                pos = spec.move(pos, actions[k * H + step])
+                entered |= pos == goal
+            if entered:  # found in episode k: every later episode goes straight to it
+                for later in range(k, num_episodes):
+                    hits[later] += later == k or reachable
+                break
+    return [Fraction(h, len(spec.candidates)) for h in hits]
 
 
 # ---------------------------------------------------------------------------------------------- Bayes-optimal
@@ -485,8 +513,9 @@ def _ps_walk(spec: GridSpec, target: Cell) -> list[Cell]:
     return cells + [pos] * (spec.horizon - len(cells))
 
 
-def posterior_sampling_per_episode(spec: GridSpec, num_episodes: int) -> list[Fraction]:
-    """Exact per-episode expected returns of posterior sampling with the true belief (VariBAD fig. 1c, 1e, 12).
+def posterior_sampling_per_episode(spec: GridSpec, num_episodes: int, value: str = "return") -> list[Fraction]:
+    """Exact per-episode expected returns (``value="success"``: success rates, the goal entered at least once in the
+    episode) of posterior sampling with the true belief (VariBAD fig. 1c, 1e, 12).
 
     At the start of each episode while the goal is unknown, sample a candidate uniformly from the belief (the
     unvisited candidates), walk to it by the x-first shortest path (``PS_TIE_BREAK``), removing every entered
@@ -496,15 +525,19 @@ def posterior_sampling_per_episode(spec: GridSpec, num_episodes: int) -> list[Fr
     common denominator ``scale * L**(episodes left)`` with ``L = lcm(1..#candidates)`` (every belief size
     divides L), returned as ``Fraction``.
     """
+    if value not in ("return", "success"):
+        raise ValueError(f"value must be 'return' or 'success', got {value!r}")
+    success = value == "success"
     cand = list(spec.candidates)
     C, H, K = len(cand), spec.horizon, num_episodes
     col = {c: i for i, c in enumerate(cand)}
-    scale = math.lcm(spec.goal_reward.denominator, spec.step_reward.denominator)
+    scale = 1 if success else math.lcm(spec.goal_reward.denominator, spec.step_reward.denominator)
     r_goal, r_step = int(spec.goal_reward * scale), int(spec.step_reward * scale)
-    opt = np.array([int(known_goal_episode_return(spec, g) * scale) for g in cand], dtype=object)
+    opt = np.array([int(max(spec.distance(spec.start, g), 1) <= H) if success
+                    else int(known_goal_episode_return(spec, g) * scale) for g in cand], dtype=object)
     L = math.lcm(*range(1, C + 1))
     # for every sample s: per-goal episode return (scaled), whether found, and the candidates entered (bitmask)
-    ret = np.full((C, C), H * r_step, dtype=object)
+    ret = np.full((C, C), 0 if success else H * r_step, dtype=object)
     found = np.zeros((C, C), dtype=bool)
     entered = [0] * C
     for s, target in enumerate(cand):
@@ -514,7 +547,7 @@ def posterior_sampling_per_episode(spec: GridSpec, num_episodes: int) -> list[Fr
                 entered[s] |= 1 << g
                 if not found[s, g]:
                     found[s, g] = True
-                    ret[s, g] = step * r_step + (H - step) * r_goal
+                    ret[s, g] = 1 if success else step * r_step + (H - step) * r_goal
     memo: dict[tuple[int, int], np.ndarray] = {}
 
     def numerators(k: int, U: int) -> np.ndarray:
@@ -546,13 +579,14 @@ def posterior_sampling_per_episode(spec: GridSpec, num_episodes: int) -> list[Fr
 
 def posterior_sampling_monte_carlo(
     num_episodes: int, n: int, rng: np.random.Generator, horizon: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Monte Carlo per-episode returns of the posterior-sampling AGENT under the suite's meta-test protocol.
 
     Runs :class:`~algorithms.posterior_sampling.exact.ExactPosteriorSamplingAgent` through the shared evaluator
     (:func:`~algorithms.common.evaluator.meta_test`) in the real batched GridWorld, on ``n`` goals drawn
     uniformly. Its agreement with the exact enumeration :func:`posterior_sampling_per_episode` checks the agent,
-    the env and the evaluator against an independent computation. Returns (mean, standard error) per episode.
+    the env and the evaluator against an independent computation. Returns, for ``return`` and ``success``, the
+    (mean, standard error) per episode.
     """
     from algorithms.common.evaluator import meta_test
     from algorithms.posterior_sampling.exact import ExactPosteriorSamplingAgent
@@ -562,8 +596,11 @@ def posterior_sampling_monte_carlo(
     agent = ExactPosteriorSamplingAgent(seed=int(rng.integers(2**31)))
     kwargs = {} if horizon is None else {"horizon": horizon}
     rows = meta_test(agent, "gridworld", tasks, num_episodes, seed=int(rng.integers(2**31)), **kwargs)
-    returns = rows.pivot(index="task_id", columns="episode", values="return").to_numpy()
-    return returns.mean(axis=0), returns.std(axis=0, ddof=1) / np.sqrt(n)
+    out = {}
+    for value in ("return", "success"):
+        values = rows.pivot(index="task_id", columns="episode", values=value).to_numpy(dtype=float)
+        out[value] = (values.mean(axis=0), values.std(axis=0, ddof=1) / np.sqrt(n))
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ public API
@@ -622,11 +659,25 @@ def build_reference_file(episodes: Sequence[int] = (4, 6), mc_rollouts: int = MC
             "(checked in tests/test_references.py)"
         ),
         "K": {},
+        "success_notes": (
+            "success_K: the share of goals entered at least once in each episode (the env's info['success']), "
+            "exact, for the same three policies; the Bayes-optimal split is that of the plan in K (its tie-break): "
+            "Bayes-optimal returns do not pin how many goals episode 1 finds"
+        ),
+        "success_K": {},
     }
+
+    def checked(exact: list[Fraction], mc: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
+        mean, se = mc
+        z = np.abs(mean - np.array([float(v) for v in exact])) / np.where(se > 0, se, np.inf)
+        return {"n": mc_rollouts, "seed": MC_SEED, "mean": [round(float(v), 6) for v in mean],
+                "standard_error": [round(float(v), 6) for v in se], "max_abs_z": round(float(np.max(z)), 3)}
+
     for K in episodes:
         plan = plan_bayes_optimal(spec, K)
         ps = posterior_sampling_per_episode(spec, K)
-        mc_mean, mc_se = posterior_sampling_monte_carlo(K, mc_rollouts, np.random.default_rng(MC_SEED))
+        ps_success = posterior_sampling_per_episode(spec, K, value="success")
+        mc = posterior_sampling_monte_carlo(K, mc_rollouts, np.random.default_rng(MC_SEED))
         out["K"][str(K)] = {
             "optimal": [round(float(v), 6) for v in optimal_per_episode(spec, K)],
             "bayes_optimal": [round(float(v), 6) for v in plan.per_episode],
@@ -634,13 +685,13 @@ def build_reference_file(episodes: Sequence[int] = (4, 6), mc_rollouts: int = MC
             "bayes_optimal_total": round(float(plan.value), 6),
             "bayes_optimal_total_exact": str(plan.value),
             "bayes_optimal_search_actions": list(plan.actions),
-            "posterior_sampling_monte_carlo": {
-                "n": mc_rollouts,
-                "seed": MC_SEED,
-                "mean": [round(float(v), 6) for v in mc_mean],
-                "standard_error": [round(float(v), 6) for v in mc_se],
-                "max_abs_z": round(float(np.max(np.abs(mc_mean - np.array([float(v) for v in ps])) / mc_se)), 3),
-            },
+            "posterior_sampling_monte_carlo": checked(ps, mc["return"]),
+        }
+        out["success_K"][str(K)] = {
+            "optimal": [round(float(v), 6) for v in optimal_success_per_episode(spec, K)],
+            "bayes_optimal": [round(float(v), 6) for v in search_plan_success(spec, K, plan.actions)],
+            "posterior_sampling": [round(float(v), 6) for v in ps_success],
+            "posterior_sampling_monte_carlo": checked(ps_success, mc["success"]),
         }
     return out
 
@@ -661,9 +712,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     t0 = time.perf_counter()
     data = build_reference_file()
     args.out.write_text(_dumps(data) + "\n")
-    for K, refs in data["K"].items():
-        for name in ("optimal", "bayes_optimal", "posterior_sampling"):
-            print(f"K={K} {name:>18}: " + " ".join(f"{v:8.4f}" for v in refs[name]))
+    for block, unit in (("K", "return"), ("success_K", "success")):
+        for K, refs in data[block].items():
+            for name in ("optimal", "bayes_optimal", "posterior_sampling"):
+                print(f"K={K} {unit:>7} {name:>18}: " + " ".join(f"{v:8.4f}" for v in refs[name]))
     print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s")
 
 
