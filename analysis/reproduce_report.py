@@ -39,7 +39,7 @@ from analysis.references import DEFAULT_REFERENCES, load_references, panel_refer
 from analysis.seed_report import per_seed_table, plot_goal_angle, plot_seed_curves, plot_seed_entropy
 from analysis.stats import aggregate, clip_to_upper, format_frames, per_episode
 from analysis.style import label_styles, legend_columns, reference_style
-from analysis.tables import episode_table, reference_rows, shown_episodes, to_markdown
+from analysis.tables import episode_table, format_wall_times, reference_rows, shown_episodes, to_markdown
 from records import run_folder
 
 
@@ -177,6 +177,35 @@ def reference_table(per_ep: pd.DataFrame, refs: dict[str, list[float]], scale: f
     table = episode_table(per_ep, decimals, scale=scale, episodes=shown_episodes(per_ep["episode"]))
     scaled = {name: [scale * v for v in values] for name, values in refs.items()}
     return pd.concat([table, reference_rows(scaled, list(table.columns), decimals, frames="")], ignore_index=True)
+
+
+def runs_provenance(manifest: dict[str, Any], runs: pd.DataFrame) -> pd.DataFrame:
+    """Per label of the manifest: its overrides, the seeds published, their frames, commit(s) and wall time a run."""
+    rows = []
+    for spec in manifest["runs"]:
+        label, env = str(spec["label"]), str(spec["env"])
+        if any(row["label"] == label and row["env"] == env for row in rows):
+            continue  # a label listed twice (seeds added later) is one row
+        mine = runs[(runs["algo"] == label) & (runs["env"] == env)]
+        overrides = sorted({o for s in manifest["runs"] if s["label"] == label for o in s.get("overrides") or []})
+        rows.append({"label": label, "env": env, "algo": str(spec["algo"]),
+                     "overrides": " ".join(f"`{o}`" for o in overrides),
+                     "seeds": ", ".join(map(str, sorted(mine["seed"]))) or "none published",
+                     "frames": ", ".join(format_frames(float(f)) for f in sorted(set(mine["frames"].dropna()))),
+                     "commit": ", ".join(sorted({str(c)[:10] for c in mine["git_commit"].dropna()})),
+                     "wall/run": format_wall_times(mine["wall_time_s"])})
+    return pd.DataFrame(rows)
+
+
+def runs_note(runs: pd.DataFrame) -> str:
+    """One line: the commit every published run was made at, or how many commits they span."""
+    commits = sorted({str(c)[:10] for c in runs["git_commit"].dropna()})
+    if not commits:
+        return "No published runs."
+    if len(commits) == 1:
+        return f"Every run at one commit, `{commits[0]}` (each run's `metadata.json` has it in full)."
+    return (f"The runs span {len(commits)} commits ({', '.join(f'`{c}`' for c in commits)}): the table says which "
+            "label ran at which.")
 
 
 def belief_traces(entry: dict[str, Any], results: Any) -> tuple[list[tuple[str, dict[str, np.ndarray]]], list[str]]:
@@ -329,6 +358,7 @@ def write_report(manifest: dict[str, Any], name: str, shipped: Path, out: Path, 
                 measured, verdict = check_claim(claim, results.eval)
             rows.append({"the paper": str(claim["text"]), "measured here": measured, "verdict": verdict})
         lines += ["## The paper's claims next to ours", "", to_markdown(pd.DataFrame(rows)), ""]
+    lines += ["## The runs", "", runs_note(results.runs), "", to_markdown(runs_provenance(manifest, results.runs)), ""]
     report = out / "report.md"
     report.write_text("\n".join(lines))
     written.append(report)

@@ -562,3 +562,24 @@ def test_ml1_figures_show_the_success_rate(tmp_path):
                               "--no-shipped"]) == 0
     for name in ("ml1_push_success_per_episode.png", "ml1_push_success_learning_curves.png"):
         assert (out / name).stat().st_size > 10_000
+
+
+def test_a_report_says_which_commit_each_label_ran_at_and_flags_a_mix():
+    from analysis.reproduce_report import runs_note, runs_provenance
+
+    manifest = {"runs": [{"label": "a", "algo": "varibad", "env": "gridworld", "seeds": [0, 1]},
+                         {"label": "b", "algo": "varibad", "env": "gridworld", "seeds": [0],
+                          "overrides": ["algo.latent_dim=2"]},
+                         {"label": "b", "algo": "varibad", "env": "gridworld", "seeds": [1],
+                          "overrides": ["algo.latent_dim=2"]},
+                         {"label": "c", "algo": "rl2", "env": "gridworld", "seeds": [0]}]}
+    runs = pd.DataFrame({"env": "gridworld", "algo": ["a", "a", "b"], "seed": [0, 1, 0],
+                         "frames": [2e7, 2e7, 2e7], "git_commit": ["1" * 40, "1" * 40, "2" * 40],
+                         "wall_time_s": [600.0, 720.0, 660.0]})
+    table = runs_provenance(manifest, runs).set_index("label")
+    assert list(table.index) == ["a", "b", "c"]
+    assert table.loc["a", "seeds"] == "0, 1" and table.loc["a", "commit"] == "1" * 10
+    assert table.loc["b", "overrides"] == "`algo.latent_dim=2`" and table.loc["b", "commit"] == "2" * 10
+    assert table.loc["c", "seeds"] == "none published" and table.loc["a", "wall/run"] == "11 min (10-12)"
+    assert "span 2 commits" in runs_note(runs)
+    assert runs_note(runs[runs["algo"] == "a"]).startswith(f"Every run at one commit, `{'1' * 10}`")
