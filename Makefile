@@ -6,6 +6,8 @@ ALGO ?= varibad
 ENV ?= gridworld
 SEEDS ?= 0,1,2
 JOBS ?= 2
+# niceness of the jobs of make sweep, make ablation and make reproduce (they share the cores with you)
+NICE ?= 10
 LAUNCHER ?= joblib
 ARGS ?=
 DEMO_FRAMES ?= 3000000
@@ -47,7 +49,8 @@ LAUNCHER_JOBS_joblib = hydra.launcher.n_jobs=$(JOBS)
 LAUNCHER_JOBS_ray = hydra.launcher.ray.init.num_cpus=$(JOBS)
 LAUNCH = launcher=$(LAUNCHER) $(LAUNCHER_JOBS_$(LAUNCHER))
 sweep: install
-	$(BIN)/python train.py --multirun algo=$(ALGO) env=$(ENV) seed=$(SEEDS) $(LAUNCH) progress=false $(ARGS) $(CLEAN_STOP)
+	nice -n $(NICE) $(BIN)/python train.py --multirun algo=$(ALGO) env=$(ENV) seed=$(SEEDS) $(LAUNCH) progress=false \
+		$(ARGS) $(CLEAN_STOP)
 
 ## The sbatch script that `make sweep LAUNCHER=slurm` would submit (same ALGO/ENV/SEEDS/ARGS), without a cluster.
 slurm-script: install
@@ -78,18 +81,18 @@ tables: install
 ## and writes the figure once every run is published (benchmarks/reproduce/<FIGURE>.yaml; report in
 ## results/reproduce/<FIGURE>/report/). PLAN=1: each run's state and hours left, nothing started. SNAPSHOT=1: publish
 ## the curves so far of unfinished runs. STOP=1: stop the campaign running in the background (every run checkpoints).
-## LAUNCHER=local|slurm|ray, JOBS runs at once (local: niced).
+## LAUNCHER=local|slurm|ray, JOBS runs at once (local: each at niceness NICE, its session's autogroup too).
 FIGURE ?= gridworld
 REPRODUCE_LAUNCHER = $(if $(filter joblib,$(LAUNCHER)),local,$(LAUNCHER))
 reproduce: install
-	$(BIN)/python -m launch.reproduce $(FIGURE) --jobs $(JOBS) --launcher $(REPRODUCE_LAUNCHER) \
+	$(BIN)/python -m launch.reproduce $(FIGURE) --jobs $(JOBS) --launcher $(REPRODUCE_LAUNCHER) --nice $(NICE) \
 		$(if $(PLAN),--plan) $(if $(SNAPSHOT),--snapshot) $(if $(STOP),--stop) $(ARGS) $(CLEAN_STOP)
 
 ## The paper's VariBAD ablations as named sweeps over seeds: NAME=decode_horizon|kl|latent_dim|rl_through_encoder
 NAME ?= decode_horizon
 ablation: install
-	$(BIN)/python train.py --multirun algo=varibad env=$(ENV) +ablation=$(NAME) seed=$(SEEDS) $(LAUNCH) \
-		progress=false $(ARGS) $(CLEAN_STOP)
+	nice -n $(NICE) $(BIN)/python train.py --multirun algo=varibad env=$(ENV) +ablation=$(NAME) seed=$(SEEDS) \
+		$(LAUNCH) progress=false $(ARGS) $(CLEAN_STOP)
 
 ## Publish finished runs as shipped reference results (benchmarks/results/, checkpoints left out) and re-index them:
 ## make publish RUN="results/gridworld/varibad/<run-id> results/gridworld/varibad/<run-id2>"

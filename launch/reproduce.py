@@ -31,6 +31,7 @@ the same command resumes it. ``--stop`` does that to a campaign running in anoth
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -151,6 +152,22 @@ def train_overrides(spec: RunSpec, manifest: Manifest, results: Path) -> list[st
     return [*args, *spec.overrides]
 
 
+def start_niced_session(command: list[str], nice: int, cwd: Path, stdout: Any, env: dict[str, str]) -> subprocess.Popen:
+    """Start ``command`` at niceness ``nice`` in a session of its own (a Ctrl-C at the terminal reaches the launcher
+    alone).
+
+    On Linux with autogroup scheduling (``/proc/sys/kernel/sched_autogroup_enabled``, sched(7)) the CPU is shared
+    between sessions first and by niceness only within one: a process alone in its session competes with every
+    terminal as an equal, whatever ``nice -n`` set. So the session's autogroup gets the niceness too, and the run
+    yields to interactive work and benchmarks as a niced process should. Where the kernel has no autogroups the file
+    is absent and the process niceness is all there is."""
+    proc = subprocess.Popen(["nice", "-n", str(nice), *command], cwd=cwd, stdout=stdout, stderr=subprocess.STDOUT,
+                            start_new_session=True, env=env)
+    with contextlib.suppress(OSError):  # no autogroups here, or the process has already ended
+        Path(f"/proc/{proc.pid}/autogroup").write_text(f"{nice}\n")
+    return proc
+
+
 class LocalPool:
     """Runs ``train.py`` processes, at most ``jobs`` at once, each niced and in its own session (a Ctrl-C reaches
     this process only, which passes SIGTERM on to every run so that each checkpoints)."""
@@ -179,15 +196,14 @@ class LocalPool:
                 while queue and len(running) < self.jobs and self.stopping is None:
                     spec, overrides = queue.pop(0)
                     log = self.campaign.logs / f"{spec.env}_{spec.label}_seed{spec.seed}.log"
-                    command = ["nice", "-n", str(self.nice), self.python, "train.py", *overrides]
+                    command = [self.python, "train.py", *overrides]
                     print(f"[reproduce] start {spec.label} seed {spec.seed} (log {log})", flush=True)
                     with log.open("a") as handle:
                         handle.write(f"\n# {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}: "
-                                     f"{' '.join(command)}\n")
+                                     f"nice -n {self.nice} {' '.join(command)}\n")
                         handle.flush()
-                        proc = subprocess.Popen(command, cwd=self.campaign.code, stdout=handle,
-                                                stderr=subprocess.STDOUT, start_new_session=True,
-                                                env={**os.environ, "PYTHONPATH": str(self.campaign.code)})
+                        proc = start_niced_session(command, self.nice, cwd=self.campaign.code, stdout=handle,
+                                                   env={**os.environ, "PYTHONPATH": str(self.campaign.code)})
                     running[proc] = spec
                 if self.stopping is not None:
                     for proc in running:

@@ -17,7 +17,7 @@ import yaml
 
 from analysis.load import IN_PROGRESS_SUFFIX, load_results
 from launch.manifest import ManifestError, load_manifest, manifest_names
-from launch.reproduce import train_overrides
+from launch.reproduce import start_niced_session, train_overrides
 from tests.helpers import compose_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -447,3 +447,22 @@ def test_each_seeds_episode_1_curve_is_its_success_over_meta_tests_or_its_return
     table = pd.DataFrame({"seed": [0, 1], "pattern": ["yes", "no"]})
     assert plot_seed_curves(ev, "v", table, "t", tmp_path / "s.png") and (tmp_path / "s.png").stat().st_size > 5_000
     assert not plot_seed_curves(ev, "other", table, "t", tmp_path / "none.png") and not (tmp_path / "none.png").exists()
+
+
+def test_a_campaign_run_yields_the_cpu_in_its_own_session_too(tmp_path):
+    """A run is niced and alone in its session; where the kernel groups sessions (autogroup scheduling, which shares
+    the CPU between sessions before niceness counts), its session's group is niced as well: else a campaign competes
+    with every terminal as an equal."""
+    proc = start_niced_session(["sleep", "30"], 7, cwd=tmp_path, stdout=subprocess.DEVNULL, env=dict(os.environ))
+    try:
+        deadline = time.time() + 10
+        while b"sleep" not in Path(f"/proc/{proc.pid}/cmdline").read_bytes() and time.time() < deadline:
+            time.sleep(0.05)  # until `nice` has set the niceness and run the command
+        assert os.getsid(proc.pid) == proc.pid  # a session of its own: a Ctrl-C at the terminal does not reach it
+        assert os.getpriority(os.PRIO_PROCESS, proc.pid) == min(os.getpriority(os.PRIO_PROCESS, 0) + 7, 19)
+        enabled = Path("/proc/sys/kernel/sched_autogroup_enabled")
+        if enabled.is_file() and enabled.read_text().strip() == "1":
+            assert Path(f"/proc/{proc.pid}/autogroup").read_text().split()[-2:] == ["nice", "7"]
+    finally:
+        proc.kill()
+        proc.wait()
