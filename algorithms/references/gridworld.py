@@ -121,15 +121,21 @@ class GridSpec:
         return abs(a[0] - b[0]) + abs(a[1] - b[1])
 
 
+def known_goal_reaches(spec: GridSpec, goal: Cell) -> bool:
+    """Whether the known-goal policy enters ``goal`` within an episode: ``max(d, 1) <= H`` (a goal on the start cell
+    needs one noop)."""
+    return max(spec.distance(spec.start, goal), 1) <= spec.horizon
+
+
 def known_goal_episode_return(spec: GridSpec, goal: Cell) -> Fraction:
     """Return of one episode of the known-goal optimal policy: shortest path to the goal, then stay on it.
 
     The first +1 comes at step ``m = max(d, 1)`` (d = distance from the start; a goal on the start cell needs one
     noop because the reward is paid for the cell entered), then +1 every step; -0.1 before.
     """
-    m = max(spec.distance(spec.start, goal), 1)
-    if m > spec.horizon:
+    if not known_goal_reaches(spec, goal):
         return spec.horizon * spec.step_reward
+    m = max(spec.distance(spec.start, goal), 1)
     return (m - 1) * spec.step_reward + (spec.horizon - m + 1) * spec.goal_reward
 
 
@@ -145,7 +151,7 @@ def optimal_per_episode(spec: GridSpec, num_episodes: int) -> list[Fraction]:
 def optimal_success_per_episode(spec: GridSpec, num_episodes: int) -> list[Fraction]:
     """Success rate (the goal entered at least once in the episode) of the policy that knows the goal: the share of
     goals it can reach within H steps, the same in every episode."""
-    reachable = sum(max(spec.distance(spec.start, g), 1) <= spec.horizon for g in spec.candidates)
+    reachable = sum(known_goal_reaches(spec, g) for g in spec.candidates)
     return [Fraction(reachable, len(spec.candidates))] * num_episodes
 
 
@@ -156,6 +162,21 @@ def shortest_path_x_first(spec: GridSpec, source: Cell, target: Cell) -> list[in
 
 
 # ---------------------------------------------------------------------------------------------------- evaluation
+def _first_entry(spec: GridSpec, num_episodes: int, actions: Sequence[int], goal: Cell) -> tuple[int, int] | None:
+    """(episode, step) at which following the open-loop ``actions`` (the position reset to the start every H steps)
+    first enters ``goal``; ``None`` if it never does."""
+    H = spec.horizon
+    if len(actions) != num_episodes * H:
+        raise ValueError(f"expected {num_episodes * H} actions, got {len(actions)}")
+    for k in range(num_episodes):
+        pos = spec.start
+        for step in range(H):
+            pos = spec.move(pos, actions[k * H + step])
+            if pos == goal:
+                return k, step
+    return None
+
+
 def evaluate_search_plan(spec: GridSpec, num_episodes: int, actions: Sequence[int]) -> list[Fraction]:
     """Exact per-episode expected returns of "follow ``actions`` until the goal is found, then act optimally".
 
@@ -165,45 +186,30 @@ def evaluate_search_plan(spec: GridSpec, num_episodes: int, actions: Sequence[in
     planner's output independently of the planner's internal bookkeeping.
     """
     H = spec.horizon
-    if len(actions) != num_episodes * H:
-        raise ValueError(f"expected {num_episodes * H} actions, got {len(actions)}")
     totals = [Fraction(0)] * num_episodes
     for goal in spec.candidates:
-        found_in: int | None = None
+        found = _first_entry(spec, num_episodes, actions, goal)
+        k_found, step = found if found is not None else (num_episodes, 0)
         for k in range(num_episodes):
-            if found_in is not None:
+            if k < k_found:
+                totals[k] += H * spec.step_reward
+            elif k == k_found:  # found: stay on the goal for the rest of the episode
+                totals[k] += step * spec.step_reward + (H - step) * spec.goal_reward
+            else:
                 totals[k] += known_goal_episode_return(spec, goal)
-                continue
-            pos, ret = spec.start, Fraction(0)
-            for step in range(H):
-                pos = spec.move(pos, actions[k * H + step])
-                if pos == goal:  # found: stay on the goal for the rest of the episode
-                    ret += (H - step) * spec.goal_reward
-                    found_in = k
-                    break
-                ret += spec.step_reward
-            totals[k] += ret
     return [v / len(spec.candidates) for v in totals]
 
 
 def search_plan_success(spec: GridSpec, num_episodes: int, actions: Sequence[int]) -> list[Fraction]:
     """Success rate per episode (the goal entered at least once in it) of the policy :func:`evaluate_search_plan`
     evaluates: follow ``actions`` until the goal is found, then go straight to it in every later episode."""
-    H = spec.horizon
-    if len(actions) != num_episodes * H:
-        raise ValueError(f"expected {num_episodes * H} actions, got {len(actions)}")
     hits = [0] * num_episodes
     for goal in spec.candidates:
-        reachable = max(spec.distance(spec.start, goal), 1) <= H
-        for k in range(num_episodes):
-            pos, entered = spec.start, False
-            for step in range(H):
-                pos = spec.move(pos, actions[k * H + step])
-                entered |= pos == goal
-            if entered:  # found in episode k: every later episode goes straight to it
-                for later in range(k, num_episodes):
-                    hits[later] += later == k or reachable
-                break
+        found = _first_entry(spec, num_episodes, actions, goal)
+        if found is not None:
+            hits[found[0]] += 1
+            for later in range(found[0] + 1, num_episodes):
+                hits[later] += known_goal_reaches(spec, goal)
     return [Fraction(h, len(spec.candidates)) for h in hits]
 
 
@@ -533,7 +539,7 @@ def posterior_sampling_per_episode(spec: GridSpec, num_episodes: int, value: str
     col = {c: i for i, c in enumerate(cand)}
     scale = 1 if success else math.lcm(spec.goal_reward.denominator, spec.step_reward.denominator)
     r_goal, r_step = int(spec.goal_reward * scale), int(spec.step_reward * scale)
-    opt = np.array([int(max(spec.distance(spec.start, g), 1) <= H) if success
+    opt = np.array([int(known_goal_reaches(spec, g)) if success
                     else int(known_goal_episode_return(spec, g) * scale) for g in cand], dtype=object)
     L = math.lcm(*range(1, C + 1))
     # for every sample s: per-goal episode return (scaled), whether found, and the candidates entered (bitmask)
