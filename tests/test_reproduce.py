@@ -456,8 +456,10 @@ def test_a_campaign_run_yields_the_cpu_in_its_own_session_too(tmp_path):
     proc = start_niced_session(["sleep", "30"], 7, cwd=tmp_path, stdout=subprocess.DEVNULL, env=dict(os.environ))
     try:
         deadline = time.time() + 10
-        while b"sleep" not in Path(f"/proc/{proc.pid}/cmdline").read_bytes() and time.time() < deadline:
-            time.sleep(0.05)  # until `nice` has set the niceness and run the command
+        # until `nice` has set the niceness and exec'd the command: `nice`'s own argv names `sleep` too, so only its
+        # first word tells them apart
+        while not Path(f"/proc/{proc.pid}/cmdline").read_bytes().startswith(b"sleep\0") and time.time() < deadline:
+            time.sleep(0.05)
         assert os.getsid(proc.pid) == proc.pid  # a session of its own: a Ctrl-C at the terminal does not reach it
         assert os.getpriority(os.PRIO_PROCESS, proc.pid) == min(os.getpriority(os.PRIO_PROCESS, 0) + 7, 19)
         enabled = Path("/proc/sys/kernel/sched_autogroup_enabled")
