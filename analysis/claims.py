@@ -2,7 +2,10 @@
 (``launch/manifest.py``) about the meta-tests of a label's seeds during training, or about the numbers read off a belief
 picture's rollouts (``analysis.belief_stats``); each gets our numbers and a verdict.
 
-Each seed's value is its mean over its last meta-tests (three by default), never its best one. A variant is called
+Each seed's value is its mean over its last meta-tests during training (three by default), never its best one, or
+its final meta-test's (``meta_test: final``: e.g. fig. 4a's 30 episodes, ten times what the agents trained on). A
+value can be relative to the same seed's value in other episodes (``relative_to``: how much of its return a seed keeps
+late in a long meta-test). A variant is called
 worse than another only where a one-sided Mann-Whitney U test over the seeds says so (p < :data:`CLAIM_P_VALUE`);
 short of that the verdict is "not shown at n vs m seeds".
 """
@@ -33,26 +36,37 @@ def _seeds(n: int) -> str:
     return f"{n} seed" if n == 1 else f"{n} seeds"
 
 
+def _episode_list(episodes: int | list[int]) -> list[int]:
+    return [episodes] if isinstance(episodes, int) else list(episodes)
+
+
 def last_evaluations(ev: pd.DataFrame, label: str, value: str, episodes: int | list[int], count: int = 3,
-                     env: str | None = None) -> tuple[float, list]:
+                     env: str | None = None, relative_to: list[int] | None = None) -> tuple[float, list]:
     """Mean over seeds of each seed's mean over its last ``count`` meta-tests (``value`` of ``episodes``: one episode
-    or the mean over several), and the per-seed values."""
-    wanted = [episodes] if isinstance(episodes, int) else list(episodes)
-    rows = ev[(ev["algo"] == label) & (ev["episode"].isin(wanted))]
+    or the mean over several), and the per-seed values. With ``relative_to``, a seed's value is that mean divided by
+    the same seed's mean over those episodes (of the same meta-tests)."""
+    rows = ev[ev["algo"] == label]
     if env is not None:
         rows = rows[rows["env"] == env]
     per_seed = []
     for _, run in rows.groupby("run_id"):
-        per_frames = run.groupby("frames")[value].mean().sort_index()
-        per_seed.append(float(per_frames.tail(count).mean()))
+        last = sorted(run["frames"].unique())[-count:]
+        run = run[run["frames"].isin(last)]
+        ours = float(run[run["episode"].isin(_episode_list(episodes))].groupby("frames")[value].mean().mean())
+        if relative_to is not None:
+            ours /= float(run[run["episode"].isin(relative_to)].groupby("frames")[value].mean().mean())
+        if math.isfinite(ours):
+            per_seed.append(ours)
     return (float(np.mean(per_seed)) if per_seed else math.nan), per_seed
 
 
-def check_claim(claim: dict[str, Any], ev: pd.DataFrame) -> tuple[str, str]:
+def check_claim(claim: dict[str, Any], ev: pd.DataFrame, final: pd.DataFrame | None = None) -> tuple[str, str]:
     """What we measured for a claim and whether it holds: ``(measured, verdict)``.
 
-    Each seed's value is its mean over its last ``last`` (default 3) meta-tests of ``metric`` in ``episode`` (or the
-    mean over ``episodes``). The claim holds where the mean over seeds of ``label`` is ``at_least`` a number, at least
+    Each seed's value is its mean over its last ``last`` (default 3) meta-tests during training (``ev``) of ``metric``
+    in ``episode`` (or the mean over ``episodes``); with ``meta_test: final``, its value in the final meta-test
+    (``final``, one per run); with ``relative_to`` (episodes), that value divided by the seed's own over those
+    episodes. The claim holds where the mean over seeds of ``label`` is ``at_least`` a number, at least
     its own value in episode ``at_least_episode``, within ``tolerance`` (a fraction, default 0.1) of ``near_label``'s
     (a variant that works as well), or, for ``better_than``, above the rival label's with a one-sided Mann-Whitney U
     test over the seeds at p < 0.05: below it, the claim does not hold; above it without that, it is not shown at
@@ -61,16 +75,24 @@ def check_claim(claim: dict[str, Any], ev: pd.DataFrame) -> tuple[str, str]:
     episodes: int | list[int] = [int(k) for k in claim["episodes"]] if "episodes" in claim \
         else int(claim.get("episode", 1))
     count, env = int(claim.get("last", 3)), claim.get("env")
-    ours, per_seed = last_evaluations(ev, label, value, episodes, count, env)
-    scale, unit = (100.0, "%") if value == "success" else (1.0, "")
+    relative_to = [int(k) for k in claim["relative_to"]] if "relative_to" in claim else None
+    on_final = claim.get("meta_test", "training") == "final"
+    if on_final:  # one meta-test per run
+        ev, count, where = (final if final is not None else ev.iloc[0:0]), 1, "the final meta-test"
+    else:
+        where = f"the last {count} meta-tests"
+    ours, per_seed = last_evaluations(ev, label, value, episodes, count, env, relative_to)
+    scale, unit = (100.0, "%") if value == "success" and relative_to is None else (1.0, "")
 
     def shown(values: list[float]) -> str:
         return ", ".join(f"{scale * v:.0f}{unit}" if unit else f"{v:.3g}" for v in values)
 
-    measured = (f"{label} {_episodes_text(episodes)} {value}: {scale * ours:.2f}{unit} (mean over "
-                f"{_seeds(len(per_seed))} of the last {count} meta-tests; per seed {shown(per_seed)})")
+    what = value if relative_to is None else f"{value} relative to {_episodes_text(relative_to)}"
+    number = f"{ours:.3g}" if relative_to else f"{scale * ours:.2f}{unit}"
+    measured = (f"{label} {_episodes_text(episodes)} {what}: {number} (mean over {_seeds(len(per_seed))} of {where}; "
+                f"per seed {shown(per_seed)})")
     if not math.isfinite(ours):
-        return f"{label}: no runs", "no data"
+        return f"{label}: no runs{' with a final meta-test' if on_final else ''}", "no data"
     verdict = "holds"
     if "at_least" in claim and ours < float(claim["at_least"]):
         verdict = "does not hold"
@@ -81,7 +103,7 @@ def check_claim(claim: dict[str, Any], ev: pd.DataFrame) -> tuple[str, str]:
             verdict = "does not hold"
     if "near_label" in claim:
         rival, tolerance = str(claim["near_label"]), float(claim.get("tolerance", 0.1))
-        other, rival_seeds = last_evaluations(ev, rival, value, episodes, count, env)
+        other, rival_seeds = last_evaluations(ev, rival, value, episodes, count, env, relative_to)
         if not rival_seeds:
             return measured + f"; {rival}: no runs", "no data"
         measured += (f"; {rival}: {scale * other:.2f}{unit} ({_seeds(len(rival_seeds))}); within "
@@ -90,7 +112,7 @@ def check_claim(claim: dict[str, Any], ev: pd.DataFrame) -> tuple[str, str]:
             verdict = "does not hold"
     if "better_than" in claim:
         rival = str(claim["better_than"])
-        other, rival_seeds = last_evaluations(ev, rival, value, episodes, count, env)
+        other, rival_seeds = last_evaluations(ev, rival, value, episodes, count, env, relative_to)
         if not rival_seeds:
             return measured + f"; {rival}: no runs", "no data"
         test = stats.mannwhitneyu(per_seed, rival_seeds, alternative="greater")

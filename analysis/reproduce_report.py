@@ -355,7 +355,7 @@ def write_report(manifest: dict[str, Any], name: str, shipped: Path, out: Path, 
                 measured, verdict = check_belief_claim(claim, pictures[str(claim["belief"])],
                                                        belief_stats.get(str(claim["belief"]), {}))
             else:
-                measured, verdict = check_claim(claim, results.eval)
+                measured, verdict = check_claim(claim, results.eval, final)
             rows.append({"the paper": str(claim["text"]), "measured here": measured, "verdict": verdict})
         lines += ["## The paper's claims next to ours", "", to_markdown(pd.DataFrame(rows)), ""]
     lines += ["## The runs", "", runs_note(results.runs), "", to_markdown(runs_provenance(manifest, results.runs)), ""]

@@ -17,9 +17,10 @@ Every problem is one :class:`ManifestError` naming the file and the key. The key
     beliefs:                            # GridWorld pictures of one rollout, a row per label
       - {name, title, labels, seed, goal: [x, y], episodes, kind: cells (fig. 7) | latent (fig. 10)}
     claims:                             # the paper's statements, each with our numbers and a verdict
-      - {text, label, metric: return | success, episode or episodes (their mean), last (3), and one or more
-         of: at_least (a number), at_least_episode, near_label + tolerance, better_than (a label; one-sided
-         Mann-Whitney U over the seeds)}
+      - {text, label, metric: return | success, episode or episodes (their mean), last (3), meta_test: training
+         (default: the last meta-tests during training) | final (the final meta-test), relative_to (episodes:
+         the value as a fraction of the seed's own in those), and one or more of: at_least (a number),
+         at_least_episode, near_label + tolerance, better_than (a label; one-sided Mann-Whitney U over the seeds)}
       - {text, label, belief: <a beliefs entry's name>, holds_if: [conditions on numbers read off its rollouts,
          e.g. "seen <= 0.1", "seen > varibad_2e7:seen" (analysis.belief_stats)]}
 """
@@ -46,8 +47,8 @@ PANEL_KEYS = {"title", "protocol", "references", "include", "pooled_episodes"}
 #: a per-seed table (``analysis.seed_report.per_seed_table``)
 PER_SEED_KEYS = {"label", "title", "reference", "tolerance", "setting", "episodes", "goal_angle_bins"}
 #: a claim (``analysis.claims.check_claim``): its text, the label it is about, and what it compares
-CLAIM_KEYS = {"text", "label", "metric", "episode", "episodes", "last", "env", "at_least", "at_least_episode",
-              "near_label", "tolerance", "better_than", "belief", "holds_if"}
+CLAIM_KEYS = {"text", "label", "metric", "episode", "episodes", "last", "env", "meta_test", "relative_to", "at_least",
+              "at_least_episode", "near_label", "tolerance", "better_than", "belief", "holds_if"}
 #: the goal of a belief picture unless the manifest names one (far from the start: the search shows in the belief)
 BELIEF_GOAL = (3, 4)
 
@@ -141,6 +142,13 @@ def load_manifest(name_or_path: str | Path) -> Manifest:
     _check_entries(path, "claims", data.get("claims") or [], {"text", "label"}, CLAIM_KEYS, labels,
                    ("label", "near_label", "better_than"))
     _check_belief_claims(path, data.get("claims") or [], data.get("beliefs") or [])
+    for i, claim in enumerate(data.get("claims") or []):
+        if claim.get("meta_test", "training") not in ("training", "final"):
+            raise ManifestError(f"{path}: claims[{i}]: meta_test must be training (the last meta-tests during "
+                                f"training) or final (the final meta-test), got {claim['meta_test']!r}")
+        if claim.get("meta_test") == "final" and not data.get("final_meta_test_episodes"):
+            raise ManifestError(f"{path}: claims[{i}]: meta_test: final needs final_meta_test_episodes (the runs' "
+                                "final meta-test)")
     _check_entries(path, "per_seed", data.get("per_seed") or [], {"label"}, PER_SEED_KEYS, labels, ("label",))
     return Manifest(path.stem, path, data, runs)
 

@@ -150,6 +150,46 @@ def test_claims_between_variants_hold_only_where_the_seeds_show_them():
     assert check_claim({**near, "label": "worse"}, ev)[1] == "does not hold"
 
 
+def test_a_claim_on_the_final_meta_test_reads_each_seeds_final_rollout_relative_to_its_own_early_episodes():
+    from analysis.claims import check_claim
+
+    def final_rows(label: str, per_seed: list[tuple[float, float]]) -> list[dict]:
+        # 30 episodes: episodes 2-3 return `early`, episodes 21-30 `late`, the rest 0 (never read)
+        return [{"algo": label, "env": "pointrobot_sparse", "run_id": f"{label}{seed}", "seed": seed, "frames": 5,
+                 "episode": episode, "return": early if episode in (2, 3) else late if episode > 20 else 0.0}
+                for seed, (early, late) in enumerate(per_seed) for episode in range(1, 31)]
+
+    final = pd.DataFrame(final_rows("steady", [(90.0, 88.0), (80.0, 78.0), (85.0, 84.0)])
+                         + final_rows("fading", [(90.0, 60.0), (88.0, 70.0), (86.0, 50.0)]))
+    training = pd.DataFrame(_claim_rows("steady", [1.0, 1.0, 1.0], episodes=5))  # never read by a final claim
+    stable = {"text": "t", "label": "steady", "meta_test": "final", "episodes": list(range(21, 31)),
+              "relative_to": [2, 3], "at_least": 0.9}
+    measured, verdict = check_claim(stable, training, final)
+    assert verdict == "holds" and "of the final meta-test" in measured and "relative to episodes 2-3" in measured
+    assert "0.978" in measured  # (88/90 + 78/80 + 84/85) / 3
+    assert check_claim({**stable, "label": "fading"}, training, final)[1] == "does not hold"
+    steadier = {**stable, "better_than": "fading"}
+    del steadier["at_least"]
+    measured, verdict = check_claim(steadier, training, final)
+    assert verdict == "not shown at 3 vs 3 seeds" and "p = 0.05" in measured  # 3 vs 3 seeds: p never below 0.05
+    assert check_claim({**steadier, "label": "fading", "better_than": "steady"}, training, final)[1] == "does not hold"
+    assert check_claim(stable, training, None) == ("steady: no runs with a final meta-test", "no data")
+
+
+def test_a_claim_on_the_final_meta_test_needs_one_in_the_manifest(tmp_path):
+    path = tmp_path / "p.yaml"
+    runs = [{"label": "a", "algo": "varibad", "env": "gridworld", "seeds": [0]}]
+    claim = {"text": "t", "label": "a", "meta_test": "final", "episodes": [5, 6], "at_least": 1.0}
+    path.write_text(yaml.safe_dump({"runs": runs, "claims": [claim]}))
+    with pytest.raises(ManifestError, match=r"claims\[0\]: meta_test: final needs final_meta_test_episodes"):
+        load_manifest(path)
+    path.write_text(yaml.safe_dump({"runs": runs, "claims": [{**claim, "meta_test": "last"}]}))
+    with pytest.raises(ManifestError, match=r"claims\[0\]: meta_test must be training .* or final"):
+        load_manifest(path)
+    path.write_text(yaml.safe_dump({"runs": runs, "final_meta_test_episodes": 6, "claims": [claim]}))
+    assert load_manifest(path).final_episodes == 6
+
+
 # ------------------------------------------------------------------------------------------- a whole campaign
 TINY_MANIFEST = {
     "title": "tiny",
