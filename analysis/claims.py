@@ -41,23 +41,23 @@ def _episode_list(episodes: int | list[int]) -> list[int]:
 
 
 def last_evaluations(ev: pd.DataFrame, label: str, value: str, episodes: int | list[int], count: int = 3,
-                     env: str | None = None, relative_to: list[int] | None = None) -> tuple[float, list]:
+                     env: str | None = None, relative_to: list[int] | None = None) -> tuple[float, dict[int, float]]:
     """Mean over seeds of each seed's mean over its last ``count`` meta-tests (``value`` of ``episodes``: one episode
-    or the mean over several), and the per-seed values. With ``relative_to``, a seed's value is that mean divided by
-    the same seed's mean over those episodes (of the same meta-tests)."""
+    or the mean over several), and the per-seed values, in seed order. With ``relative_to``, a seed's value is that
+    mean divided by the same seed's mean over those episodes (of the same meta-tests)."""
     rows = ev[ev["algo"] == label]
     if env is not None:
         rows = rows[rows["env"] == env]
-    per_seed = []
-    for _, run in rows.groupby("run_id"):
+    per_seed: dict[int, float] = {}
+    for (seed, _), run in rows.groupby(["seed", "run_id"]):  # a manifest gives a label one run per seed
         last = sorted(run["frames"].unique())[-count:]
         run = run[run["frames"].isin(last)]
         ours = float(run[run["episode"].isin(_episode_list(episodes))].groupby("frames")[value].mean().mean())
         if relative_to is not None:
             ours /= float(run[run["episode"].isin(relative_to)].groupby("frames")[value].mean().mean())
         if math.isfinite(ours):
-            per_seed.append(ours)
-    return (float(np.mean(per_seed)) if per_seed else math.nan), per_seed
+            per_seed[int(seed)] = ours
+    return (float(np.mean(list(per_seed.values()))) if per_seed else math.nan), per_seed
 
 
 def check_claim(claim: dict[str, Any], ev: pd.DataFrame, final: pd.DataFrame | None = None) -> tuple[str, str]:
@@ -84,8 +84,8 @@ def check_claim(claim: dict[str, Any], ev: pd.DataFrame, final: pd.DataFrame | N
     ours, per_seed = last_evaluations(ev, label, value, episodes, count, env, relative_to)
     scale, unit = (100.0, "%") if value == "success" and relative_to is None else (1.0, "")
 
-    def shown(values: list[float]) -> str:
-        return ", ".join(f"{scale * v:.0f}{unit}" if unit else f"{v:.3g}" for v in values)
+    def shown(values: dict[int, float]) -> str:
+        return ", ".join(f"{seed}: " + (f"{scale * v:.0f}{unit}" if unit else f"{v:.3g}") for seed, v in values.items())
 
     what = value if relative_to is None else f"{value} relative to {_episodes_text(relative_to)}"
     number = f"{ours:.3g}" if relative_to else f"{scale * ours:.2f}{unit}"
@@ -115,8 +115,8 @@ def check_claim(claim: dict[str, Any], ev: pd.DataFrame, final: pd.DataFrame | N
         other, rival_seeds = last_evaluations(ev, rival, value, episodes, count, env, relative_to)
         if not rival_seeds:
             return measured + f"; {rival}: no runs", "no data"
-        test = stats.mannwhitneyu(per_seed, rival_seeds, alternative="greater")
-        measured += (f"; {rival}: {scale * other:.2f}{unit} ({_seeds(len(rival_seeds))}: {shown(rival_seeds)}); "
+        test = stats.mannwhitneyu(list(per_seed.values()), list(rival_seeds.values()), alternative="greater")
+        measured += (f"; {rival}: {scale * other:.2f}{unit} ({_seeds(len(rival_seeds))}; {shown(rival_seeds)}); "
                      f"one-sided Mann-Whitney U p = {test.pvalue:.3g}")
         if not ours > other:
             verdict = "does not hold"
