@@ -36,15 +36,12 @@ def _seeds(n: int) -> str:
     return f"{n} seed" if n == 1 else f"{n} seeds"
 
 
-def _episode_list(episodes: int | list[int]) -> list[int]:
-    return [episodes] if isinstance(episodes, int) else list(episodes)
-
-
 def last_evaluations(ev: pd.DataFrame, label: str, value: str, episodes: int | list[int], count: int = 3,
                      env: str | None = None, relative_to: list[int] | None = None) -> tuple[float, dict[int, float]]:
     """Mean over seeds of each seed's mean over its last ``count`` meta-tests (``value`` of ``episodes``: one episode
     or the mean over several), and the per-seed values, in seed order. With ``relative_to``, a seed's value is that
     mean divided by the same seed's mean over those episodes (of the same meta-tests)."""
+    wanted = [episodes] if isinstance(episodes, int) else list(episodes)
     rows = ev[ev["algo"] == label]
     if env is not None:
         rows = rows[rows["env"] == env]
@@ -52,7 +49,7 @@ def last_evaluations(ev: pd.DataFrame, label: str, value: str, episodes: int | l
     for (seed, _), run in rows.groupby(["seed", "run_id"]):  # a manifest gives a label one run per seed
         last = sorted(run["frames"].unique())[-count:]
         run = run[run["frames"].isin(last)]
-        ours = float(run[run["episode"].isin(_episode_list(episodes))].groupby("frames")[value].mean().mean())
+        ours = float(run[run["episode"].isin(wanted)].groupby("frames")[value].mean().mean())
         if relative_to is not None:
             ours /= float(run[run["episode"].isin(relative_to)].groupby("frames")[value].mean().mean())
         if math.isfinite(ours):
