@@ -128,6 +128,17 @@ def _copy(run: Path, meta: dict[str, Any], target: Path, files: tuple[str, ...],
     return this_machine() if meta.get("host") in (None, platform.node()) else {"host": meta.get("host")}
 
 
+def _drop_superseded_snapshots(target: Path, seed: Any) -> None:
+    """Remove the progress snapshots of ``seed`` under the same env and label as ``target`` but of another run: a run
+    started again (its machine was lost before it completed) supersedes the earlier attempt, whose curve stays in the
+    repository's history. One entry per label and seed keeps the index and the reports unambiguous."""
+    for sibling in target.parent.iterdir():
+        if sibling == target or not _is_snapshot(sibling):
+            continue
+        if json.loads((sibling / run_folder.METADATA).read_text()).get("seed") == seed:
+            shutil.rmtree(sibling)
+
+
 def publish(run: Path, dest: Path = SHIPPED_RESULTS) -> Path:
     """Copy one finished run into ``dest`` (replacing a progress snapshot of it); :class:`PublishError` says why a
     run cannot be published."""
@@ -141,13 +152,15 @@ def publish(run: Path, dest: Path = SHIPPED_RESULTS) -> Path:
     meta["published"] = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "source": str(run),
                          "machine": machine}
     (target / run_folder.METADATA).write_text(json.dumps(meta, indent=2))
+    _drop_superseded_snapshots(target, meta.get("seed"))
     return target
 
 
 def snapshot(run: Path, dest: Path = SHIPPED_RESULTS) -> Path:
     """Publish the curve so far of a run in progress (its config, eval.csv, train_metrics.csv and metadata), marked
     ``snapshot`` in its metadata: analysis shows it as ``<label> (in progress)``, never pooled with completed runs, and
-    the index leaves it out of its tables. A newer snapshot replaces it, and so does the completed run."""
+    the index leaves it out of its tables. A newer snapshot replaces it, and so does the completed run; so does a
+    snapshot of the same label and seed begun later (the run started again)."""
     run = Path(run)
     meta, relative = _checked(run, completed=False)
     target = Path(dest) / relative
@@ -158,6 +171,7 @@ def snapshot(run: Path, dest: Path = SHIPPED_RESULTS) -> Path:
                         "source": str(run), "machine": machine}
     meta["status"] = "running"  # in progress, whatever the process was doing when the snapshot was taken
     (target / run_folder.METADATA).write_text(json.dumps(meta, indent=2))
+    _drop_superseded_snapshots(target, meta.get("seed"))
     return target
 
 

@@ -14,14 +14,15 @@ paper states. Each call looks at every run the manifest names (``launch.run_stat
 * once every run is published, writes the figure and tables (``analysis.reproduce_report``) to
   ``results/reproduce/<name>/report/``.
 
-A campaign uses one commit. The first call pins the checkout's ``HEAD`` in ``results/reproduce/<name>/campaign.json``
-and checks that commit out in a git worktree beside it; every run of the campaign, started or resumed, runs that
-worktree's code, so the main checkout can move on while a campaign runs for days. ``--plan`` starts nothing: per run
-it prints the state (missing / running / stopped / completed / published), the frames done, the hours left at the
-speed the run has had so far (one torch thread: CPU-hours where it had a core to itself), and its last meta-test.
-``--snapshot`` publishes the curve so far of every unfinished run, marked in progress (``analysis.publish.snapshot``):
-what a long campaign has learned is in the repository even if the machine running it is lost; the completed run
-replaces it.
+A campaign uses one commit. The first call pins the checkout's ``HEAD`` in
+``results/reproduce/<name>/campaign.json`` (or, where some of the manifest's runs are published already, their
+commit: a campaign whose machine was lost goes on at its own commit) and checks that commit out in a git worktree
+beside it; every run of the campaign, started or resumed, runs that worktree's code, so the main checkout can move
+on while a campaign runs for days. ``--plan`` starts nothing: per run it prints the state (missing / running /
+stopped / completed / published), the frames done, the hours left at the speed the run has had so far (one torch
+thread: CPU-hours where it had a core to itself), and its last meta-test. ``--snapshot`` publishes the curve so far
+of every unfinished run, marked in progress (``analysis.publish.snapshot``): what a long campaign has learned is in
+the repository even if the machine running it is lost; the completed run replaces it.
 
 Ctrl-C or SIGTERM stops the campaign cleanly: every run gets SIGTERM, checkpoints and is marked ``preempted``, and
 the same command resumes it. ``--stop`` does that to a campaign running in another process (in the background, under
@@ -48,7 +49,7 @@ from typing import Any
 from analysis.load import SHIPPED_RESULTS
 from analysis.publish import PublishError, publish, snapshot, write_index
 from launch.manifest import BELIEF_GOAL, Manifest, ManifestError, RunSpec, load_manifest
-from launch.run_status import RunStatus, print_plan, run_status, statuses
+from launch.run_status import RunStatus, print_plan, published_commit, run_status, statuses
 from records import locations, run_folder
 from records.command_line import command_line
 
@@ -115,10 +116,11 @@ def _git(*args: str, cwd: Path = REPO) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def open_campaign(manifest: Manifest, results: Path, repo: Path = REPO, create: bool = True) -> Campaign | None:
-    """The campaign of ``manifest`` under ``results/reproduce/<name>``: its pinned commit (``HEAD`` of ``repo`` on the
-    first call) and a worktree of it, made again where it is missing. ``None`` when there is none and ``create`` is
-    false."""
+def open_campaign(manifest: Manifest, results: Path, repo: Path = REPO, create: bool = True,
+                  published: str | None = None) -> Campaign | None:
+    """The campaign of ``manifest`` under ``results/reproduce/<name>``: its pinned commit and a worktree of it, made
+    again where it is missing. The first call pins ``published`` (the commit of the runs already published, see
+    :func:`published_commit`) or else ``HEAD`` of ``repo``. ``None`` when there is none and ``create`` is false."""
     root = results / "reproduce" / manifest.name
     state = root / "campaign.json"
     if state.is_file():
@@ -126,10 +128,20 @@ def open_campaign(manifest: Manifest, results: Path, repo: Path = REPO, create: 
     elif not create:
         return None
     else:
-        commit = _git("rev-parse", "HEAD", cwd=repo)
-        if _git("status", "--porcelain", "--untracked-files=no", cwd=repo):
-            print(f"[reproduce] note: the checkout has uncommitted changes; the campaign runs commit {commit[:10]} "
-                  "as committed", file=sys.stderr)
+        if published:
+            found = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{published}^{{commit}}"], cwd=repo,
+                                   capture_output=True, text=True)
+            if found.returncode:
+                raise ManifestError(f"its published runs come from commit {published[:10]}, which this clone does "
+                                    "not have: fetch it (git fetch --unshallow) to go on at it")
+            commit = found.stdout.strip()
+            print(f"[reproduce] the campaign goes on at {commit[:10]}, the commit of its published runs",
+                  file=sys.stderr)
+        else:
+            commit = _git("rev-parse", "HEAD", cwd=repo)
+            if _git("status", "--porcelain", "--untracked-files=no", cwd=repo):
+                print(f"[reproduce] note: the checkout has uncommitted changes; the campaign runs commit "
+                      f"{commit[:10]} as committed", file=sys.stderr)
         root.mkdir(parents=True, exist_ok=True)
         state.write_text(json.dumps({"figure": manifest.name, "commit": commit,
                                      "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}, indent=2))
@@ -358,7 +370,11 @@ def main(argv: list[str] | None = None) -> int:
     todo = [s for s in found if s.state in ("missing", "stopped")]
     code = 0
     if todo:
-        campaign = open_campaign(manifest, results)
+        try:
+            campaign = open_campaign(manifest, results, published=published_commit(found))
+        except ManifestError as exc:
+            print(f"error: {manifest.name}: {exc}", file=sys.stderr)
+            return 2
         assert campaign is not None
         print_plan(manifest, found, campaign.commit)
         pending = [(s.spec, train_overrides(s.spec, manifest, results)) for s in todo]

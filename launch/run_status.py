@@ -17,7 +17,7 @@ import yaml
 from analysis.load import is_live
 from analysis.stats import format_frames
 from analysis.status import curve_so_far, recent_speed, run_budget
-from launch.manifest import Manifest, RunSpec
+from launch.manifest import Manifest, ManifestError, RunSpec
 from records import run_folder
 
 STATES = ("missing", "running", "stopped", "completed", "published")
@@ -168,10 +168,31 @@ def statuses(manifest: Manifest, results: Path, shipped: Path) -> list[RunStatus
     return found
 
 
+def published_commit(found: list[RunStatus]) -> str | None:
+    """The commit the manifest's published runs share, or ``None`` where none is published. A campaign whose folder
+    is lost (a new machine, a fresh clone) goes on at that commit, so that its figure still comes from one commit.
+    Published runs of several commits are refused: nothing left tells which one the campaign ran."""
+    commits = {s.commit for s in found if s.state == "published" and s.commit}
+    if len(commits) > 1:
+        listed = ", ".join(sorted(c[:10] for c in commits))
+        raise ManifestError(f"its published runs come from {len(commits)} commits ({listed}); a figure's runs use "
+                            "one: remove the runs of the other commits from benchmarks/results/")
+    return commits.pop() if commits else None
+
+
 def print_plan(manifest: Manifest, found: list[RunStatus], commit: str | None, file: Any = None) -> None:
     """The plan table: one row per run, then the totals; ``commit``: the campaign's pinned commit, if any."""
     out = file or sys.stdout
-    pinned = f"commit {commit[:10]}" if commit else "no campaign started yet (the first call pins HEAD)"
+    if commit:
+        pinned = f"commit {commit[:10]}"
+    else:
+        try:
+            published = published_commit(found)
+        except ManifestError as exc:
+            published = None
+            print(f"warning: {manifest.name}: {exc}", file=sys.stderr)
+        pinned = "no campaign started yet (the first call pins " + (
+            f"{published[:10]}, the commit of its published runs)" if published else "HEAD)")
     print(f"{manifest.name}: {manifest.data.get('title', '')} -- {pinned}", file=out)
     rows = []
     for s in found:

@@ -163,6 +163,24 @@ def test_the_index_lists_progress_snapshots_apart_with_their_frames_and_last_met
     assert "In progress" not in index_table(tmp_path / "completed_only", n_resamples=99)  # no snapshot, no section
 
 
+def test_a_run_started_again_supersedes_the_snapshot_of_its_lost_attempt(tmp_path):
+    """A machine lost mid-run leaves a snapshot of the attempt; the seed's new run replaces it, snapshot or done."""
+    runs, shipped = tmp_path / "results", tmp_path / "shipped"
+    lost = write_run(runs, "gw", "alg", 1, {0: [[1.0, 1.0]], 300: [[2.0, 2.0]]}, status="running", run_id="a_seed1")
+    other_seed = write_run(runs, "gw", "alg", 2, {0: [[1.0, 1.0]]}, status="running", run_id="a_seed2")
+    snapshot(lost, shipped)
+    snapshot(other_seed, shipped)
+    again = write_run(runs, "gw", "alg", 1, {0: [[1.0, 1.0]]}, status="running", run_id="b_seed1")
+    snapshot(again, shipped)
+    assert sorted(p.name for p in (shipped / "gw" / "alg").iterdir()) == ["a_seed2", "b_seed1"]
+    done = _completed(runs, 1)
+    publish(done, shipped)
+    assert sorted(p.name for p in (shipped / "gw" / "alg").iterdir()) == ["a_seed2", "run_seed1"]
+    # a completed run is never removed: a snapshot of another run of its seed sits beside it
+    snapshot(write_run(runs, "gw", "alg", 1, {0: [[1.0, 1.0]]}, status="running", run_id="c_seed1"), shipped)
+    assert sorted(p.name for p in (shipped / "gw" / "alg").iterdir()) == ["a_seed2", "c_seed1", "run_seed1"]
+
+
 def test_a_publish_that_publishes_nothing_says_why_and_leaves_the_index_alone(tmp_path, capsys):
     from analysis.publish import main
 

@@ -16,8 +16,9 @@ import pytest
 import yaml
 
 from analysis.load import IN_PROGRESS_SUFFIX, load_results
-from launch.manifest import ManifestError, load_manifest, manifest_names
-from launch.reproduce import start_niced_session, train_overrides
+from launch.manifest import Manifest, ManifestError, RunSpec, load_manifest, manifest_names
+from launch.reproduce import open_campaign, start_niced_session, train_overrides
+from launch.run_status import RunStatus, print_plan, published_commit
 from tests.helpers import compose_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -243,6 +244,39 @@ def _kill_everything_of(marker: str) -> None:
     deadline = time.time() + 30
     while time.time() < deadline and subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 0:
         time.sleep(0.2)
+
+
+def test_a_campaign_whose_folder_is_lost_goes_on_at_the_commit_of_its_published_runs(tmp_path, capsys):
+    """A new machine has the shipped runs but no ``results/``: the rest of the figure must not run main's HEAD."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "train.py").write_text("# the campaign's code\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "the commit of the published run")
+    first = _git(repo, "rev-parse", "HEAD")
+    (repo / "train.py").write_text("# main moved on\n")
+    _git(repo, "commit", "-qam", "main moves on")
+    specs = [RunSpec("v", "varibad", "gridworld", seed, (), "main") for seed in (0, 1)]
+    manifest = Manifest("tiny", repo / "tiny.yaml", {"title": "tiny"}, specs)
+    found = [RunStatus(specs[0], "published", commit=first), RunStatus(specs[1], "missing")]
+
+    print_plan(manifest, found, None)
+    assert f"the first call pins {first[:10]}, the commit of its published runs" in capsys.readouterr().out
+    assert published_commit(found) == first
+    campaign = open_campaign(manifest, tmp_path / "results", repo=repo, published=published_commit(found))
+    assert campaign is not None and campaign.commit == first
+    assert (campaign.code / "train.py").read_text() == "# the campaign's code\n"
+    # pinned once: a later call keeps it, whatever is published meanwhile
+    assert open_campaign(manifest, tmp_path / "results", repo=repo, published=None).commit == first
+    # nothing published: HEAD, as before
+    assert open_campaign(manifest, tmp_path / "other", repo=repo).commit == _git(repo, "rev-parse", "HEAD")
+
+    mixed = [*found[:1], RunStatus(specs[1], "published", commit=_git(repo, "rev-parse", "HEAD"))]
+    with pytest.raises(ManifestError, match="published runs come from 2 commits"):
+        published_commit(mixed)
+    with pytest.raises(ManifestError, match="which this clone does not have"):
+        open_campaign(manifest, tmp_path / "third", repo=repo, published="0" * 40)
 
 
 @pytest.mark.slow
