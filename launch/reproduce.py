@@ -371,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     if todo:
         try:
-            campaign = open_campaign(manifest, results, published=published_commit(found))
+            campaign = (open_campaign(manifest, results, create=False)
+                        or open_campaign(manifest, results, published=published_commit(found)))
         except ManifestError as exc:
             print(f"error: {manifest.name}: {exc}", file=sys.stderr)
             return 2

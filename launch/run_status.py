@@ -169,15 +169,30 @@ def statuses(manifest: Manifest, results: Path, shipped: Path) -> list[RunStatus
 
 
 def published_commit(found: list[RunStatus]) -> str | None:
-    """The commit the manifest's published runs share, or ``None`` where none is published. A campaign whose folder
-    is lost (a new machine, a fresh clone) goes on at that commit, so that its figure still comes from one commit.
-    Published runs of several commits are refused: nothing left tells which one the campaign ran."""
+    """The commit a campaign whose folder is lost (a new machine, a fresh clone) goes on at, from the runs already
+    published; ``None``: ``HEAD``.
+
+    Seeds of a label are pooled, so a label with seeds still to run goes on at the commit of its published seeds (and
+    of its runs under way). Where no such label has any, the figure's one commit is that of its published runs, if
+    they share one. A manifest may reuse, label by label, runs of other commits (the GridWorld figure takes its
+    VariBAD runs from the ablations' campaign): then what is missing runs at ``HEAD`` and keeps its own commit. A label
+    whose published seeds come from several commits, or labels to go on at different commits, are refused: nothing
+    left tells which commit the campaign ran."""
+    unfinished = {s.spec.label for s in found if s.state != "published"}
+    going_on: dict[str, set[str]] = {}
+    for s in found:
+        if s.spec.label in unfinished and s.commit:
+            going_on.setdefault(s.commit, set()).add(s.spec.label)
+    if len(going_on) > 1:
+        labels = ", ".join(sorted(set().union(*going_on.values())))
+        listed = ", ".join(sorted(c[:10] for c in going_on))
+        raise ManifestError(f"the runs of {labels}, still to finish, come from {len(going_on)} commits ({listed}); "
+                            "a label's seeds are pooled, so they use one: remove the runs of the other commits from "
+                            "benchmarks/results/")
+    if going_on:
+        return going_on.popitem()[0]
     commits = {s.commit for s in found if s.state == "published" and s.commit}
-    if len(commits) > 1:
-        listed = ", ".join(sorted(c[:10] for c in commits))
-        raise ManifestError(f"its published runs come from {len(commits)} commits ({listed}); a figure's runs use "
-                            "one: remove the runs of the other commits from benchmarks/results/")
-    return commits.pop() if commits else None
+    return commits.pop() if len(commits) == 1 else None
 
 
 def print_plan(manifest: Manifest, found: list[RunStatus], commit: str | None, file: Any = None) -> None:
@@ -191,8 +206,10 @@ def print_plan(manifest: Manifest, found: list[RunStatus], commit: str | None, f
         except ManifestError as exc:
             published = None
             print(f"warning: {manifest.name}: {exc}", file=sys.stderr)
+        reused = sorted({s.commit[:10] for s in found if s.state == "published" and s.commit})
         pinned = "no campaign started yet (the first call pins " + (
-            f"{published[:10]}, the commit of its published runs)" if published else "HEAD)")
+            f"{published[:10]}, the commit of its published runs)" if published else
+            f"HEAD; its published runs keep their commits, {', '.join(reused)})" if reused else "HEAD)")
     print(f"{manifest.name}: {manifest.data.get('title', '')} -- {pinned}", file=out)
     rows = []
     for s in found:

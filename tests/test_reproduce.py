@@ -272,11 +272,37 @@ def test_a_campaign_whose_folder_is_lost_goes_on_at_the_commit_of_its_published_
     # nothing published: HEAD, as before
     assert open_campaign(manifest, tmp_path / "other", repo=repo).commit == _git(repo, "rev-parse", "HEAD")
 
-    mixed = [*found[:1], RunStatus(specs[1], "published", commit=_git(repo, "rev-parse", "HEAD"))]
-    with pytest.raises(ManifestError, match="published runs come from 2 commits"):
+    head = _git(repo, "rev-parse", "HEAD")
+    # the seeds of a label still to finish from two commits: nothing tells which one the campaign ran
+    third = RunSpec("v", "varibad", "gridworld", 2, (), "main")
+    mixed = [*found[:1], RunStatus(specs[1], "published", commit=head), RunStatus(third, "missing")]
+    with pytest.raises(ManifestError, match=r"the runs of v, still to finish, come from 2 commits"):
         published_commit(mixed)
     with pytest.raises(ManifestError, match="which this clone does not have"):
         open_campaign(manifest, tmp_path / "third", repo=repo, published="0" * 40)
+
+
+def test_a_figure_that_reuses_complete_labels_of_other_commits_runs_its_missing_labels_at_head(capsys):
+    """The GridWorld figure takes its VariBAD seeds from the ablations' campaign and its exact posterior sampling
+    from an older commit: its other labels run at the commit of the first call, each label at one commit."""
+    def spec(label: str, seed: int) -> RunSpec:
+        return RunSpec(label, "varibad", "gridworld", seed, (), "main")
+
+    found = [RunStatus(spec("varibad", 0), "published", commit="a" * 40),
+             RunStatus(spec("varibad", 1), "published", commit="a" * 40),
+             RunStatus(spec("exact", 0), "published", commit="b" * 40),
+             RunStatus(spec("rl2", 0), "missing"), RunStatus(spec("rl2", 1), "missing")]
+    assert published_commit(found) is None
+    manifest = Manifest("tiny", Path("tiny.yaml"), {"title": "tiny"}, [s.spec for s in found])
+    print_plan(manifest, found, None)
+    captured = capsys.readouterr()
+    assert "pins HEAD; its published runs keep their commits, aaaaaaaaaa, bbbbbbbbbb" in captured.out
+    assert "warning" not in captured.err
+    # a label with seeds still to run goes on at the commit of its published seeds, whatever the other labels ran
+    found[4] = RunStatus(spec("rl2", 1), "published", commit="c" * 40)
+    assert published_commit(found) == "c" * 40
+    # every published run at one commit: that is the figure's commit, for its labels not started yet too
+    assert published_commit([found[0], found[1], found[3]]) == "a" * 40
 
 
 @pytest.mark.slow
