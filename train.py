@@ -102,14 +102,15 @@ def _train(cfg: DictConfig, early: stopping.StopSignalRecorder) -> pd.DataFrame 
     tracker.finish()
     run_dir.close()
     setup.env.close()
-    print_summary(cfg, setup, trainer_cfg, final, early)
+    print_summary(cfg, setup, trainer_cfg, final, early, trainer.frames, run_dir.path / run_folder.FINAL_EVAL)
     log(f"results written to {run_dir.path}")
     return final
 
 
 def print_summary(cfg: DictConfig, setup: RunSetup, trainer_cfg: TrainerConfig, final: pd.DataFrame,
-                  early: stopping.StopSignalRecorder) -> None:
-    """The end-of-run table: the final meta-test per episode next to the random policy's."""
+                  early: stopping.StopSignalRecorder, frames: int, final_eval: Path) -> None:
+    """The end-of-run table: the last meta-test per episode next to the random policy's, and where the longer
+    final meta-test (``eval.final_episodes``) was written, if the run has one."""
     try:
         random_returns = random_policy_returns(
             setup.env_spec.name, setup.env_options, setup.eval_tasks, trainer_cfg.eval_episodes,
@@ -119,8 +120,10 @@ def print_summary(cfg: DictConfig, setup: RunSetup, trainer_cfg: TrainerConfig, 
         log("random-policy baseline skipped (stopped)")
         random_returns = None
     table = summary_table(final, setup.algo_spec.name, random_returns, setup.env_spec.name.startswith("ml1_"))
-    log(f"final meta-test per episode ({len(setup.eval_tasks)} tasks, "
+    log(f"meta-test at frame {frames:,}, per episode ({len(setup.eval_tasks)} tasks, "
         f"{'deterministic' if trainer_cfg.eval_deterministic else 'stochastic'} policy):\n{table.to_string()}")
+    if trainer_cfg.final_eval_episodes and final_eval.is_file():
+        log(f"final meta-test, {trainer_cfg.final_eval_episodes} episodes per task: {final_eval}")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

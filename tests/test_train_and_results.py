@@ -43,10 +43,13 @@ def test_tiny_run_writes_the_results_schema(tmp_path):
     assert final.equals(ev[ev["frames"] == 2880].drop(columns=["run_id", "frames", "task"]).reset_index(drop=True))
 
 
-def test_a_final_meta_test_with_more_episodes_goes_to_its_own_file(tmp_path):
+def test_a_final_meta_test_with_more_episodes_goes_to_its_own_file(tmp_path, capsys):
     cfg = compose_config(f"results_dir={tmp_path}", "seed=5", "eval.final_episodes=7", *TINY)
     train.run(cfg)
     (run,) = (tmp_path / "gridworld" / "varibad").iterdir()
+    out = capsys.readouterr().out  # the end-of-run table is the last meta-test's; the longer one is named
+    assert "meta-test at frame 2,880, per episode (4 tasks" in out
+    assert f"final meta-test, 7 episodes per task: {run / 'final_eval.csv'}" in out
     ev, final = pd.read_csv(run / "eval.csv"), pd.read_csv(run / "final_eval.csv")
     assert list(final.columns) == list(ev.columns)
     assert ev["episode"].max() == 2 and sorted(final["episode"].unique()) == list(range(1, 8))
