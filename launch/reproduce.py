@@ -22,7 +22,9 @@ on while a campaign runs for days. ``--plan`` starts nothing: per run it prints 
 stopped / completed / published), the frames done, the hours left at the speed the run has had so far (one torch
 thread: CPU-hours where it had a core to itself), and its last meta-test. ``--snapshot`` publishes the curve so far
 of every unfinished run, marked in progress (``analysis.publish.snapshot``): what a long campaign has learned is in
-the repository even if the machine running it is lost; the completed run replaces it.
+the repository even if the machine running it is lost; the completed run replaces it. Each snapshot also ships the
+run's resume point (``launch.resume_point``): on a machine that lacks the run, the next call restores it from there
+and resumes it, rather than starting it again.
 
 Ctrl-C or SIGTERM stops the campaign cleanly: every run gets SIGTERM, checkpoints and is marked ``preempted``, and
 the same command resumes it. ``--stop`` does that to a campaign running in another process (in the background, under
@@ -47,9 +49,10 @@ from pathlib import Path
 from typing import Any
 
 from analysis.load import SHIPPED_RESULTS
-from analysis.publish import PublishError, publish, snapshot, write_index
+from analysis.publish import PublishError, publish, write_index
 from launch.manifest import BELIEF_GOAL, Manifest, ManifestError, RunSpec, load_manifest
-from launch.run_status import RunStatus, print_plan, published_commit, run_status, statuses
+from launch.resume_point import SNAPSHOT_KEY, restorable, restore_run, snapshot_with_resume_point
+from launch.run_status import RunStatus, print_plan, published_commit, run_status, runs_of, statuses
 from records import locations, run_folder
 from records.command_line import command_line
 
@@ -289,7 +292,48 @@ def publish_completed(found: list[RunStatus], shipped: Path, manifest: Manifest 
 
 
 def snapshot_unfinished(found: list[RunStatus], shipped: Path) -> list[Path]:
-    return _publish_each(found, ("running", "stopped"), lambda run: snapshot(run, shipped), "progress snapshot")
+    """Publish a progress snapshot of every unfinished run, each with its resume point (``launch.resume_point``)."""
+    written = _publish_each(found, ("running", "stopped"), lambda run: snapshot_with_resume_point(run, shipped),
+                            "progress snapshot")
+    for target in written:
+        point = json.loads((target / "metadata.json").read_text())["snapshot"][SNAPSHOT_KEY]
+        if point is None:
+            print("[reproduce]   no resume point shipped: no checkpoint yet, or too large for git even without its "
+                  "refillable buffers")
+        else:
+            emptied = f", without its {', '.join(point['emptied'])}" if point["emptied"] else ""
+            print(f"[reproduce]   resume point at frame {point['frames']:,} ({point['bytes'] / 2**20:.1f} MB{emptied})")
+    return written
+
+
+def restore_lost_runs(manifest: Manifest, found: list[RunStatus], results: Path, shipped: Path) -> list[Path]:
+    """Put back into ``results`` every missing run whose progress snapshot ships a resume point (its machine was
+    lost), where the snapshot comes from the commit the campaign runs; the run then resumes like any stopped one."""
+    campaign = open_campaign(manifest, results, create=False)
+    try:
+        commit = campaign.commit if campaign else published_commit(found)
+    except ManifestError:
+        return []  # the caller reports it when it opens the campaign
+    restored = []
+    for status in found:
+        if status.state != "missing":
+            continue
+        for snap, _ in runs_of(shipped, status.spec):
+            meta = restorable(snap)
+            if meta is None:
+                continue
+            if commit and meta.get("git_commit") != commit:
+                print(f"[reproduce] not restored: {snap} ran commit {str(meta.get('git_commit'))[:10]}, the "
+                      f"campaign runs {commit[:10]}; the run starts again", file=sys.stderr)
+                break
+            run = restore_run(snap, results)
+            point = meta["snapshot"][SNAPSHOT_KEY]
+            emptied = f" (its {', '.join(point['emptied'])} starts empty)" if point["emptied"] else ""
+            print(f"[reproduce] restored {status.spec.label} seed {status.spec.seed} from its progress snapshot: "
+                  f"{run} resumes at frame {point['frames']:,}{emptied}")
+            restored.append(run)
+            break
+    return restored
 
 
 def _launcher_pid(root: Path) -> int | None:
@@ -366,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     published = publish_completed(found, shipped, manifest, args.python)
     if published:
         write_index(shipped, args.n_resamples, _readme_for(shipped))
+        found = statuses(manifest, results, shipped)
+    if restore_lost_runs(manifest, found, results, shipped):
         found = statuses(manifest, results, shipped)
     todo = [s for s in found if s.state in ("missing", "stopped")]
     code = 0

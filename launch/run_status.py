@@ -18,6 +18,7 @@ from analysis.load import is_live
 from analysis.stats import format_frames
 from analysis.status import curve_so_far, recent_speed, run_budget
 from launch.manifest import Manifest, ManifestError, RunSpec
+from launch.resume_point import RESTORED_KEY, SNAPSHOT_KEY, describe, restorable
 from records import run_folder
 
 STATES = ("missing", "running", "stopped", "completed", "published")
@@ -58,7 +59,7 @@ def _meta(run: Path) -> dict[str, Any] | None:
     return meta if isinstance(meta, dict) else None
 
 
-def _runs_of(root: Path, spec: RunSpec) -> list[tuple[Path, dict[str, Any]]]:
+def runs_of(root: Path, spec: RunSpec) -> list[tuple[Path, dict[str, Any]]]:
     """The run folders of ``spec`` (its env, label and seed) under ``root``, newest first."""
     parent = root / spec.env / spec.label
     if not parent.is_dir():
@@ -91,12 +92,12 @@ def _last_eval(run: Path) -> str:
 def run_status(spec: RunSpec, results: Path, shipped: Path) -> RunStatus:
     """Where ``spec`` stands: published in ``shipped`` (a completed run, not a progress snapshot), else the newest
     usable run folder in ``results``."""
-    for run, meta in _runs_of(shipped, spec):
+    for run, meta in runs_of(shipped, spec):
         if meta.get("status") == "completed" and not meta.get("snapshot"):
             return RunStatus(spec, "published", run, meta.get("frames"), run_budget(run), None,
                              meta.get("git_commit"), _last_eval(run), curve_so_far(run))
     notes = []
-    for run, meta in _runs_of(results, spec):
+    for run, meta in runs_of(results, spec):
         status = meta.get("status")
         if status == "failed":
             notes.append(f"{run.name} failed: {meta.get('error', 'no error recorded')}")
@@ -110,8 +111,16 @@ def run_status(spec: RunSpec, results: Path, shipped: Path) -> RunStatus:
         else:
             notes.append(f"{run.name}: stopped before its first checkpoint")
             continue
+        if meta.get(RESTORED_KEY):
+            notes.append(describe(meta[RESTORED_KEY]))
         return RunStatus(spec, state, run, meta.get("frames"), run_budget(run), recent_speed(run)[0],
                          meta.get("git_commit"), _last_eval(run), curve_so_far(run), notes)
+    for snap, _ in runs_of(shipped, spec):
+        point = restorable(snap)
+        if point is not None:
+            notes.append(f"its progress snapshot ships a resume point at frame "
+                         f"{point['snapshot'][SNAPSHOT_KEY]['frames']:,}: the next call restores the run from it")
+            break
     return RunStatus(spec, "missing", notes=notes)
 
 
