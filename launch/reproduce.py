@@ -298,11 +298,12 @@ def snapshot_unfinished(found: list[RunStatus], shipped: Path) -> list[Path]:
     for target in written:
         point = json.loads((target / "metadata.json").read_text())["snapshot"][SNAPSHOT_KEY]
         if point is None:
-            print("[reproduce]   no resume point shipped: no checkpoint yet, or too large for git even without its "
-                  "refillable buffers")
+            print(f"[reproduce] {target.name}: no resume point shipped (no checkpoint yet, or too large for git even "
+                  "without its refillable buffers)")
         else:
             emptied = f", without its {', '.join(point['emptied'])}" if point["emptied"] else ""
-            print(f"[reproduce]   resume point at frame {point['frames']:,} ({point['bytes'] / 2**20:.1f} MB{emptied})")
+            print(f"[reproduce] {target.name}: resume point at frame {point['frames']:,} "
+                  f"({point['bytes'] / 2**20:.1f} MB{emptied})")
     return written
 
 
