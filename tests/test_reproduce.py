@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -246,6 +247,27 @@ def _kill_everything_of(marker: str) -> None:
         time.sleep(0.2)
 
 
+def start_and_kill(repo: Path, manifest: Path, ready: Callable[[], bool], what: str, jobs: int = 2) -> None:
+    """Start the campaign of ``manifest`` in ``repo`` (results in ``repo/results``, shipped runs in
+    ``repo/shipped``), and SIGKILL it and its runs as soon as ``ready()`` (``what`` it waits for)."""
+    results = repo / "results"
+    command = [sys.executable, "-m", "launch.reproduce", str(manifest), "--results", str(results), "--shipped",
+               str(repo / "shipped"), "--jobs", str(jobs)]
+    env = {**os.environ, "WANDB_MODE": "disabled", "METARL_SHIPPED_RESULTS": str(repo / "shipped")}
+    tool = subprocess.Popen(command, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if ready():
+            break
+        assert tool.poll() is None, f"the campaign ended before {what}"
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"not within 300 s: {what}")
+    tool.send_signal(signal.SIGKILL)
+    tool.wait()
+    _kill_everything_of(str(results))
+
+
 def test_a_campaign_whose_folder_is_lost_goes_on_at_the_commit_of_its_published_runs(tmp_path, capsys):
     """A new machine has the shipped runs but no ``results/``: the rest of the figure must not run main's HEAD."""
     repo = tmp_path / "repo"
@@ -314,23 +336,9 @@ def test_a_campaign_survives_sigkill_resumes_at_its_commit_publishes_and_reports
     results = repo / "results"
 
     # 1. start, and kill everything (the tool and both runs) once both runs have a checkpoint
-    command = [sys.executable, "-m", "launch.reproduce", str(manifest), "--results", str(results), "--shipped",
-               str(repo / "shipped"), "--jobs", "2"]
-    env = {**os.environ, "WANDB_MODE": "disabled", "METARL_SHIPPED_RESULTS": str(repo / "shipped")}
-    tool = subprocess.Popen(command, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.time() + 300
     runs_dir = results / "gridworld" / "tiny"
-    while time.time() < deadline:
-        checkpoints = list(runs_dir.glob("*/checkpoints/latest.pt")) if runs_dir.is_dir() else []
-        if len(checkpoints) == 2:
-            break
-        assert tool.poll() is None, "the campaign ended before it could be killed"
-        time.sleep(0.1)
-    else:
-        pytest.fail("no checkpoints within 300 s")
-    tool.send_signal(signal.SIGKILL)
-    tool.wait()
-    _kill_everything_of(str(results))
+    start_and_kill(repo, manifest, lambda: len(list(runs_dir.glob("*/checkpoints/latest.pt"))) == 2,
+                   "both runs have a checkpoint")
     metas = [json.loads((run / "metadata.json").read_text()) for run in sorted(runs_dir.iterdir())]
     assert [m["status"] for m in metas] == ["running", "running"]  # killed: no chance to say anything
     assert all(m["frames"] < 28800 for m in metas)

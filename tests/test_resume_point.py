@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +12,10 @@ import pytest
 import torch
 import yaml
 
-from algorithms.common.checkpoints import load_checkpoint, save_checkpoint
+from algorithms.common.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from launch.resume_point import restore_run, snapshot_with_resume_point, write_resume_point
 from tests.test_analysis import GOOD, write_run
-from tests.test_reproduce import TINY_MANIFEST, _copy_of_this_repository, _git, _kill_everything_of, _reproduce
+from tests.test_reproduce import TINY_MANIFEST, _copy_of_this_repository, _git, _reproduce, start_and_kill
 
 
 def _checkpoint(run: Path, frames: int, rows: dict[str, int], buffer_rows: int = 4000) -> None:
@@ -80,23 +75,14 @@ def test_a_run_whose_machine_is_lost_resumes_from_the_resume_point_of_its_snapsh
     results, shipped = repo / "results", repo / "shipped"
 
     # 1. the campaign runs until its run has a checkpoint past its first meta-test; then everything is killed
-    command = [sys.executable, "-m", "launch.reproduce", str(manifest), "--results", str(results), "--shipped",
-               str(shipped), "--jobs", "1"]
-    env = {**os.environ, "WANDB_MODE": "disabled", "METARL_SHIPPED_RESULTS": str(shipped)}
-    tool = subprocess.Popen(command, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    checkpoint = results / "gridworld" / "tiny"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        found = list(checkpoint.glob("*/checkpoints/latest.pt")) if checkpoint.is_dir() else []
-        if found and load_checkpoint(found[0])["frames"] >= 9600:
-            break
-        assert tool.poll() is None, "the campaign ended before it could be killed"
-        time.sleep(0.2)
-    else:
-        pytest.fail("no checkpoint past 9,600 frames within 300 s")
-    tool.send_signal(signal.SIGKILL)
-    tool.wait()
-    _kill_everything_of(str(results))
+    def past_first_meta_test() -> bool:
+        found = list((results / "gridworld" / "tiny").glob("*/checkpoints/latest.pt"))
+        try:
+            return bool(found) and load_checkpoint(found[0])["frames"] >= 9600
+        except CheckpointError:  # being replaced: the next look reads the new one
+            return False
+
+    start_and_kill(repo, manifest, past_first_meta_test, "a checkpoint past 9,600 frames", jobs=1)
 
     # 2. a progress snapshot ships its resume point
     snap = _reproduce(repo, manifest, "--snapshot")
