@@ -262,6 +262,8 @@ def progress_rows(dest: Path) -> list[dict[str, Any]]:
                 if has_success:
                     cell += f" ({100 * recent.loc[k, 'success']:.0f}%)"
             row[f"ep {k}"] = cell
+        point = meta.get("snapshot", {}).get(run_folder.SNAPSHOT_RESUME_POINT)
+        row["resumes from"] = format_frames(float(point["frames"])) if point else "-"
         row["commit"] = str(meta.get("git_commit", ""))[:8]
         rows.append(row)
     return rows
@@ -274,7 +276,8 @@ def progress_markdown(rows: list[dict[str, Any]]) -> str:
         "Progress snapshots of runs that have not finished (`make reproduce FIGURE=<name> SNAPSHOT=1`): the curves "
         "so far, shown by analysis as `<label> (in progress)` and never pooled with the completed runs above. Per "
         f"run, the mean return (success) of its last {PROGRESS_EVALS} meta-tests during training, which have fewer "
-        "episodes than the final meta-test that a completed run adds.", "",
+        "episodes than the final meta-test that a completed run adds; and the frame its resume point restores it "
+        "at, should its machine be lost (`-`: none shipped, the run would start again).", "",
         to_markdown(pd.DataFrame(rows)), ""])
 
 

@@ -27,14 +27,14 @@ from typing import Any
 from analysis.publish import snapshot
 from records import run_folder
 
-RESUME_POINT = "resume.pt"
+RESUME_POINT = run_folder.RESUME_POINT
 #: entries of an agent's checkpoint that a run can refill from new rollouts (VariBAD's VAE trains on a buffer of
 #: recent trajectories; its policy and VAE weights, optimisers, normalisers and RNG states are all kept)
 REFILLABLE = ("vae_buffer",)
 #: the largest resume point shipped in git
 MAX_BYTES = 16 * 2**20
 #: the snapshot metadata's record of the resume point, and a restored run's record of where it came from
-SNAPSHOT_KEY, RESTORED_KEY = "resume_point", "restored_from_snapshot"
+SNAPSHOT_KEY, RESTORED_KEY = run_folder.SNAPSHOT_RESUME_POINT, run_folder.RESTORED_FROM_SNAPSHOT
 
 
 def read_latest(run: Path) -> dict[str, Any] | None:

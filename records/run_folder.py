@@ -26,6 +26,11 @@ CHECKPOINTS = "checkpoints"
 LOCK = ".lock"
 #: belief traces along one GridWorld rollout (``python -m tools.export_beliefs``), published with the run
 BELIEF_TRACES = "beliefs_goal*.npz"
+#: a progress snapshot's resume point (``launch.resume_point``): the file, its record under the snapshot's
+#: ``metadata.json["snapshot"]``, and a restored run's record of each restore
+RESUME_POINT = "resume.pt"
+SNAPSHOT_RESUME_POINT = "resume_point"
+RESTORED_FROM_SNAPSHOT = "restored_from_snapshot"
 #: any folder holding one of these is a run folder
 RUN_FILES = (METADATA, EVAL, TRAIN_METRICS, CONFIG)
 

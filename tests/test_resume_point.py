@@ -13,6 +13,8 @@ import torch
 import yaml
 
 from algorithms.common.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from analysis.publish import progress_rows
+from analysis.stats import format_frames
 from launch.resume_point import restore_run, snapshot_with_resume_point, write_resume_point
 from tests.test_analysis import GOOD, write_run
 from tests.test_reproduce import TINY_MANIFEST, _copy_of_this_repository, _git, _reproduce, start_and_kill
@@ -37,6 +39,8 @@ def test_the_resume_point_leaves_out_the_vae_buffer_and_restores_a_stopped_run_e
     light = load_checkpoint(target / "resume.pt")
     assert light["agent"]["vae_buffer"] is None and torch.equal(light["agent"]["policy"]["w"], torch.arange(6.0))
     assert light["rows"] == {"eval.csv": 4, "train_metrics.csv": 1}
+    # the index's table of runs in progress says where each would resume
+    assert [row["resumes from"] for row in progress_rows(tmp_path / "shipped")] == [format_frames(60.0)]
 
     # the machine is lost; another one, whose results folder lies elsewhere, gets the run back as a stopped run
     elsewhere = tmp_path / "new_machine" / "results"
@@ -62,6 +66,7 @@ def test_no_resume_point_where_it_is_too_large_or_the_result_files_stop_short_of
     # a run with no checkpoint yet: a snapshot without a resume point, which restores nothing
     target = snapshot_with_resume_point(run, tmp_path / "shipped")
     assert json.loads((target / "metadata.json").read_text())["snapshot"]["resume_point"] is None
+    assert [row["resumes from"] for row in progress_rows(tmp_path / "shipped")] == ["-"]
     with pytest.raises(FileNotFoundError):
         restore_run(target, tmp_path / "elsewhere")
 
