@@ -10,7 +10,8 @@ paper states. Each call looks at every run the manifest names (``launch.run_stat
 * publishes a completed run to ``benchmarks/results/`` (``analysis.publish``), as soon as it completes, and skips a
   published one;
 * resumes a stopped one (``preempted``, or ``stale``: killed without a chance to checkpoint) and starts a missing
-  one, at most ``--jobs`` at once, each ``nice``d, each in its own process, through ``train.py``;
+  one, at most ``--jobs`` at once, each ``nice``d, each in its own process, through ``train.py``, the longest first
+  (``longest_first``);
 * once every run is published, writes the figure and tables (``analysis.reproduce_report``) to
   ``results/reproduce/<name>/report/``.
 
@@ -267,6 +268,14 @@ def launch_cluster(campaign: Campaign, python: str, todo: list[tuple[RunSpec, li
     return code
 
 
+def longest_first(todo: list[RunStatus]) -> list[RunStatus]:
+    """The order in which runs start: those whose length nobody can tell yet first (no speed measured for their algo
+    on this env here: they may be the longest, and once started the plan can estimate them), then the most hours left
+    first. Starting the longest runs first lets the cores finish together: a 5-hour run queued behind 2-hour ones
+    would end 2 hours after them on a core of its own. Ties keep the manifest's order (its seeds in order)."""
+    return sorted(todo, key=lambda s: (s.hours_left is not None, -(s.hours_left or 0.0)))
+
+
 # ---------------------------------------------------------------------------------------------------- main
 def _publish_each(found: list[RunStatus], states: tuple[str, ...], action: Any, done: str) -> list[Path]:
     """``action(run folder)`` (publish or snapshot) for every run in one of ``states``; what it wrote."""
@@ -414,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         found = statuses(manifest, results, shipped)
     if restore_lost_runs(manifest, found, results, shipped):
         found = statuses(manifest, results, shipped)
-    todo = [s for s in found if s.state in ("missing", "stopped")]
+    todo = longest_first([s for s in found if s.state in ("missing", "stopped")])
     code = 0
     if todo:
         try:

@@ -18,7 +18,7 @@ import yaml
 
 from analysis.load import IN_PROGRESS_SUFFIX, load_results
 from launch.manifest import Manifest, ManifestError, RunSpec, load_manifest, manifest_names
-from launch.reproduce import open_campaign, start_niced_session, train_overrides
+from launch.reproduce import longest_first, open_campaign, start_niced_session, train_overrides
 from launch.run_status import RunStatus, print_plan, published_commit
 from tests.helpers import compose_config
 
@@ -516,6 +516,23 @@ def test_the_plan_estimates_a_run_not_started_yet_from_its_config_and_its_algos_
     assert status.state == "missing" and status.estimated
     assert status.budget == 12345 and status.fps == pytest.approx(1000.0)
     assert status.hours_left == pytest.approx(12345 / 1000 / 3600)
+
+
+def test_runs_start_longest_first_after_those_whose_length_is_unknown():
+    def run(label: str, seed: int, state: str, frames: int | None, fps: float | None,
+            budget: int = 50_000_000) -> RunStatus:
+        return RunStatus(RunSpec(label, "rl2", "pointrobot_sparse", seed, (), "varibad"), state,
+                         frames=frames, budget=budget, fps=fps)
+
+    # two seeds stopped near their end, one not started (its algo's speed), a long run estimated, one unknown
+    todo = [run("rl2", 0, "stopped", 45_000_000, 6_500.0), run("rl2", 1, "stopped", 44_000_000, 6_500.0),
+            run("rl2", 2, "missing", None, 6_500.0), run("pearl", 0, "missing", None, 59.0, budget=1_016_000),
+            run("new", 0, "missing", None, None), run("new", 1, "missing", None, None)]
+    order = [(s.spec.label, s.spec.seed) for s in longest_first(todo)]
+    assert order == [("new", 0), ("new", 1), ("pearl", 0), ("rl2", 2), ("rl2", 1), ("rl2", 0)]
+    # equal hours left keep the manifest's order
+    tied = [*todo[:2], run("rl2", 2, "stopped", 45_000_000, 6_500.0)]
+    assert [s.spec.seed for s in longest_first(tied)] == [1, 0, 2]
 
 
 def test_reference_lines_of_the_learning_curves_sit_at_each_episodes_value_and_the_pooled_mean():
