@@ -64,7 +64,8 @@ def check_claim(claim: dict[str, Any], ev: pd.DataFrame, final: pd.DataFrame | N
     in ``episode`` (or the mean over ``episodes``); with ``meta_test: final``, its value in the final meta-test
     (``final``, one per run); with ``relative_to`` (episodes), that value divided by the seed's own over those
     episodes. The claim holds where the mean over seeds of ``label`` is ``at_least`` a number, at least
-    its own value in episode ``at_least_episode``, within ``tolerance`` (a fraction, default 0.1) of ``near_label``'s
+    its own value in episode ``at_least_episode``, above its own value in episode ``above_episode`` (a rise: equal
+    does not count), within ``tolerance`` (a fraction, default 0.1) of ``near_label``'s
     (a variant that works as well), or, for ``better_than``, above the rival label's with a one-sided Mann-Whitney U
     test over the seeds at p < 0.05: below it, the claim does not hold; above it without that, it is not shown at
     these seeds."""
@@ -97,6 +98,11 @@ def check_claim(claim: dict[str, Any], ev: pd.DataFrame, final: pd.DataFrame | N
         other, _ = last_evaluations(ev, label, value, int(claim["at_least_episode"]), count, env)
         measured += f"; episode {claim['at_least_episode']}: {scale * other:.1f}{unit}"
         if not ours >= other:
+            verdict = "does not hold"
+    if "above_episode" in claim:
+        other, _ = last_evaluations(ev, label, value, int(claim["above_episode"]), count, env)
+        measured += f"; episode {claim['above_episode']}: {scale * other:.1f}{unit}"
+        if not ours > other:
             verdict = "does not hold"
     if "near_label" in claim:
         rival, tolerance = str(claim["near_label"]), float(claim.get("tolerance", 0.1))

@@ -20,7 +20,8 @@ Every problem is one :class:`ManifestError` naming the file and the key. The key
       - {text, label, metric: return | success, episode or episodes (their mean), last (3), meta_test: training
          (default: the last meta-tests during training) | final (the final meta-test), relative_to (episodes:
          the value as a fraction of the seed's own in those), and one or more of: at_least (a number),
-         at_least_episode, near_label + tolerance, better_than (a label; one-sided Mann-Whitney U over the seeds)}
+         at_least_episode, above_episode (strictly above), near_label + tolerance, better_than (a label;
+         one-sided Mann-Whitney U over the seeds)}
       - {text, label, belief: <a beliefs entry's name>, holds_if: [conditions on numbers read off its rollouts,
          e.g. "seen <= 0.1", "seen > varibad_2e7:seen" (analysis.belief_stats)]}
 """
@@ -48,7 +49,7 @@ PANEL_KEYS = {"title", "protocol", "references", "include", "pooled_episodes"}
 PER_SEED_KEYS = {"label", "title", "reference", "tolerance", "setting", "episodes", "goal_angle_bins"}
 #: a claim (``analysis.claims.check_claim``): its text, the label it is about, and what it compares
 CLAIM_KEYS = {"text", "label", "metric", "episode", "episodes", "last", "env", "meta_test", "relative_to", "at_least",
-              "at_least_episode", "near_label", "tolerance", "better_than", "belief", "holds_if"}
+              "at_least_episode", "above_episode", "near_label", "tolerance", "better_than", "belief", "holds_if"}
 #: the goal of a belief picture unless the manifest names one (far from the start: the search shows in the belief)
 BELIEF_GOAL = (3, 4)
 

@@ -180,6 +180,24 @@ def test_a_claim_on_the_final_meta_test_reads_each_seeds_final_rollout_relative_
     assert check_claim(stable, training, None) == ("steady: no runs with a final meta-test", "no data")
 
 
+def test_a_rise_over_the_episodes_must_be_strict():
+    from analysis.claims import check_claim
+
+    def final_rows(label: str, first: float, late: float) -> list[dict]:
+        # one seed's 30-episode final meta-test: episode 6 succeeds `first`, episodes 21-30 `late`
+        return [{"algo": label, "env": "pointrobot_sparse", "run_id": label, "seed": 0, "frames": 5, "episode": e,
+                 "success": first if e == 6 else late if e > 20 else 0.0} for e in range(1, 31)]
+
+    final = pd.DataFrame(final_rows("rising", 0.4, 0.9) + final_rows("flat", 0.9, 0.9)
+                         + final_rows("falling", 0.9, 0.5))
+    rise = {"text": "t", "label": "rising", "metric": "success", "meta_test": "final",
+            "episodes": list(range(21, 31)), "above_episode": 6}
+    measured, verdict = check_claim(rise, final.iloc[0:0], final)
+    assert verdict == "holds" and measured.endswith("; episode 6: 40.0%")
+    assert check_claim({**rise, "label": "flat"}, final.iloc[0:0], final)[1] == "does not hold"  # equal is no rise
+    assert check_claim({**rise, "label": "falling"}, final.iloc[0:0], final)[1] == "does not hold"
+
+
 def test_a_claim_on_the_final_meta_test_needs_one_in_the_manifest(tmp_path):
     path = tmp_path / "p.yaml"
     runs = [{"label": "a", "algo": "varibad", "env": "gridworld", "seeds": [0]}]

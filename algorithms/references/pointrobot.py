@@ -133,12 +133,13 @@ class SemicircleSearchAgent(_ScriptedAgent):
         return b
 
 
-#: the two settings the suite runs PointRobot in: VariBAD's (sec. 5.1) and PEARL's (oyster's sparse-point-robot)
+#: the two settings the suite runs PointRobot in: VariBAD's (sec. 5.1) and PEARL's (oyster's sparse-point-robot);
+#: 30 episodes in both, as fig. 4a rolls out every agent
 SETTINGS = {
     "varibad": {"description": "H = 100, goals U(0, pi) on the semicircle (VariBAD sec. 5.1); 1000 seeded goals",
                 "options": {}, "num_tasks": 1000, "episodes": 30},
     "pearl": {"description": "H = 20, oyster's 20 test goals (env.kwargs.task_set=pearl), as PEARL's runs here",
-              "options": {"horizon": 20, "task_set": "pearl"}, "num_tasks": None, "episodes": 20},
+              "options": {"horizon": 20, "task_set": "pearl"}, "num_tasks": None, "episodes": 30},
 }
 
 
