@@ -94,16 +94,13 @@ def check_claim(claim: dict[str, Any], ev: pd.DataFrame, final: pd.DataFrame | N
     verdict = "holds"
     if "at_least" in claim and ours < float(claim["at_least"]):
         verdict = "does not hold"
-    if "at_least_episode" in claim:
-        other, _ = last_evaluations(ev, label, value, int(claim["at_least_episode"]), count, env)
-        measured += f"; episode {claim['at_least_episode']}: {scale * other:.1f}{unit}"
-        if not ours >= other:
-            verdict = "does not hold"
-    if "above_episode" in claim:
-        other, _ = last_evaluations(ev, label, value, int(claim["above_episode"]), count, env)
-        measured += f"; episode {claim['above_episode']}: {scale * other:.1f}{unit}"
-        if not ours > other:
-            verdict = "does not hold"
+    # against the seed's own value in another episode: at least as good, or strictly above (a rise)
+    for key, holds in (("at_least_episode", float.__ge__), ("above_episode", float.__gt__)):
+        if key in claim:
+            other, _ = last_evaluations(ev, label, value, int(claim[key]), count, env)
+            measured += f"; episode {claim[key]}: {scale * other:.1f}{unit}"
+            if not holds(ours, other):
+                verdict = "does not hold"
     if "near_label" in claim:
         rival, tolerance = str(claim["near_label"]), float(claim.get("tolerance", 0.1))
         other, rival_seeds = last_evaluations(ev, rival, value, episodes, count, env, relative_to)
